@@ -1,0 +1,32 @@
+# Two set-up commands: `make build` and `make test` (see README.md).
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+# Some machines cap pip at an older local torch through /etc/xdg/pip; the pinned
+# torch 2.15.0 / torchvision 0.29.2 pair must come from the registry instead.
+PIP := PIP_CONFIG_FILE=/dev/null $(VENV)/bin/pip
+
+.PHONY: venv build test selfcheck clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet -r requirements.txt
+	$(PIP) install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+build: venv
+	$(PY) -m coursekit build
+	$(PY) -m coursekit selfcheck
+
+selfcheck: venv
+	$(PY) -m coursekit selfcheck
+
+test: venv
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf autograder/attention_basics .cache

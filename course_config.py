@@ -1,0 +1,99 @@
+"""Every course and assignment setting in one place.
+
+The build (`coursekit build`), the hidden checks, the grader and the tests all read
+their settings from here; nothing else in the repository repeats these values.
+Edit this file and the master notebook, then run `make build`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent
+
+# --- course and assignment -------------------------------------------------------
+COURSE_NAME = "Deep Learning"
+ASSIGNMENT = "attention_basics"
+ASSIGNMENT_TITLE = "Attention Basics"
+
+SOURCE_NOTEBOOK = REPO_ROOT / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+RELEASE_DIR = REPO_ROOT / "release" / ASSIGNMENT
+SOLUTIONS_DIR = REPO_ROOT / "solutions" / ASSIGNMENT
+AUTOGRADER_DIR = REPO_ROOT / "autograder" / ASSIGNMENT
+AUTOGRADER_ZIP = AUTOGRADER_DIR / f"{ASSIGNMENT}-autograder.zip"
+
+# --- points ----------------------------------------------------------------------
+# Autograded questions: the points are split evenly over each question's hidden test
+# cases; public test cases (the ones `grader.check` runs for students) are worth 0.
+AUTOGRADED_POINTS: dict[str, float] = {
+    "lookup": 5,      # shapes, raw hard scores, one-hot lookup, softmax, rows summing to 1
+    "retrieve": 2,    # weights @ V (2-D and batched), exact one-hot retrieval after shuffling
+    "forward": 3,     # AttentionTest.forward: shapes, weights from self.mha, output = weights @ db
+    "training": 2,    # training the student's model reaches the target held-out MSE
+}
+# Written answers, graded by hand (on Gradescope as a manually graded question).
+MANUAL_POINTS: dict[str, float] = {
+    "q3_1": 1,
+    "q3_2": 1,
+    "q4_1": 1,
+    "q6_1": 1,
+    "q6_2": 2,
+    "q6_4": 1,
+}
+
+# --- data ------------------------------------------------------------------------
+# torchvision's MNIST expects <root>/MNIST/raw/. MNIST_ROOT overrides the default.
+DEFAULT_MNIST_ROOT = REPO_ROOT.parent / "shared" / "data"
+
+
+def mnist_root() -> Path:
+    """The MNIST root directory: `$MNIST_ROOT` if set, else the course default."""
+    return Path(os.environ.get("MNIST_ROOT", str(DEFAULT_MNIST_ROOT))).expanduser()
+
+
+# Normalisation used in the lab: ToTensor() then Normalize([0.5], [0.5]) -> pixels in [-1, 1].
+NORMALIZE_MEAN = 0.5
+NORMALIZE_STD = 0.5
+NUM_DATABASE_IMAGES = 100  # the lab's image_database
+DATABASE_SEED = 42  # the lab's torch.manual_seed(42)
+
+# The autograder zip bundles this slice of the MNIST *test* split (never the whole set):
+# a database of 100 images, training queries and disjoint held-out queries.
+BUNDLE_SEED = 2024
+BUNDLE_TRAIN_QUERIES = 2048
+BUNDLE_HELDOUT_QUERIES = 512
+BUNDLE_FILE = "attention_data.npz"
+
+# --- the training check ----------------------------------------------------------
+# Trains the student's AttentionTest (seeded, fixed budget) and measures the MSE of
+# weights @ database against held-out query images. Calibrated in docs/calibration.md.
+TRAINING_CHECK = {
+    "seed": 0,
+    "steps": 100,
+    "batch_size": 64,
+    "lr": 3e-3,
+    "embed_dim": 32,
+    "num_heads": 1,
+    # Held-out MSE must be below this. Uniform weights (no learning) give ~0.275 and
+    # the reference reaches ~0.165 on CPU: see docs/calibration.md for the margins.
+    "target_mse": 0.22,
+}
+
+# --- the autograder --------------------------------------------------------------
+AUTOGRADER_PYTHON_VERSION = "3.11"
+# Pinned packages installed into the Gradescope image (otter adds its own defaults).
+AUTOGRADER_REQUIREMENTS = [
+    "torch==2.15.0",
+    "torchvision==0.29.2",
+    "numpy==2.4.6",
+    "matplotlib==3.11.2",
+    "tqdm==4.70.1",
+]
+# Per-submission limits used by `coursekit grade` (wall seconds, resident memory).
+TIME_LIMIT_S = 300
+MEMORY_LIMIT_MB = 4096
+
+# The notebook cells that download data, train for minutes or plot from the training
+# data carry this tag; otter skips them when grading.
+IGNORE_TAG = "otter_ignore"

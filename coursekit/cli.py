@@ -1,0 +1,75 @@
+"""The `coursekit` command line: build, grade, selfcheck."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import course_config as cfg
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from coursekit.build import BuildError, build
+    from coursekit.data import DataError
+
+    try:
+        build(run_tests=not args.no_run_tests)
+    except (BuildError, DataError) as exc:
+        print(f"coursekit build: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    from coursekit.grade import grade_all
+
+    missing = [p for p in args.submissions if not p.exists()]
+    if missing:
+        print(f"coursekit grade: no such file or folder: {', '.join(map(str, missing))}", file=sys.stderr)
+        return 2
+    grade_all(args.submissions, args.out, args.autograder)
+    print(f"wrote {args.out / 'grades.csv'}")
+    return 0
+
+
+def cmd_selfcheck(args: argparse.Namespace) -> int:
+    """Grade the solutions (must earn every point) and the release (must earn none)."""
+    from coursekit.grade import grade_submission
+
+    possible = sum(cfg.AUTOGRADED_POINTS.values())
+    ok = True
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, nb, want in (("solutions", cfg.SOLUTIONS_DIR, possible), ("release", cfg.RELEASE_DIR, 0.0)):
+            g = grade_submission(nb / f"{cfg.ASSIGNMENT}.ipynb", Path(tmp) / label, args.autograder)
+            good = g.status == "ok" and g.total == want
+            ok &= good
+            detail = ", ".join(f"{q} {s:g}" for q, s in g.scores.items())
+            print(f"self-check {label}: {g.total:g}/{possible:g} (want {want:g}) "
+                  f"[{detail}] {'OK' if good else 'FAILED ' + g.message}")
+    return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `coursekit` console script and `python -m coursekit`."""
+    parser = argparse.ArgumentParser(prog="coursekit", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("build", help="build release, solutions and the autograder zip")
+    p.add_argument("--no-run-tests", action="store_true",
+                   help="skip grading the solution against every test (faster, unchecked)")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("grade", help="grade submissions into a grades.csv and feedback")
+    p.add_argument("submissions", nargs="+", type=Path, help="notebooks, otter zips or folders")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--autograder", type=Path, default=cfg.AUTOGRADER_ZIP)
+    p.set_defaults(func=cmd_grade)
+
+    p = sub.add_parser("selfcheck", help="solutions earn full marks, the release earns zero")
+    p.add_argument("--autograder", type=Path, default=cfg.AUTOGRADER_ZIP)
+    p.set_defaults(func=cmd_selfcheck)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
