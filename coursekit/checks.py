@@ -39,6 +39,12 @@ def _gen(offset: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(_SEED + offset)
 
 
+def _defined(obj: Any, name: str) -> None:
+    """The student's definition must exist (a cell that raised may have left it undefined)."""
+    if obj is None or not callable(obj):
+        _fail(f"{name}: not defined (run the cell that defines it)")
+
+
 def _call(what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
     """Call student code; turn any error into a one-line failure naming `what`."""
     if fn is None or not callable(fn):
@@ -84,6 +90,7 @@ def _scores(Q: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
 
 def lookup_shapes(lookup: Callable) -> None:
     """Soft and hard lookup give (n_q, n_k) or (B, n_q, n_k) weights."""
+    _defined(lookup, "lookup")
     for i, (desc, qs, ks) in enumerate(_LOOKUP_CASES):
         g = _gen(i)
         Q, K = torch.randn(qs, generator=g), torch.randn(ks, generator=g)
@@ -96,6 +103,7 @@ def lookup_shapes(lookup: Callable) -> None:
 
 def lookup_hard_scores(lookup: Callable) -> None:
     """Hard lookup (`soft=False`) returns the raw scores QKᵀ: no softmax, no scaling."""
+    _defined(lookup, "lookup")
     for i, (desc, qs, ks) in enumerate(_LOOKUP_CASES):
         g = _gen(10 + i)
         Q, K = torch.randn(qs, generator=g), torch.randn(ks, generator=g)
@@ -108,6 +116,7 @@ def lookup_hard_scores(lookup: Callable) -> None:
 
 def lookup_one_hot(lookup: Callable) -> None:
     """Integer one-hot queries against shuffled one-hot keys find exactly the right key."""
+    _defined(lookup, "lookup")
     g = _gen(20)
     perm = torch.randperm(NUM_DB, generator=g)
     K = F.one_hot(torch.arange(NUM_DB), NUM_DB)[perm]  # int64, as in the lab
@@ -132,6 +141,7 @@ def lookup_one_hot(lookup: Callable) -> None:
 
 def lookup_soft_softmax(lookup: Callable) -> None:
     """Soft lookup (the default) equals softmax(QKᵀ) over the keys."""
+    _defined(lookup, "lookup")
     for i, (desc, qs, ks) in enumerate(_LOOKUP_CASES):
         g = _gen(30 + i)
         Q, K = torch.randn(qs, generator=g), torch.randn(ks, generator=g)
@@ -148,6 +158,7 @@ def lookup_soft_softmax(lookup: Callable) -> None:
 
 def lookup_soft_rows(lookup: Callable) -> None:
     """Each row of the soft weights is a distribution: non-negative, summing to 1."""
+    _defined(lookup, "lookup")
     for i, (desc, qs, ks) in enumerate(_LOOKUP_CASES):
         g = _gen(40 + i)
         Q, K = 3 * torch.randn(qs, generator=g), torch.randn(ks, generator=g)
@@ -163,6 +174,7 @@ def lookup_soft_rows(lookup: Callable) -> None:
 
 def retrieve_values(retrieve: Callable) -> None:
     """retrieve(weights, V) equals weights @ V, for 2-D and batched inputs."""
+    _defined(retrieve, "retrieve")
     cases = [("one query", (1, NUM_DB), (NUM_DB, IMAGE_DIM)),
              ("multiple queries", (8, NUM_DB), (NUM_DB, IMAGE_DIM)),
              ("a batch (3-D)", (4, 2, NUM_DB), (4, NUM_DB, IMAGE_DIM))]
@@ -178,6 +190,7 @@ def retrieve_values(retrieve: Callable) -> None:
 
 def retrieve_one_hot(retrieve: Callable) -> None:
     """One-hot weights over shuffled values retrieve exactly the matching image."""
+    _defined(retrieve, "retrieve")
     g = _gen(60)
     images = torch.rand(NUM_DB, IMAGE_DIM, generator=g) * 2 - 1
     perm = torch.randperm(NUM_DB, generator=g)
@@ -217,11 +230,13 @@ def _forward(AttentionTest: Any) -> tuple[Any, torch.Tensor, torch.Tensor, torch
 
 def forward_shapes(AttentionTest: Any) -> None:
     """forward returns output (B, 1, 784) and weights (B, 1, 100)."""
+    _defined(AttentionTest, "AttentionTest")
     _forward(AttentionTest)
 
 
 def forward_weights(AttentionTest: Any) -> None:
     """The weights are a distribution over the 100 images and come from the model's attention."""
+    _defined(AttentionTest, "AttentionTest")
     model, img, db, _, w = _forward(AttentionTest)
     if (w < 0).any() or not _close(w.sum(-1), torch.ones(w.shape[:-1])):
         _fail("AttentionTest.forward: the weights are not a distribution over the 100 "
@@ -236,6 +251,7 @@ def forward_weights(AttentionTest: Any) -> None:
 
 def forward_output(AttentionTest: Any) -> None:
     """The output is the retrieval weights @ image_database."""
+    _defined(AttentionTest, "AttentionTest")
     _, _, db, out, w = _forward(AttentionTest)
     if not _close(out, torch.matmul(w, db.double())):
         _fail("AttentionTest.forward: the output is not the retrieval "
@@ -326,6 +342,7 @@ def training_mse(AttentionTest: Any, bundle_path: str | Path, *, steps: int, bat
                  lr: float, seed: int, target_mse: float, embed_dim: int = 32,
                  num_heads: int = 1) -> float:
     """Train the student's model with a fixed budget; the held-out MSE must beat the target."""
+    _defined(AttentionTest, "AttentionTest")
     path = Path(bundle_path)
     if not path.is_file():
         _fail(f"training: the grader's data file {path.name} is missing (a grader setup error)")

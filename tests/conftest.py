@@ -1,0 +1,40 @@
+"""Shared fixtures: one fresh build per test session, in a temporary folder."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import course_config as cfg
+
+REPO = cfg.REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Build release, solutions and zip from the master notebook (the solution is graded
+    against every test during the build, so this fixture fails if the solution does not
+    earn full marks)."""
+    from coursekit.build import build
+
+    return build(out_root=tmp_path_factory.mktemp("build"), quiet=True)
+
+
+def otter_run(zip_path: Path, notebook: Path, out_dir: Path) -> dict:
+    """Grade one notebook with `otter run` (what Gradescope runs) and return results.json."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "otter", "run", "-a", str(zip_path), "-o", str(out_dir),
+         "--no-logo", str(notebook)],
+        capture_output=True, text=True, cwd=out_dir, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return json.loads((out_dir / "results.json").read_text())
+
+
+def question_scores(results: dict) -> dict[str, float]:
+    """Per-question scores of a results.json, for the autograded questions only."""
+    return {t["name"]: t["score"] for t in results["tests"] if t["name"] in cfg.AUTOGRADED_POINTS}
