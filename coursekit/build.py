@@ -25,7 +25,7 @@ from coursekit import data
 
 CHECKS_MODULE = "attention_checks.py"  # name of coursekit/checks.py inside the autograder
 SOLUTION_MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "# SOLUTION", "BEGIN PROMPT", "END PROMPT")
-HIDDEN_MARKERS = ("attention_checks", "hidden: true", "BEGIN TEST CONFIG", "training_check")
+HIDDEN_MARKERS = ("attention_checks", "hidden: true", "BEGIN TEST CONFIG", "run_case")
 
 
 class BuildError(RuntimeError):

@@ -1,359 +1,551 @@
-"""The checks behind the hidden tests.
+"""The hidden checks: hidden inputs, how student code is called on them, and the verdicts.
 
-Each public function checks one property of a student's definition and raises
-`CheckFailed` with a one-line message naming the property when it does not hold.
-The messages never contain the hidden inputs or reference outputs, which are made
-here from fixed seeds so that grading is deterministic.
+Grading is split in three steps so that student code never runs where verdicts are made:
 
-This module depends on torch and numpy only: the build copies it into the
-autograder zip as `attention_checks.py`, and the thin test cells of the master
-notebook call it from there.
+1. `probes()` makes the hidden inputs from fixed seeds (deterministic).
+2. `evaluate(call, defs, probes)` calls the student's definitions on them and returns
+   plain arrays. It runs in the *untrusted* process, next to the student's code.
+3. `verdict(case, outputs, probes)` compares those arrays with the reference, computed
+   here, and raises `CheckFailed` with one line naming the failed property. It runs in
+   the *trusted* process, which never executes student code.
+
+`run_case` chains the three in one process; the thin test cells of the notebook call it
+(that is what `grader.check` and nbgrader do), while `coursekit.engine` runs step 2 in a
+sandboxed process. Messages never show hidden inputs, test code or reference outputs.
+
+This module depends on torch and numpy only: the build copies it into the autograder.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+import torch.nn as nn
 
-# Tolerances for comparing float results with the reference computation.
 RTOL = 1e-4
 ATOL = 1e-5
 _SEED = 1234  # hidden inputs; never shown to students
 IMAGE_DIM = 784
 NUM_DB = 100
+MODEL_SEED = 0
+MODEL_BATCH = 4
+EMBED_DIM = 32
+NUM_HEADS = 1
+CONFIG_FILE = "attention_config.json"  # written beside this module in the autograder
+
+Arrays = dict[str, np.ndarray]
 
 
 class CheckFailed(AssertionError):
     """A property of the student's code does not hold; the message is one line."""
 
 
+class StudentError(Exception):
+    """Student code raised or returned something unusable; `kind` is a short fixed label."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
 def _fail(message: str) -> None:
     raise CheckFailed(message)
 
 
-def _gen(offset: int = 0) -> torch.Generator:
+# --- 1. hidden inputs ------------------------------------------------------------
+
+def _gen(offset: int) -> torch.Generator:
     return torch.Generator().manual_seed(_SEED + offset)
 
 
-def _defined(obj: Any, name: str) -> None:
-    """The student's definition must exist (a cell that raised may have left it undefined)."""
-    if obj is None or not callable(obj):
-        _fail(f"{name}: not defined (run the cell that defines it)")
+_LOOKUP_SHAPES = {"single": ((1, 4), (NUM_DB, 4)), "multi": ((8, 16), (NUM_DB, 16)),
+                  "batched": ((4, 3, 16), (4, NUM_DB, 16))}
+DESCRIBE = {"single": "a single query", "multi": "multiple queries",
+            "batched": "a batch of queries (3-D)"}
 
 
-def _call(what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Call student code; turn any error into a one-line failure naming `what`."""
-    if fn is None or not callable(fn):
-        _fail(f"{what}: not defined (run the cell that defines it)")
-    try:
-        return fn(*args, **kwargs)
-    except NotImplementedError:
-        _fail(f"{what}: not implemented yet")
-    except CheckFailed:
-        raise
-    except Exception as exc:  # the student's own error, summarised
-        first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
-        _fail(f"{what}: raised {type(exc).__name__}" + (f" ({first})" if first else ""))
-
-
-def _tensor(what: str, value: Any, shape: tuple[int, ...]) -> torch.Tensor:
-    """Require a float tensor of the given shape; return it detached on the CPU."""
-    if not isinstance(value, torch.Tensor):
-        _fail(f"{what}: must return a torch.Tensor, got {type(value).__name__}")
-    if tuple(value.shape) != shape:
-        _fail(f"{what}: returned shape {tuple(value.shape)}, expected {shape}")
-    if not value.is_floating_point():
-        _fail(f"{what}: must return a float tensor, got {value.dtype}")
-    return value.detach().to("cpu", torch.float64)
-
-
-def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return bool(torch.allclose(a.double(), b.double(), rtol=RTOL, atol=ATOL))
-
-
-# --- lookup ----------------------------------------------------------------------
-
-_LOOKUP_CASES = [  # (description, Q shape, K shape)
-    ("a single query", (1, 4), (NUM_DB, 4)),
-    ("multiple queries", (8, 16), (NUM_DB, 16)),
-    ("a batch of queries (3-D)", (4, 3, 16), (4, NUM_DB, 16)),
-]
-
-
-def _scores(Q: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
-    return torch.matmul(Q.double(), K.double().transpose(-2, -1))
-
-
-def lookup_shapes(lookup: Callable) -> None:
-    """Soft and hard lookup give (n_q, n_k) or (B, n_q, n_k) weights."""
-    _defined(lookup, "lookup")
-    for i, (desc, qs, ks) in enumerate(_LOOKUP_CASES):
+def probes(bundle: Arrays | None = None) -> dict[str, torch.Tensor]:
+    """Every hidden input, by name. `bundle` (database/train/heldout images) feeds training."""
+    p: dict[str, torch.Tensor] = {}
+    for i, (name, (qs, ks)) in enumerate(_LOOKUP_SHAPES.items()):
         g = _gen(i)
-        Q, K = torch.randn(qs, generator=g), torch.randn(ks, generator=g)
-        expected = qs[:-1] + (ks[-2],)
-        for soft in (True, False):
-            mode = "soft" if soft else "hard"
-            out = _call(f"{mode} lookup with {desc}", lookup, Q, K, soft=soft)
-            _tensor(f"{mode} lookup with {desc}", out, expected)
-
-
-def lookup_hard_scores(lookup: Callable) -> None:
-    """Hard lookup (`soft=False`) returns the raw scores QKᵀ: no softmax, no scaling."""
-    _defined(lookup, "lookup")
-    for i, (desc, qs, ks) in enumerate(_LOOKUP_CASES):
-        g = _gen(10 + i)
-        Q, K = torch.randn(qs, generator=g), torch.randn(ks, generator=g)
-        out = _tensor(f"hard lookup with {desc}", _call("hard lookup", lookup, Q, K, soft=False),
-                      qs[:-1] + (ks[-2],))
-        if not _close(out, _scores(Q, K)):
-            _fail(f"hard lookup: with soft=False the result must be the raw scores Q Kᵀ "
-                  f"(no softmax, no scaling), wrong for {desc}")
-
-
-def lookup_one_hot(lookup: Callable) -> None:
-    """Integer one-hot queries against shuffled one-hot keys find exactly the right key."""
-    _defined(lookup, "lookup")
+        p[f"q_{name}"] = torch.randn(qs, generator=g)
+        p[f"k_{name}"] = torch.randn(ks, generator=g)
+        g = _gen(40 + i)  # sharper softmax: rows must still sum to 1
+        p[f"qs_{name}"] = 3 * torch.randn(qs, generator=g)
     g = _gen(20)
     perm = torch.randperm(NUM_DB, generator=g)
-    K = F.one_hot(torch.arange(NUM_DB), NUM_DB)[perm]  # int64, as in the lab
-    q_idx = torch.randint(0, NUM_DB, (5,), generator=g)
-    Q = F.one_hot(q_idx, NUM_DB)
-    out = _tensor("hard lookup of one-hot integer tensors",
-                  _call("hard lookup of one-hot integer tensors", lookup, Q, K, soft=False),
-                  (5, NUM_DB))
-    expected = torch.zeros(5, NUM_DB, dtype=torch.float64)
-    where = torch.argsort(perm)[q_idx]  # position of each query's key after shuffling
-    expected[torch.arange(5), where] = 1.0
-    if not torch.equal(out, expected):
-        _fail("hard lookup: one-hot queries against shuffled one-hot keys must give exactly "
-              "one 1 per row, at the matching key")
-    Qb, Kb = Q.unsqueeze(0).expand(2, -1, -1), K.unsqueeze(0).expand(2, -1, -1)
-    outb = _tensor("batched hard lookup of one-hot integer tensors",
-                   _call("batched hard lookup of one-hot integer tensors", lookup, Qb, Kb, soft=False),
-                   (2, 5, NUM_DB))
-    if not torch.equal(outb, expected.expand(2, -1, -1)):
-        _fail("hard lookup: batched one-hot queries do not find their matching keys")
-
-
-def lookup_soft_softmax(lookup: Callable) -> None:
-    """Soft lookup (the default) equals softmax(QKᵀ) over the keys."""
-    _defined(lookup, "lookup")
-    for i, (desc, qs, ks) in enumerate(_LOOKUP_CASES):
-        g = _gen(30 + i)
-        Q, K = torch.randn(qs, generator=g), torch.randn(ks, generator=g)
-        reference = torch.softmax(_scores(Q, K), dim=-1)
-        out = _tensor(f"soft lookup with {desc}", _call("soft lookup", lookup, Q, K, soft=True),
-                      reference.shape)
-        if not _close(out, reference):
-            _fail(f"soft lookup: the weights are not softmax(Q Kᵀ) over the keys for {desc}")
-        default = _call("lookup without the soft argument", lookup, Q, K)
-        if not _close(_tensor("lookup without the soft argument", default, reference.shape),
-                      reference):
-            _fail("soft lookup: lookup(Q, K) without `soft` must default to soft=True")
-
-
-def lookup_soft_rows(lookup: Callable) -> None:
-    """Each row of the soft weights is a distribution: non-negative, summing to 1."""
-    _defined(lookup, "lookup")
-    for i, (desc, qs, ks) in enumerate(_LOOKUP_CASES):
-        g = _gen(40 + i)
-        Q, K = 3 * torch.randn(qs, generator=g), torch.randn(ks, generator=g)
-        out = _tensor(f"soft lookup with {desc}", _call("soft lookup", lookup, Q, K, soft=True),
-                      qs[:-1] + (ks[-2],))
-        if not torch.isfinite(out).all():
-            _fail(f"soft lookup: the weights contain inf or nan for {desc}")
-        if (out < 0).any() or not _close(out.sum(-1), torch.ones(out.shape[:-1])):
-            _fail(f"soft lookup: rows of the weights do not sum to 1 for {desc}")
-
-
-# --- retrieve --------------------------------------------------------------------
-
-def retrieve_values(retrieve: Callable) -> None:
-    """retrieve(weights, V) equals weights @ V, for 2-D and batched inputs."""
-    _defined(retrieve, "retrieve")
-    cases = [("one query", (1, NUM_DB), (NUM_DB, IMAGE_DIM)),
-             ("multiple queries", (8, NUM_DB), (NUM_DB, IMAGE_DIM)),
-             ("a batch (3-D)", (4, 2, NUM_DB), (4, NUM_DB, IMAGE_DIM))]
-    for i, (desc, ws, vs) in enumerate(cases):
+    p["onehot_perm"] = perm
+    p["onehot_k"] = torch.nn.functional.one_hot(torch.arange(NUM_DB), NUM_DB)[perm]
+    p["onehot_idx"] = torch.randint(0, NUM_DB, (5,), generator=g)
+    p["onehot_q"] = torch.nn.functional.one_hot(p["onehot_idx"], NUM_DB)
+    for i, (name, ws, vs) in enumerate([("single", (1, NUM_DB), (NUM_DB, IMAGE_DIM)),
+                                        ("multi", (8, NUM_DB), (NUM_DB, IMAGE_DIM)),
+                                        ("batched", (4, 2, NUM_DB), (4, NUM_DB, IMAGE_DIM))]):
         g = _gen(50 + i)
-        W = torch.softmax(torch.randn(ws, generator=g), -1)
-        V = torch.rand(vs, generator=g) * 2 - 1
-        reference = torch.matmul(W.double(), V.double())
-        out = _tensor(f"retrieve with {desc}", _call("retrieve", retrieve, W, V), reference.shape)
-        if not _close(out, reference):
-            _fail(f"retrieve: the result is not weights @ V for {desc}")
-
-
-def retrieve_one_hot(retrieve: Callable) -> None:
-    """One-hot weights over shuffled values retrieve exactly the matching image."""
-    _defined(retrieve, "retrieve")
+        p[f"w_{name}"] = torch.softmax(torch.randn(ws, generator=g), -1)
+        p[f"v_{name}"] = torch.rand(vs, generator=g) * 2 - 1
     g = _gen(60)
     images = torch.rand(NUM_DB, IMAGE_DIM, generator=g) * 2 - 1
     perm = torch.randperm(NUM_DB, generator=g)
-    V = images[perm]
     wanted = torch.randint(0, NUM_DB, (3,), generator=g)
-    W = F.one_hot(torch.argsort(perm)[wanted], NUM_DB).float()
-    out = _tensor("retrieve with one-hot weights", _call("retrieve", retrieve, W, V), (3, IMAGE_DIM))
-    if not torch.equal(out.float(), images[wanted]):
-        _fail("retrieve: one-hot weights over shuffled values must return exactly the matching image")
+    p["ret_images"], p["ret_v"], p["ret_wanted"] = images, images[perm], wanted
+    p["ret_w"] = torch.nn.functional.one_hot(torch.argsort(perm)[wanted], NUM_DB).float()
+    g = _gen(70)
+    p["model_db"] = (torch.rand(NUM_DB, IMAGE_DIM, generator=g) * 2 - 1).unsqueeze(0).expand(
+        MODEL_BATCH, -1, -1).contiguous()
+    p["model_img"] = torch.rand(MODEL_BATCH, 1, IMAGE_DIM, generator=g) * 2 - 1
+    if bundle is not None:
+        for key in ("database", "train", "heldout"):
+            p[f"data_{key}"] = torch.from_numpy(
+                bundle[key].astype(np.float32) / 255.0 * 2 - 1).reshape(-1, IMAGE_DIM)
+    return p
 
 
-# --- AttentionTest.forward -------------------------------------------------------
-
-def _model_inputs(batch: int = 4, offset: int = 70) -> tuple[torch.Tensor, torch.Tensor]:
-    g = _gen(offset)
-    db = torch.rand(NUM_DB, IMAGE_DIM, generator=g) * 2 - 1
-    img = torch.rand(batch, 1, IMAGE_DIM, generator=g) * 2 - 1
-    return img, db.unsqueeze(0).expand(batch, -1, -1)
-
-
-def _make_model(AttentionTest: Any, seed: int = 0, embed_dim: int = 32, num_heads: int = 1) -> Any:
-    torch.manual_seed(seed)
-    return _call("AttentionTest(...)", AttentionTest, num_of_examples=NUM_DB,
-                 embed_dim=embed_dim, num_heads=num_heads)
-
-
-def _forward(AttentionTest: Any) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    model = _make_model(AttentionTest)
-    img, db = _model_inputs()
-    result = _call("AttentionTest.forward", model, img, db)
-    if not isinstance(result, (tuple, list)) or len(result) != 2:
-        _fail("AttentionTest.forward: must return a pair (output, attn_output_weights)")
-    out = _tensor("AttentionTest.forward output", result[0], (img.shape[0], 1, IMAGE_DIM))
-    w = _tensor("AttentionTest.forward attn_output_weights", result[1], (img.shape[0], 1, NUM_DB))
-    return model, img, db, out, w
-
-
-def forward_shapes(AttentionTest: Any) -> None:
-    """forward returns output (B, 1, 784) and weights (B, 1, 100)."""
-    _defined(AttentionTest, "AttentionTest")
-    _forward(AttentionTest)
-
-
-def forward_weights(AttentionTest: Any) -> None:
-    """The weights are a distribution over the 100 images and come from the model's attention."""
-    _defined(AttentionTest, "AttentionTest")
-    model, img, db, _, w = _forward(AttentionTest)
-    if (w < 0).any() or not _close(w.sum(-1), torch.ones(w.shape[:-1])):
-        _fail("AttentionTest.forward: the weights are not a distribution over the 100 "
-              "database images (rows must be non-negative and sum to 1)")
-    with torch.no_grad():  # the lab's design: keys = values = embedded database
-        x_q, x_kv = model.img_mlp(img), model.img_mlp(db)
-        _, expected = model.mha(x_q, x_kv, x_kv)
-    if not _close(w, expected.detach()):
-        _fail("AttentionTest.forward: the weights are not the attention weights of self.mha "
-              "for the embedded query against the embedded database (keys = values)")
-
-
-def forward_output(AttentionTest: Any) -> None:
-    """The output is the retrieval weights @ image_database."""
-    _defined(AttentionTest, "AttentionTest")
-    _, _, db, out, w = _forward(AttentionTest)
-    if not _close(out, torch.matmul(w, db.double())):
-        _fail("AttentionTest.forward: the output is not the retrieval "
-              "attn_output_weights @ image_database")
-
-
-# --- training --------------------------------------------------------------------
-
-def load_bundle(path: str | Path) -> dict[str, torch.Tensor]:
-    """Load the bundled MNIST slice (uint8 images) and normalise it as the lab does."""
+def load_bundle(path: str | Path) -> Arrays:
+    """The bundled MNIST slice (uint8 arrays database/train/heldout), read without pickle."""
     with np.load(path, allow_pickle=False) as data:
-        return {k: torch.from_numpy(data[k].astype(np.float32) / 255.0 * 2 - 1).reshape(-1, IMAGE_DIM)
-                for k in ("database", "train", "heldout")}
+        return {k: data[k] for k in ("database", "train", "heldout")}
 
 
-def train_model(AttentionTest: Any, data: dict[str, torch.Tensor], *, steps: int,
-                batch_size: int, lr: float, seed: int, embed_dim: int = 32, num_heads: int = 1,
-                device: str | None = None) -> tuple[Any, list[float]]:
-    """Train the student's model as the lab does (Adam, MSE of output vs query), seeded."""
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = _make_model(AttentionTest, seed, embed_dim, num_heads)
+# --- 2. calling student code (untrusted side) ------------------------------------
+
+@dataclass(frozen=True)
+class Call:
+    """One call of student code on hidden inputs: `target(*args, **kwargs)`."""
+
+    id: str
+    target: str  # "lookup", "retrieve", "forward" or "training"
+    args: tuple[str, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def _lookup_calls() -> list[Call]:
+    calls = []
+    for name in _LOOKUP_SHAPES:
+        calls += [Call(f"lookup_soft_{name}", "lookup", (f"q_{name}", f"k_{name}"), {"soft": True}),
+                  Call(f"lookup_hard_{name}", "lookup", (f"q_{name}", f"k_{name}"), {"soft": False}),
+                  Call(f"lookup_default_{name}", "lookup", (f"q_{name}", f"k_{name}")),
+                  Call(f"lookup_sharp_{name}", "lookup", (f"qs_{name}", f"k_{name}"), {"soft": True})]
+    calls += [Call("lookup_onehot", "lookup", ("onehot_q", "onehot_k"), {"soft": False}),
+              Call("lookup_onehot_batched", "lookup", ("onehot_q", "onehot_k"),
+                   {"soft": False, "_batch": 2})]
+    return calls
+
+
+CALLS: list[Call] = _lookup_calls() + [
+    Call(f"retrieve_{name}", "retrieve", (f"w_{name}", f"v_{name}")) for name in _LOOKUP_SHAPES
+] + [
+    Call("retrieve_onehot", "retrieve", ("ret_w", "ret_v")),
+    Call("forward", "forward", ("model_img", "model_db")),
+    Call("training", "training"),
+]
+CALLS_BY_ID = {c.id: c for c in CALLS}
+
+
+def _array(value: Any) -> np.ndarray:
+    """A student's return value as a plain array; anything else is a StudentError."""
+    if not isinstance(value, torch.Tensor):
+        raise StudentError(f"returned {type(value).__name__}, not a torch.Tensor")
+    arr = value.detach().to("cpu")
+    if arr.dtype == torch.bfloat16 or arr.dtype == torch.float16:
+        arr = arr.float()
+    return arr.numpy().copy()
+
+
+def _student(fn: Callable, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return fn(*args, **kwargs)
+    except NotImplementedError:
+        raise StudentError("not implemented yet") from None
+    except StudentError:
+        raise
+    except Exception as exc:  # only the exception's type reaches the student
+        raise StudentError(f"raised {_exception_name(exc)}") from None
+
+
+def _exception_name(exc: BaseException) -> str:
+    name = type(exc).__name__
+    import builtins
+
+    return name if getattr(builtins, name, None) is type(exc) else "an exception"
+
+
+def _new_model(AttentionTest: Any, seed: int) -> Any:
+    torch.manual_seed(seed)
+    model = _student(AttentionTest, num_of_examples=NUM_DB, embed_dim=EMBED_DIM, num_heads=NUM_HEADS)
+    if not isinstance(model, nn.Module):
+        raise StudentError("AttentionTest(...) is not an nn.Module")
+    return model
+
+
+def _state(model: Any) -> Arrays:
+    try:
+        return {f"param.{k}": v.detach().to("cpu").numpy().copy()
+                for k, v in model.state_dict().items()}
+    except Exception:
+        raise StudentError("has parameters that cannot be read") from None
+
+
+def _pair(result: Any) -> tuple[Any, Any]:
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        raise StudentError("forward must return a pair (output, attn_output_weights)")
+    return result[0], result[1]
+
+
+def evaluate(call: Call, defs: dict[str, Any], p: dict[str, torch.Tensor],
+             training: dict[str, Any] | None = None) -> Arrays:
+    """Run one call of student code on the hidden inputs; return plain arrays.
+
+    Raises `StudentError` when the student's code fails. `defs` maps names
+    (`lookup`, `retrieve`, `AttentionTest`) to the student's objects.
+    """
+    name = "AttentionTest" if call.target in ("forward", "training") else call.target
+    fn = defs.get(name)
+    if fn is None or not callable(fn):
+        raise StudentError("not defined (run the cell that defines it)")
+    torch.manual_seed(0)
+    if call.target in ("lookup", "retrieve"):
+        kwargs = dict(call.kwargs)
+        batch = kwargs.pop("_batch", None)
+        args = [p[a].clone() for a in call.args]
+        if batch:
+            args = [a.unsqueeze(0).expand(batch, *a.shape).clone() for a in args]
+        out = _student(fn, *args, **kwargs)
+        return {"value": _array(out), "is_float": np.array(bool(out.is_floating_point()))}
+    if call.target == "forward":
+        model = _new_model(fn, MODEL_SEED)
+        output, weights = _pair(_student(model, p["model_img"].clone(), p["model_db"].clone()))
+        return {"output": _array(output), "weights": _array(weights), **_state(model)}
+    return _train(fn, p, **(training or {}))
+
+
+def _train(AttentionTest: Any, p: dict[str, torch.Tensor], *, steps: int, batch_size: int,
+           lr: float, seed: int, **_: Any) -> Arrays:
+    """Train the student's model as the lab does (Adam on the MSE of output vs query).
+
+    Returns the trained parameters and the weights its forward gives on the held-out
+    queries; the trusted side recomputes both the weights and the MSE from the parameters.
+    """
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = _new_model(AttentionTest, seed)
     try:
         model = model.to(device)
         params = list(model.parameters())
-    except Exception as exc:
-        _fail(f"training: the model could not be set up ({type(exc).__name__})")
+    except Exception:
+        raise StudentError("could not be set up for training") from None
     if not params:
-        _fail("training: the model has no parameters to train")
+        raise StudentError("has no parameters to train")
     optimizer = torch.optim.Adam(params, lr=lr)
-    db = data["database"].to(device).unsqueeze(0).expand(batch_size, -1, -1)
-    train = data["train"].to(device)
+    db = p["data_database"].to(device).unsqueeze(0).expand(batch_size, -1, -1)
+    train = p["data_train"].to(device)
     g = torch.Generator().manual_seed(seed)
-    losses: list[float] = []
     model.train()
     for _ in range(steps):
         idx = torch.randint(0, train.shape[0], (batch_size,), generator=g).to(device)
         x_q = train[idx].unsqueeze(1)
-        result = _call("training: AttentionTest.forward", model, x_q, db)
-        if not isinstance(result, (tuple, list)) or len(result) != 2:
-            _fail("training: forward must return a pair (output, attn_output_weights)")
+        output, _w = _pair(_student(model, x_q, db))
         try:
-            loss = (result[0] - x_q).pow(2).mean()
+            loss = (output - x_q).pow(2).mean()
             optimizer.zero_grad()
             loss.backward()
         except Exception:
-            _fail("training: the loss of the model's output cannot be back-propagated "
-                  "(is the output computed from the attention weights, without detach?)")
+            raise StudentError("loss cannot be back-propagated") from None
         optimizer.step()
-        losses.append(float(loss.detach()))
-    return model, losses
-
-
-def heldout_mse(model: Any, data: dict[str, torch.Tensor], batch_size: int = 64,
-                device: str | None = None) -> float:
-    """MSE of weights @ database against held-out queries, computed from the returned weights."""
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    db = data["database"].to(device)
-    total, count = 0.0, 0
     model.eval()
+    weights = []
     with torch.no_grad():
-        for start in range(0, data["heldout"].shape[0], batch_size):
-            x_q = data["heldout"][start:start + batch_size].to(device).unsqueeze(1)
-            dbb = db.unsqueeze(0).expand(x_q.shape[0], -1, -1)
-            result = _call("AttentionTest.forward", model, x_q, dbb)
-            w = _tensor("AttentionTest.forward attn_output_weights", result[1],
-                        (x_q.shape[0], 1, NUM_DB))
-            if (w < 0).any() or not _close(w.sum(-1), torch.ones(w.shape[:-1])):
-                _fail("training: the attention weights are not a distribution over the database")
-            retrieved = torch.matmul(w, dbb.detach().to("cpu", torch.float64))
-            total += float((retrieved - x_q.to("cpu", torch.float64)).pow(2).sum())
-            count += x_q.numel()
-    return total / count
+        held = p["data_heldout"].to(device)
+        for start in range(0, held.shape[0], batch_size):
+            x_q = held[start:start + batch_size].unsqueeze(1)
+            dbb = p["data_database"].to(device).unsqueeze(0).expand(x_q.shape[0], -1, -1)
+            weights.append(_array(_pair(_student(model, x_q, dbb))[1]))
+    try:
+        w = np.concatenate(weights)
+    except ValueError:
+        raise StudentError("returned weights of changing shapes") from None
+    return {"weights": w, **_state(model.to("cpu"))}
 
 
-CONFIG_FILE = "attention_config.json"  # written beside this module in the autograder
+# --- 3. verdicts (trusted side) --------------------------------------------------
+
+class ReferenceAttention(nn.Module):
+    """The lab's AttentionTest (given __init__, reference forward), for recomputing."""
+
+    def __init__(self, embed_dim: int = EMBED_DIM, num_heads: int = NUM_HEADS) -> None:
+        super().__init__()
+        self.img_mlp = nn.Sequential(nn.Linear(IMAGE_DIM, embed_dim))
+        self.mha = nn.MultiheadAttention(embed_dim=embed_dim, num_heads=num_heads, batch_first=True)
+
+    def weights(self, img: torch.Tensor, db: torch.Tensor) -> torch.Tensor:
+        x_q, x_kv = self.img_mlp(img), self.img_mlp(db)
+        return self.mha(x_q, x_kv, x_kv)[1]
 
 
-def training_check(AttentionTest: Any) -> float:
-    """The hidden training test: settings and data come from the files bundled beside this module."""
-    import json
+def _reference_model(out: Arrays, what: str) -> ReferenceAttention:
+    model = ReferenceAttention().double()
+    state = {k.removeprefix("param."): torch.from_numpy(v) for k, v in out.items()
+             if k.startswith("param.")}
+    expected = model.state_dict()
+    if set(state) != set(expected) or any(state[k].shape != expected[k].shape for k in state):
+        _fail(f"{what}: the model's parameters do not match the given __init__ "
+              "(one img_mlp Linear(784, 32) and one nn.MultiheadAttention)")
+    try:
+        model.load_state_dict({k: v.double() for k, v in state.items()})
+    except Exception:
+        _fail(f"{what}: the model's parameters cannot be loaded into the given architecture")
+    return model.eval()
 
-    here = Path(__file__).resolve().parent
-    settings = json.loads((here / CONFIG_FILE).read_text())
-    return training_mse(AttentionTest, here / settings.pop("bundle_file"), **settings)
+
+def _close(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor, atol: float = ATOL) -> bool:
+    a = torch.as_tensor(np.asarray(a, dtype=np.float64))
+    b = torch.as_tensor(np.asarray(b, dtype=np.float64))
+    return a.shape == b.shape and bool(torch.allclose(a, b, rtol=RTOL, atol=atol))
 
 
-def training_mse(AttentionTest: Any, bundle_path: str | Path, *, steps: int, batch_size: int,
-                 lr: float, seed: int, target_mse: float, embed_dim: int = 32,
-                 num_heads: int = 1) -> float:
-    """Train the student's model with a fixed budget; the held-out MSE must beat the target."""
-    _defined(AttentionTest, "AttentionTest")
-    path = Path(bundle_path)
-    if not path.is_file():
-        _fail(f"training: the grader's data file {path.name} is missing (a grader setup error)")
-    data = load_bundle(path)
-    model, losses = train_model(AttentionTest, data, steps=steps, batch_size=batch_size, lr=lr,
-                                seed=seed, embed_dim=embed_dim, num_heads=num_heads)
-    mse = heldout_mse(model, data, batch_size)
+def _scores(p: dict[str, torch.Tensor], q: str, k: str) -> torch.Tensor:
+    return torch.matmul(p[q].double(), p[k].double().transpose(-2, -1))
+
+
+Outputs = dict[str, "Arrays | StudentError"]
+
+
+def _get(outputs: Outputs, call_id: str, what: str) -> Arrays:
+    """The arrays of one call, or a failure naming what went wrong in the student's code."""
+    out = outputs.get(call_id)
+    if isinstance(out, StudentError):
+        _fail(f"{what}: {out.kind}")
+    if out is None:
+        _fail(f"{what}: gave no result")
+    return out
+
+
+def _value(outputs: Outputs, call_id: str, what: str, shape: tuple[int, ...],
+           need_float: bool = True) -> np.ndarray:
+    out = _get(outputs, call_id, what)
+    value = out.get("value")
+    if value is None or tuple(value.shape) != shape:
+        got = None if value is None else tuple(value.shape)
+        _fail(f"{what}: returned shape {got}, expected {shape}")
+    if need_float and not bool(out.get("is_float", np.array(False))):
+        _fail(f"{what}: must return a float tensor, got {value.dtype}")
+    if value.dtype.kind not in "fiub":
+        _fail(f"{what}: returned values that are not numbers")
+    return value
+
+
+def _lookup_shape(p: dict[str, torch.Tensor], name: str) -> tuple[int, ...]:
+    return tuple(p[f"q_{name}"].shape[:-1]) + (p[f"k_{name}"].shape[-2],)
+
+
+def v_lookup_shapes(o: Outputs, p: dict[str, torch.Tensor]) -> None:
+    """Soft and hard lookup give (n_q, n_k) or (B, n_q, n_k) weights."""
+    for name in _LOOKUP_SHAPES:
+        for mode in ("soft", "hard"):
+            _value(o, f"lookup_{mode}_{name}", f"{mode} lookup with {DESCRIBE[name]}",
+                   _lookup_shape(p, name))
+
+
+def v_lookup_hard_scores(o: Outputs, p: dict[str, torch.Tensor]) -> None:
+    """Hard lookup (`soft=False`) returns the raw scores QKᵀ: no softmax, no scaling."""
+    for name in _LOOKUP_SHAPES:
+        got = _value(o, f"lookup_hard_{name}", f"hard lookup with {DESCRIBE[name]}",
+                     _lookup_shape(p, name))
+        if not _close(got, _scores(p, f"q_{name}", f"k_{name}")):
+            _fail(f"hard lookup: with soft=False the result must be the raw scores Q Kᵀ "
+                  f"(no softmax, no scaling), wrong for {DESCRIBE[name]}")
+
+
+def v_lookup_one_hot(o: Outputs, p: dict[str, torch.Tensor]) -> None:
+    """Integer one-hot queries against shuffled one-hot keys find exactly the right key."""
+    expected = np.zeros((5, NUM_DB))
+    expected[np.arange(5), torch.argsort(p["onehot_perm"])[p["onehot_idx"]].numpy()] = 1.0
+    got = _value(o, "lookup_onehot", "hard lookup of one-hot integer tensors", (5, NUM_DB))
+    if not np.array_equal(got.astype(np.float64), expected):
+        _fail("hard lookup: one-hot queries against shuffled one-hot keys must give exactly "
+              "one 1 per row, at the matching key")
+    got = _value(o, "lookup_onehot_batched", "batched hard lookup of one-hot integer tensors",
+                 (2, 5, NUM_DB))
+    if not np.array_equal(got.astype(np.float64), np.broadcast_to(expected, (2, 5, NUM_DB))):
+        _fail("hard lookup: batched one-hot queries do not find their matching keys")
+
+
+def v_lookup_soft_softmax(o: Outputs, p: dict[str, torch.Tensor]) -> None:
+    """Soft lookup (also the default) equals softmax(QKᵀ) over the keys."""
+    for name in _LOOKUP_SHAPES:
+        reference = torch.softmax(_scores(p, f"q_{name}", f"k_{name}"), dim=-1)
+        got = _value(o, f"lookup_soft_{name}", f"soft lookup with {DESCRIBE[name]}",
+                     tuple(reference.shape))
+        if not _close(got, reference):
+            _fail(f"soft lookup: the weights are not softmax(Q Kᵀ) over the keys for {DESCRIBE[name]}")
+        got = _value(o, f"lookup_default_{name}", "lookup without the soft argument",
+                     tuple(reference.shape))
+        if not _close(got, reference):
+            _fail("soft lookup: lookup(Q, K) without `soft` must default to soft=True")
+
+
+def v_lookup_soft_rows(o: Outputs, p: dict[str, torch.Tensor]) -> None:
+    """Each row of the soft weights is a distribution: non-negative, summing to 1."""
+    for name in _LOOKUP_SHAPES:
+        got = _value(o, f"lookup_sharp_{name}", f"soft lookup with {DESCRIBE[name]}",
+                     _lookup_shape(p, name)).astype(np.float64)
+        if not np.isfinite(got).all():
+            _fail(f"soft lookup: the weights contain inf or nan for {DESCRIBE[name]}")
+        if (got < 0).any() or not _close(got.sum(-1), np.ones(got.shape[:-1])):
+            _fail(f"soft lookup: rows of the weights do not sum to 1 for {DESCRIBE[name]}")
+
+
+def v_retrieve_values(o: Outputs, p: dict[str, torch.Tensor]) -> None:
+    """retrieve(weights, V) equals weights @ V, for 2-D and batched inputs."""
+    for name in _LOOKUP_SHAPES:
+        reference = torch.matmul(p[f"w_{name}"].double(), p[f"v_{name}"].double())
+        got = _value(o, f"retrieve_{name}", f"retrieve with {DESCRIBE[name].replace('queries', 'weights')}",
+                     tuple(reference.shape), need_float=False)
+        if not _close(got, reference):
+            _fail(f"retrieve: the result is not weights @ V for "
+                  f"{DESCRIBE[name].replace('queries', 'weights')}")
+
+
+def v_retrieve_one_hot(o: Outputs, p: dict[str, torch.Tensor]) -> None:
+    """One-hot weights over shuffled values retrieve exactly the matching image."""
+    got = _value(o, "retrieve_onehot", "retrieve with one-hot weights", (3, IMAGE_DIM),
+                 need_float=False)
+    if not np.array_equal(got.astype(np.float32), p["ret_images"][p["ret_wanted"]].numpy()):
+        _fail("retrieve: one-hot weights over shuffled values must return exactly the matching image")
+
+
+def _forward(o: Outputs) -> tuple[Arrays, np.ndarray, np.ndarray]:
+    out = _get(o, "forward", "AttentionTest")
+    shapes = {"output": (MODEL_BATCH, 1, IMAGE_DIM), "weights": (MODEL_BATCH, 1, NUM_DB)}
+    for key, shape in shapes.items():
+        if key not in out or tuple(out[key].shape) != shape:
+            got = tuple(out[key].shape) if key in out else None
+            label = "output" if key == "output" else "attn_output_weights"
+            _fail(f"AttentionTest.forward: {label} has shape {got}, expected {shape}")
+    return out, out["output"].astype(np.float64), out["weights"].astype(np.float64)
+
+
+def v_forward_shapes(o: Outputs, p: dict[str, torch.Tensor]) -> None:
+    """forward returns output (B, 1, 784) and weights (B, 1, 100)."""
+    _forward(o)
+
+
+def v_forward_weights(o: Outputs, p: dict[str, torch.Tensor]) -> None:
+    """The weights are a distribution over the 100 images and come from the model's attention."""
+    out, _, w = _forward(o)
+    if (w < 0).any() or not _close(w.sum(-1), np.ones(w.shape[:-1])):
+        _fail("AttentionTest.forward: the weights are not a distribution over the 100 "
+              "database images (rows must be non-negative and sum to 1)")
+    model = _reference_model(out, "AttentionTest.forward")
+    with torch.no_grad():
+        expected = model.weights(p["model_img"].double(), p["model_db"].double())
+    if not _close(w, expected, atol=1e-4):
+        _fail("AttentionTest.forward: the weights are not the attention weights of self.mha "
+              "for the embedded query against the embedded database (keys = values)")
+
+
+def v_forward_output(o: Outputs, p: dict[str, torch.Tensor]) -> None:
+    """The output is the retrieval weights @ image_database."""
+    _, output, w = _forward(o)
+    if not _close(output, torch.matmul(torch.from_numpy(w), p["model_db"].double()), atol=1e-4):
+        _fail("AttentionTest.forward: the output is not the retrieval "
+              "attn_output_weights @ image_database")
+
+
+def heldout_mse(o: Outputs, p: dict[str, torch.Tensor]) -> float:
+    """Held-out MSE of the trained model, recomputed here from its parameters."""
+    out = _get(o, "training", "training: AttentionTest")
+    model = _reference_model(out, "training")
+    db, held = p["data_database"].double(), p["data_heldout"].double()
+    with torch.no_grad():
+        w = model.weights(held.unsqueeze(1), db.unsqueeze(0).expand(held.shape[0], -1, -1))
+    claimed = out.get("weights")
+    if claimed is None or tuple(claimed.shape) != tuple(w.shape) or not _close(claimed, w, atol=1e-4):
+        _fail("training: the weights returned by forward are not the attention weights "
+              "of the trained model")
+    return float((torch.matmul(w, db) - held.unsqueeze(1)).pow(2).mean())
+
+
+def v_training_mse(o: Outputs, p: dict[str, torch.Tensor], target_mse: float = 0.0) -> None:
+    """Training the student's model (fixed budget) reaches the target held-out MSE."""
+    mse = heldout_mse(o, p)
     if not np.isfinite(mse):
         _fail("training: the held-out MSE is not finite (nan or inf)")
     if mse > target_mse:
         _fail(f"training: after the fixed training budget the held-out MSE is {mse:.3f}, "
               f"above the target {target_mse:.3f} (the model does not learn to retrieve "
-              f"matching images)")
-    return mse
+              "matching images)")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One hidden test case: the question it scores, the calls it needs, its verdict."""
+
+    question: str
+    calls: tuple[str, ...]
+    verdict: Callable[..., None]
+
+
+def _ids(prefix: str) -> tuple[str, ...]:
+    return tuple(c.id for c in CALLS if c.id.startswith(prefix))
+
+
+CASES: dict[str, Case] = {
+    "lookup_shapes": Case("lookup", _ids("lookup_soft_") + _ids("lookup_hard_"), v_lookup_shapes),
+    "lookup_hard_scores": Case("lookup", _ids("lookup_hard_"), v_lookup_hard_scores),
+    "lookup_one_hot": Case("lookup", _ids("lookup_onehot"), v_lookup_one_hot),
+    "lookup_soft_softmax": Case("lookup", _ids("lookup_soft_") + _ids("lookup_default_"),
+                                v_lookup_soft_softmax),
+    "lookup_soft_rows": Case("lookup", _ids("lookup_sharp_"), v_lookup_soft_rows),
+    "retrieve_values": Case("retrieve", ("retrieve_single", "retrieve_multi", "retrieve_batched"),
+                            v_retrieve_values),
+    "retrieve_one_hot": Case("retrieve", ("retrieve_onehot",), v_retrieve_one_hot),
+    "forward_shapes": Case("forward", ("forward",), v_forward_shapes),
+    "forward_weights": Case("forward", ("forward",), v_forward_weights),
+    "forward_output": Case("forward", ("forward",), v_forward_output),
+    "training_mse": Case("training", ("training",), v_training_mse),
+}
+
+
+def verdict(case_id: str, outputs: Outputs, p: dict[str, torch.Tensor],
+            training: dict[str, Any] | None = None) -> None:
+    """Judge one hidden case from the outputs of its calls; raises CheckFailed."""
+    case = CASES[case_id]
+    if case_id == "training_mse":
+        case.verdict(outputs, p, target_mse=(training or {})["target_mse"])
+    else:
+        case.verdict(outputs, p)
+
+
+# --- in one process (the notebook's thin test cells) -----------------------------
+
+def bundled_training() -> tuple[dict[str, Any], Arrays]:
+    """Training settings and data bundled beside this module by the build."""
+    import json
+
+    here = Path(__file__).resolve().parent
+    settings = json.loads((here / CONFIG_FILE).read_text())
+    return settings, load_bundle(here / settings["bundle_file"])
+
+
+def run_case(case_id: str, training: dict[str, Any] | None = None, bundle: Arrays | None = None,
+             **defs: Any) -> None:
+    """Evaluate and judge one hidden case in this process (for the notebook's test cells).
+
+    Without `training`/`bundle`, the training case reads the files bundled beside this module.
+    """
+    case = CASES[case_id]
+    if "training" in case.calls and (training is None or bundle is None):
+        training, bundle = bundled_training()
+    p = probes(bundle)
+    outputs: Outputs = {}
+    for call_id in case.calls:
+        try:
+            outputs[call_id] = evaluate(CALLS_BY_ID[call_id], defs, p, training)
+        except StudentError as err:
+            outputs[call_id] = err
+    verdict(case_id, outputs, p, training)

@@ -96,103 +96,152 @@ class ModelDetached(_Base):
         return torch.bmm(w, image_database), w
 
 
-LOOKUP_CHECKS = [checks.lookup_shapes, checks.lookup_hard_scores, checks.lookup_one_hot,
-                 checks.lookup_soft_softmax, checks.lookup_soft_rows]
+
+def run(case: str, **defs) -> None:
+    checks.run_case(case, training=TRAINING, bundle=BUNDLE, **defs)
 
 
-@pytest.mark.parametrize("check", LOOKUP_CHECKS, ids=lambda c: c.__name__)
-def test_reference_lookup_passes(check):
-    check(lookup_ref)
+TRAINING = dict(cfg.TRAINING_CHECK)
+BUNDLE: dict = {}
 
 
-@pytest.mark.parametrize("check", [checks.retrieve_values, checks.retrieve_one_hot],
-                         ids=lambda c: c.__name__)
-def test_reference_retrieve_passes(check):
-    check(retrieve_ref)
+@pytest.fixture(scope="module", autouse=True)
+def bundle(tmp_path_factory):
+    """The autograder's MNIST slice, made as the build makes it."""
+    from coursekit.data import make_bundle
+
+    path = make_bundle(tmp_path_factory.mktemp("data") / cfg.BUNDLE_FILE)
+    BUNDLE.update(checks.load_bundle(path))
+    return path
 
 
-@pytest.mark.parametrize("check", [checks.forward_shapes, checks.forward_weights, checks.forward_output],
-                         ids=lambda c: c.__name__)
-def test_reference_model_passes(check):
-    check(ModelRef)
+LOOKUP_CASES = ["lookup_shapes", "lookup_hard_scores", "lookup_one_hot", "lookup_soft_softmax",
+                "lookup_soft_rows"]
 
 
-@pytest.mark.parametrize("impl, check, message", [
-    (lookup_wrong_dim, checks.lookup_soft_rows, "soft lookup: rows of the weights do not sum to 1"),
-    (lookup_wrong_dim, checks.lookup_soft_softmax, "soft lookup: the weights are not softmax(Q Kᵀ)"),
-    (lookup_softmax_always, checks.lookup_hard_scores, "hard lookup: with soft=False the result must be the raw scores"),
-    (lookup_scaled, checks.lookup_hard_scores, "hard lookup: with soft=False the result must be the raw scores"),
-    (lookup_scaled, checks.lookup_soft_softmax, "soft lookup: the weights are not softmax(Q Kᵀ)"),
-    (lookup_no_float, checks.lookup_one_hot, "must return a float tensor, got torch.int64"),
-    (lookup_2d_only, checks.lookup_shapes, "lookup with a batch of queries (3-D): raised RuntimeError"),
-    (retrieve_mean, checks.retrieve_values, "retrieve: the result is not weights @ V"),
-    (retrieve_mean, checks.retrieve_one_hot, "retrieve: one-hot weights over shuffled values"),
+@pytest.mark.parametrize("case", LOOKUP_CASES)
+def test_reference_lookup_passes(case):
+    run(case, lookup=lookup_ref)
+
+
+@pytest.mark.parametrize("case", ["retrieve_values", "retrieve_one_hot"])
+def test_reference_retrieve_passes(case):
+    run(case, retrieve=retrieve_ref)
+
+
+@pytest.mark.parametrize("case", ["forward_shapes", "forward_weights", "forward_output"])
+def test_reference_model_passes(case):
+    run(case, AttentionTest=ModelRef)
+
+
+def test_every_case_belongs_to_a_configured_question():
+    assert {c.question for c in checks.CASES.values()} == set(cfg.AUTOGRADED_POINTS)
+
+
+@pytest.mark.parametrize("impl, case, message", [
+    (lookup_wrong_dim, "lookup_soft_rows", "soft lookup: rows of the weights do not sum to 1"),
+    (lookup_wrong_dim, "lookup_soft_softmax", "soft lookup: the weights are not softmax(Q Kᵀ)"),
+    (lookup_softmax_always, "lookup_hard_scores", "hard lookup: with soft=False the result must be the raw scores"),
+    (lookup_scaled, "lookup_hard_scores", "hard lookup: with soft=False the result must be the raw scores"),
+    (lookup_scaled, "lookup_soft_softmax", "soft lookup: the weights are not softmax(Q Kᵀ)"),
+    (lookup_no_float, "lookup_one_hot", "must return a float tensor, got int64"),
+    (lookup_2d_only, "lookup_shapes", "soft lookup with a batch of queries (3-D): raised RuntimeError"),
 ])
-def test_wrong_function_fails_with_its_property(impl, check, message):
+def test_wrong_lookup_fails_with_its_property(impl, case, message):
     with pytest.raises(CheckFailed) as info:
-        check(impl)
-    text = str(info.value)
-    assert message in text
-    assert "\n" not in text
+        run(case, lookup=impl)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("model, check, message", [
-    (ModelMhaOutput, checks.forward_shapes, "output: returned shape (4, 1, 32), expected (4, 1, 784)"),
-    (ModelCopiesQuery, checks.forward_output, "the output is not the retrieval"),
-    (ModelUniform, checks.forward_weights, "the weights are not the attention weights of self.mha"),
+@pytest.mark.parametrize("impl, case, message", [
+    (retrieve_mean, "retrieve_values", "retrieve: the result is not weights @ V"),
+    (retrieve_mean, "retrieve_one_hot", "retrieve: one-hot weights over shuffled values"),
 ])
-def test_wrong_model_fails_with_its_property(model, check, message):
-    with pytest.raises(CheckFailed, match=None) as info:
-        check(model)
+def test_wrong_retrieve_fails_with_its_property(impl, case, message):
+    with pytest.raises(CheckFailed) as info:
+        run(case, retrieve=impl)
     assert message in str(info.value)
 
 
-def test_unimplemented_stub_is_named():
+@pytest.mark.parametrize("model, case, message", [
+    (ModelMhaOutput, "forward_shapes", "output has shape (4, 1, 32), expected (4, 1, 784)"),
+    (ModelCopiesQuery, "forward_output", "the output is not the retrieval"),
+    (ModelUniform, "forward_weights", "the weights are not the attention weights of self.mha"),
+])
+def test_wrong_model_fails_with_its_property(model, case, message):
+    with pytest.raises(CheckFailed) as info:
+        run(case, AttentionTest=model)
+    assert message in str(info.value)
+
+
+def test_unimplemented_and_undefined_are_named():
     def lookup(Q, K, soft=True):
         raise NotImplementedError("lookup is not implemented yet")
 
     with pytest.raises(CheckFailed, match="soft lookup with a single query: not implemented yet"):
-        checks.lookup_shapes(lookup)
-    with pytest.raises(CheckFailed, match="lookup: not defined"):
-        checks.lookup_shapes(None)
+        run("lookup_shapes", lookup=lookup)
+    with pytest.raises(CheckFailed, match="not defined"):
+        run("lookup_shapes")
+
+
+def test_student_exception_text_never_reaches_the_message():
+    def lookup(Q, K, soft=True):
+        raise ValueError(f"secret {Q.tolist()}")
+
+    class Sneaky(Exception):
+        pass
+
+    def lookup2(Q, K, soft=True):
+        raise Sneaky(str(Q.tolist()))
+
+    with pytest.raises(CheckFailed) as info:
+        run("lookup_shapes", lookup=lookup)
+    assert str(info.value) == "soft lookup with a single query: raised ValueError"
+    with pytest.raises(CheckFailed) as info:
+        run("lookup_shapes", lookup=lookup2)
+    assert str(info.value) == "soft lookup with a single query: raised an exception"
 
 
 # --- the training check ------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory) -> Path:
-    from coursekit.data import make_bundle
-
-    return make_bundle(tmp_path_factory.mktemp("data") / cfg.BUNDLE_FILE)
+def test_training_reference_reaches_target():
+    run("training_mse", AttentionTest=ModelRef)
 
 
-def _train(model, bundle):
-    settings = {k: v for k, v in cfg.TRAINING_CHECK.items()}
-    return checks.training_mse(model, bundle, **settings)
-
-
-def test_training_reference_reaches_target(bundle):
-    mse = _train(ModelRef, bundle)
-    assert mse < cfg.TRAINING_CHECK["target_mse"]
+def _mse(model) -> float:
+    p = checks.probes(BUNDLE)
+    out = checks.evaluate(checks.CALLS_BY_ID["training"], {"AttentionTest": model}, p, TRAINING)
+    return checks.heldout_mse({"training": out}, p)
 
 
 @pytest.mark.parametrize("model, message", [
-    (ModelUniform, "above the target"),
-    (ModelDetached, "cannot be back-propagated"),
-    (ModelCopiesQuery, "cannot be back-propagated"),
+    (ModelUniform, "the weights returned by forward are not the attention weights"),
+    (ModelDetached, "loss cannot be back-propagated"),
+    (ModelCopiesQuery, "loss cannot be back-propagated"),
 ])
-def test_training_no_learning_fails(model, message, bundle):
+def test_training_no_learning_fails(model, message):
     with pytest.raises(CheckFailed) as info:
-        _train(model, bundle)
+        run("training_mse", AttentionTest=model)
     assert message in str(info.value)
 
 
-def test_training_is_deterministic(bundle):
-    assert _train(ModelRef, bundle) == _train(ModelRef, bundle)
+def test_untrained_model_misses_target():
+    class Untrained(ModelRef):
+        def parameters(self, recurse=True):  # the optimiser sees nothing to update
+            return iter([torch.nn.Parameter(torch.zeros(1))])
+
+    assert _mse(Untrained) > TRAINING["target_mse"]
+
+
+def test_training_is_deterministic():
+    assert _mse(ModelRef) == _mse(ModelRef)
+    assert _mse(ModelRef) < TRAINING["target_mse"]
 
 
 def test_training_check_reads_bundled_settings(bundle, tmp_path, monkeypatch):
     """In the autograder, settings and data sit beside the module (as the build writes them)."""
+    import importlib
     import json
     import shutil
 
@@ -203,8 +252,6 @@ def test_training_check_reads_bundled_settings(bundle, tmp_path, monkeypatch):
     (mod_dir / checks.CONFIG_FILE).write_text(
         json.dumps({**cfg.TRAINING_CHECK, "target_mse": 0.0, "bundle_file": cfg.BUNDLE_FILE}))
     monkeypatch.syspath_prepend(str(mod_dir))
-    import importlib
-
     bundled = importlib.import_module("attention_checks")
     with pytest.raises(bundled.CheckFailed, match="above the target 0.000"):
-        bundled.training_check(ModelRef)
+        bundled.run_case("training_mse", AttentionTest=ModelRef)
