@@ -1,5 +1,7 @@
 # Two set-up commands: `make build` and `make test` (see README.md).
-PYTHON ?= python3.11
+# Prefer the system Python 3.11: its standard library is readable by the sandbox's
+# unprivileged user (a Python under /root is not), so grading can drop privileges.
+PYTHON ?= $(shell test -x /usr/bin/python3.11 && echo /usr/bin/python3.11 || echo python3.11)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed

@@ -90,9 +90,15 @@ AUTOGRADER_REQUIREMENTS = [
     "matplotlib==3.11.2",
     "tqdm==4.70.1",
 ]
-# Per-submission limits used by `coursekit grade` (wall seconds, resident memory).
-TIME_LIMIT_S = 300
-MEMORY_LIMIT_MB = 4096
+# Per-submission limits of the sandbox that runs student code (coursekit grade and
+# the autograder alike): whole submission, one notebook cell, one call of student
+# code on hidden inputs (the training call is the longest), resident memory.
+TIME_LIMIT_S = 240
+CELL_TIME_LIMIT_S = 60
+CALL_TIME_LIMIT_S = 90
+MEMORY_LIMIT_MB = 3072
+# Submissions larger than this are refused unread.
+MAX_SUBMISSION_MB = 50
 
 # The notebook cells that download data, train for minutes or plot from the training
 # data carry this tag; otter skips them when grading.

@@ -24,6 +24,10 @@ import course_config as cfg
 from coursekit import data
 
 CHECKS_MODULE = "attention_checks.py"  # name of coursekit/checks.py inside the autograder
+PLUGIN = "coursekit.otter_plugin.TrustedGrading"
+# The grading engine travels at the zip's root, where Gradescope's Python finds it.
+ENGINE_MODULES = ("__init__.py", "checks.py", "engine.py", "sandbox.py", "student_side.py",
+                  "otter_plugin.py", "data.py")
 SOLUTION_MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "# SOLUTION", "BEGIN PROMPT", "END PROMPT")
 HIDDEN_MARKERS = ("attention_checks", "hidden: true", "BEGIN TEST CONFIG", "run_case")
 
@@ -66,6 +70,7 @@ def stage_master(master: Path, stage: Path, bundle: Path) -> Path:
                 "requirements": "requirements.txt",
                 "autograder_files": [CHECKS_MODULE, cfg.BUNDLE_FILE, "attention_config.json"],
                 "generate": {"show_stdout": False, "show_hidden": False, "pdf": False},
+                "plugins": [PLUGIN],
             })
             cell.source = _dump_raw("ASSIGNMENT CONFIG", conf)
             continue
@@ -142,6 +147,17 @@ def check_release(path: Path, hidden_only: bool = False) -> None:
             raise BuildError(f"{path}: the student release contains '{marker}'")
 
 
+def add_engine(zip_path: Path) -> None:
+    """Put the grading engine (and course_config.py) at the root of the autograder zip."""
+    import zipfile
+
+    package = Path(__file__).parent
+    with zipfile.ZipFile(zip_path, "a", zipfile.ZIP_DEFLATED) as zf:
+        for name in ENGINE_MODULES:
+            zf.write(package / name, f"coursekit/{name}")
+        zf.write(cfg.REPO_ROOT / "course_config.py", "course_config.py")
+
+
 def _run_otter_assign(staged: Path, dist: Path, run_tests: bool) -> None:
     cmd = [sys.executable, "-m", "otter", "assign", str(staged), str(dist)]
     if not run_tests:
@@ -189,5 +205,6 @@ def build(*, run_tests: bool = True, out_root: Path | None = None, quiet: bool =
             raise BuildError(f"otter assign made {len(zips)} autograder zips in {dist / 'autograder'}")
         zip_path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(zips[0], zip_path)
+        add_engine(zip_path)
     say(f"wrote {release_nb}\nwrote {solution_nb}\nwrote {zip_path}")
     return {"release": release_nb, "solutions": solution_nb, "zip": zip_path}

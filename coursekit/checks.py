@@ -150,7 +150,7 @@ CALLS_BY_ID = {c.id: c for c in CALLS}
 def _array(value: Any) -> np.ndarray:
     """A student's return value as a plain array; anything else is a StudentError."""
     if not isinstance(value, torch.Tensor):
-        raise StudentError(f"returned {type(value).__name__}, not a torch.Tensor")
+        raise StudentError(f"returned {_type_name(value)}, not a torch.Tensor")
     arr = value.detach().to("cpu")
     if arr.dtype == torch.bfloat16 or arr.dtype == torch.float16:
         arr = arr.float()
@@ -168,11 +168,22 @@ def _student(fn: Callable, *args: Any, **kwargs: Any) -> Any:
         raise StudentError(f"raised {_exception_name(exc)}") from None
 
 
-def _exception_name(exc: BaseException) -> str:
-    name = type(exc).__name__
+def _builtin_name(cls: type, fallback: str) -> str:
+    """A built-in class's name, else `fallback`: student-chosen names never reach feedback."""
     import builtins
 
-    return name if getattr(builtins, name, None) is type(exc) else "an exception"
+    name = cls.__name__
+    return name if getattr(builtins, name, None) is cls else fallback
+
+
+def _exception_name(exc: BaseException) -> str:
+    return _builtin_name(type(exc), "an exception")
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        return "a numpy array"
+    return "None" if value is None else _builtin_name(type(value), "an object")
 
 
 def _new_model(AttentionTest: Any, seed: int) -> Any:
@@ -329,10 +340,9 @@ def _value(outputs: Outputs, call_id: str, what: str, shape: tuple[int, ...],
     out = _get(outputs, call_id, what)
     value = out.get("value")
     if value is None or tuple(value.shape) != shape:
-        got = None if value is None else tuple(value.shape)
-        _fail(f"{what}: returned shape {got}, expected {shape}")
+        _fail(f"{what}: returned a result of the wrong shape (expected {shape})")
     if need_float and not bool(out.get("is_float", np.array(False))):
-        _fail(f"{what}: must return a float tensor, got {value.dtype}")
+        _fail(f"{what}: must return a float tensor, not an integer one")
     if value.dtype.kind not in "fiub":
         _fail(f"{what}: returned values that are not numbers")
     return value
@@ -419,13 +429,12 @@ def v_retrieve_one_hot(o: Outputs, p: dict[str, torch.Tensor]) -> None:
 
 
 def _forward(o: Outputs) -> tuple[Arrays, np.ndarray, np.ndarray]:
-    out = _get(o, "forward", "AttentionTest")
+    out = _get(o, "forward", "AttentionTest.forward")
     shapes = {"output": (MODEL_BATCH, 1, IMAGE_DIM), "weights": (MODEL_BATCH, 1, NUM_DB)}
     for key, shape in shapes.items():
         if key not in out or tuple(out[key].shape) != shape:
-            got = tuple(out[key].shape) if key in out else None
             label = "output" if key == "output" else "attn_output_weights"
-            _fail(f"AttentionTest.forward: {label} has shape {got}, expected {shape}")
+            _fail(f"AttentionTest.forward: {label} has the wrong shape (expected {shape})")
     return out, out["output"].astype(np.float64), out["weights"].astype(np.float64)
 
 
@@ -458,7 +467,7 @@ def v_forward_output(o: Outputs, p: dict[str, torch.Tensor]) -> None:
 
 def heldout_mse(o: Outputs, p: dict[str, torch.Tensor]) -> float:
     """Held-out MSE of the trained model, recomputed here from its parameters."""
-    out = _get(o, "training", "training: AttentionTest")
+    out = _get(o, "training", "training: AttentionTest.forward")
     model = _reference_model(out, "training")
     db, held = p["data_database"].double(), p["data_heldout"].double()
     with torch.no_grad():

@@ -1,0 +1,298 @@
+"""Grade one submission: read it safely, run its code in the sandbox, judge in this process.
+
+This process never executes student code and never unpickles anything from a
+submission: the notebook is read as JSON, the student's results come back as plain
+arrays (`numpy.load(allow_pickle=False)`), and every verdict and message is made here.
+Both `coursekit grade` and the otter plugin (what `otter run` and Gradescope run) call
+`grade_path`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import numpy as np
+
+import course_config as cfg
+from coursekit import checks, sandbox
+
+# Imported before the sandbox forks, so the unprivileged child needs no file access for them.
+import IPython.core.interactiveshell  # noqa: F401,E402
+import coursekit.student_side  # noqa: F401,E402
+
+MAX_OUTPUT_BYTES = 200 << 20
+_BUILTIN_EXC = r"(?:[A-Z][A-Za-z]*(?:Error|Exception|Exit|Interrupt|Warning|Iteration)|an exception)"
+SAFE_KINDS = [re.compile(p) for p in (
+    r"not implemented yet", r"not defined \(run the cell that defines it\)",
+    rf"raised {_BUILTIN_EXC}", r"returned (?:[A-Za-z_]+|a numpy array|an object|None), not a torch\.Tensor",
+    r"AttentionTest\(\.\.\.\) is not an nn\.Module", r"has parameters that cannot be read",
+    r"forward must return a pair \(output, attn_output_weights\)",
+    r"could not be set up for training", r"has no parameters to train",
+    r"loss cannot be back-propagated", r"returned weights of changing shapes",
+)]
+PROCESS_KINDS = {"timed out", "out of memory", "crashed the grading process", "stopped grading"}
+
+
+class SubmissionError(Exception):
+    """The submission cannot be graded; the message says why, for the student and the TA."""
+
+
+@dataclass
+class CaseResult:
+    """The verdict on one hidden test case."""
+
+    case: str
+    question: str
+    points: float
+    passed: bool
+    message: str = ""
+
+
+@dataclass
+class Report:
+    """Everything the grader says about one submission."""
+
+    status: str = "ok"  # ok | timeout | bad input | error
+    message: str = ""
+    cases: list[CaseResult] = field(default_factory=list)
+
+    @property
+    def scores(self) -> dict[str, float]:
+        out = {q: 0.0 for q in cfg.AUTOGRADED_POINTS}
+        for c in self.cases:
+            if c.passed:
+                out[c.question] = round(out[c.question] + c.points, 6)
+        return out
+
+    @property
+    def total(self) -> float:
+        return round(sum(self.scores.values()), 6)
+
+    def feedback(self) -> dict[str, list[str]]:
+        """One line per failed case, by question."""
+        lines: dict[str, list[str]] = {q: [] for q in cfg.AUTOGRADED_POINTS}
+        for c in self.cases:
+            if not c.passed:
+                lines[c.question].append(c.message)
+        return lines
+
+
+def case_points() -> dict[str, float]:
+    """Each question's points split evenly over its hidden cases (as otter splits them)."""
+    counts: dict[str, int] = {}
+    for case in checks.CASES.values():
+        counts[case.question] = counts.get(case.question, 0) + 1
+    return {cid: cfg.AUTOGRADED_POINTS[c.question] / counts[c.question]
+            for cid, c in checks.CASES.items()}
+
+
+# --- reading submissions ---------------------------------------------------------
+
+def _read_notebook_text(text: str, name: str) -> nbformat.NotebookNode:
+    if not text.strip():
+        raise SubmissionError(f"{name} is empty")
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
+        raise SubmissionError(f"{name} is not a notebook: invalid JSON ({exc.args[0][:80]})") from None
+    if not isinstance(raw, dict) or "cells" not in raw:
+        raise SubmissionError(f"{name} is not a Jupyter notebook (no cells)")
+    major = raw.get("nbformat")
+    if major != 4:
+        raise SubmissionError(f"{name} uses notebook format {major!r}; save it as format 4 "
+                              "(any current Jupyter or Colab does)")
+    try:
+        nb = nbformat.reads(text, as_version=4)
+    except Exception:
+        raise SubmissionError(f"{name} is a damaged notebook (its cells cannot be read)") from None
+    if not isinstance(nb.cells, list) or any(not isinstance(c.get("source", ""), str) for c in nb.cells):
+        raise SubmissionError(f"{name} is a damaged notebook (its cells cannot be read)")
+    assignment = nb.metadata.get("otter", {}).get("assignment_name") if isinstance(
+        nb.metadata.get("otter"), dict) else None
+    if assignment is not None and assignment != cfg.ASSIGNMENT:
+        raise SubmissionError(f"{name} is a notebook of assignment '{str(assignment)[:40]}', "
+                              f"not '{cfg.ASSIGNMENT}'")
+    return nb
+
+
+def read_submission(path: Path) -> nbformat.NotebookNode:
+    """The submission's notebook, from a .ipynb or an otter export zip. Never unpickles."""
+    name = path.name
+    if not path.is_file():
+        raise SubmissionError(f"{name} is not a file")
+    if path.stat().st_size > cfg.MAX_SUBMISSION_MB << 20:
+        raise SubmissionError(f"{name} is larger than {cfg.MAX_SUBMISSION_MB} MB")
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as zf:
+                nbs = [i for i in zf.infolist() if i.filename.endswith(".ipynb")
+                       and not i.filename.startswith("__MACOSX/")
+                       and ".ipynb_checkpoints" not in i.filename]
+                if not nbs:
+                    raise SubmissionError(f"{name} is a zip without a notebook (.ipynb) in it")
+                if len(nbs) > 1:
+                    names = ", ".join(i.filename for i in nbs[:3])
+                    raise SubmissionError(f"{name} holds more than one notebook ({names})")
+                if nbs[0].file_size > cfg.MAX_SUBMISSION_MB << 20:
+                    raise SubmissionError(f"{name}: the notebook in it is larger than "
+                                          f"{cfg.MAX_SUBMISSION_MB} MB")
+                data = zf.read(nbs[0])
+        except zipfile.BadZipFile:
+            raise SubmissionError(f"{name} is a damaged zip file") from None
+        return _read_notebook_text(data.decode("utf-8", "replace"), f"{name}:{nbs[0].filename}")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SubmissionError(f"{name} is not a notebook: not UTF-8 text") from None
+    return _read_notebook_text(text, name)
+
+
+def gradable_cells(nb: nbformat.NotebookNode) -> list[str]:
+    """The code cells the grader runs: not tagged otter_ignore, not otter's own cells."""
+    cells = []
+    for cell in nb.cells:
+        if cell.get("cell_type") != "code":
+            continue
+        tags = cell.get("metadata", {}).get("tags", []) or []
+        if cfg.IGNORE_TAG in tags:
+            continue
+        src = cell.source
+        stripped = src.strip()
+        if stripped.startswith("grader.") or "otter.Notebook(" in src:
+            continue  # otter's init, check, check_all and export cells
+        cells.append(src)
+    return cells
+
+
+# --- grading -----------------------------------------------------------------------
+
+def _read_outputs(job_dir: Path) -> dict[str, Any]:
+    """The child's claimed outputs, parsed strictly (no pickle, bounded size)."""
+    outputs: dict[str, Any] = {}
+    for ev in sandbox._events(job_dir / "events.jsonl"):
+        call, kind = ev.get("call"), ev.get("error")
+        if call in checks.CALLS_BY_ID and isinstance(kind, str):
+            safe = kind if any(p.fullmatch(kind) for p in SAFE_KINDS) else "failed"
+            outputs[call] = checks.StudentError(safe)
+    for call in checks.CALLS_BY_ID:
+        path = job_dir / f"out-{call}.npz"
+        if call in outputs or not path.is_file() or path.is_symlink():
+            continue
+        if path.stat().st_size > MAX_OUTPUT_BYTES:
+            outputs[call] = checks.StudentError("failed")
+            continue
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {k: np.array(data[k]) for k in list(data.files)[:64]}
+        except Exception:
+            outputs[call] = checks.StudentError("failed")
+            continue
+        outputs[call] = arrays
+    return outputs
+
+
+class Grader:
+    """Grades submissions; holds the hidden inputs and training settings (load once)."""
+
+    def __init__(self, bundle: checks.Arrays, training: dict[str, Any],
+                 limits: sandbox.Limits | None = None, slot: int = 0) -> None:
+        import torch
+
+        torch.set_num_threads(1)  # fork-safe for the sandbox, and deterministic verdicts
+        self.training = training
+        self.probes = checks.probes(bundle)
+        self.limits = limits or sandbox.Limits()
+        self.slot = slot
+        self.points = case_points()
+        self.use_gpu = torch.cuda.is_available()
+
+    def grade_notebook(self, nb: nbformat.NotebookNode) -> Report:
+        """Run the notebook's code in the sandbox and judge every hidden case."""
+        report = Report()
+        root = Path(tempfile.mkdtemp(prefix="coursekit-job-"))
+        try:
+            root.chmod(0o711)  # the unprivileged child must reach its job folder
+            job_dir = root / "job"
+            job_dir.mkdir()
+            np.savez(job_dir / "inputs.npz", **{k: v.numpy() for k, v in self.probes.items()})
+            job = {"cells": gradable_cells(nb), "calls": [c.id for c in checks.CALLS],
+                   "training": self.training}
+            outcome = sandbox.run_job(job_dir, job, self.limits, self.slot, self.use_gpu)
+            outputs = _read_outputs(job_dir)
+        finally:
+            if not os.environ.get("COURSEKIT_KEEP_JOBS"):
+                shutil.rmtree(root, ignore_errors=True)
+        for call, reason in outcome.failed_calls.items():
+            if call in checks.CALLS_BY_ID:
+                outputs[call] = checks.StudentError(reason)
+        everything = outcome.failed_calls.get("*")
+        for cid, case in checks.CASES.items():
+            points = self.points[cid]
+            missing = [c for c in case.calls if c not in outputs]
+            if missing and everything:
+                report.cases.append(CaseResult(cid, case.question, points, False,
+                                               f"{case.question}: not graded, the submission {everything}"))
+                continue
+            try:
+                checks.verdict(cid, outputs, self.probes, self.training)
+            except checks.CheckFailed as exc:
+                report.cases.append(CaseResult(cid, case.question, points, False, str(exc)))
+            except Exception:  # a verdict must never crash grading
+                report.cases.append(CaseResult(cid, case.question, points, False,
+                                               f"{case.question}: the result could not be judged"))
+            else:
+                report.cases.append(CaseResult(cid, case.question, points, True))
+        if outcome.timed_out:
+            report.status, report.message = "timeout", (
+                f"timed out after {self.limits.total_s:.0f} s; points are given for what "
+                "could be judged before that")
+        elif outcome.skipped_cells or outcome.failed_calls:
+            reasons = sorted(set(outcome.skipped_cells.values()) | set(outcome.failed_calls.values()))
+            report.message = "some code was stopped: " + ", ".join(reasons)
+        return report
+
+    def grade_path(self, path: Path) -> Report:
+        """Grade a submission file; bad input gets a report with status 'bad input'."""
+        try:
+            nb = read_submission(path)
+        except SubmissionError as exc:
+            return Report(status="bad input", message=str(exc),
+                          cases=[CaseResult(cid, c.question, self.points[cid], False, str(exc))
+                                 for cid, c in checks.CASES.items()])
+        except OSError as exc:
+            return Report(status="bad input", message=f"{path.name} cannot be read ({exc.strerror})",
+                          cases=[CaseResult(cid, c.question, self.points[cid], False, "cannot be read")
+                                 for cid, c in checks.CASES.items()])
+        return self.grade_notebook(nb)
+
+
+def default_grader(slot: int = 0, bundle_path: Path | None = None,
+                   settings_path: Path | None = None) -> Grader:
+    """A grader with the course's training settings and the MNIST slice.
+
+    Without paths (a TA's machine), the slice is made from the MNIST root; in the
+    autograder the bundled files are passed in.
+    """
+    if bundle_path is None:
+        from coursekit import data
+
+        key = f"{cfg.BUNDLE_SEED}-{cfg.BUNDLE_TRAIN_QUERIES}-{cfg.BUNDLE_HELDOUT_QUERIES}"
+        cache = cfg.REPO_ROOT / ".cache" / f"bundle-{key}.npz"
+        if not cache.is_file():
+            data.make_bundle(cache)
+        bundle_path = cache
+    training = dict(cfg.TRAINING_CHECK)
+    if settings_path is not None:
+        training = json.loads(settings_path.read_text())
+    training.pop("bundle_file", None)
+    return Grader(checks.load_bundle(bundle_path), training, slot=slot)

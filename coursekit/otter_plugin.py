@@ -1,0 +1,85 @@
+"""The otter plugin that makes `otter run` (and Gradescope) grade with the trusted engine.
+
+Stock otter runs the student's notebook and the hidden tests in one kernel, so student
+code can patch the comparisons, read the tests, hang the grader or kill it, and the
+results come back as a pickle made in that kernel. With this plugin (listed in the
+autograder's otter_config.json):
+
+- `before_grading`: the submission's `.OTTER_LOG` pickle is deleted unread, the grading
+  folder is closed to other users, and the grader loads the bundled data;
+- `before_execution`: the submission is graded by `coursekit.engine` (student code in a
+  sandboxed child, verdicts here), and otter's kernel gets an empty notebook instead,
+  so no student code runs inside otter at all;
+- `after_grading`: otter's results are replaced by the engine's verdicts, one line per
+  failed property.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from otter.plugins import AbstractOtterPlugin
+
+import course_config as cfg
+
+SAFE_NOTEBOOK_NOTE = "# The submission was graded by coursekit's sandboxed grader; nothing runs here."
+
+
+class TrustedGrading(AbstractOtterPlugin):
+    """Grade with `coursekit.engine` and report its verdicts through otter's results."""
+
+    def _ag_dir(self) -> Path:
+        return Path(self.submission_path).resolve().parent.parent
+
+    def before_grading(self, config: Any) -> None:
+        submission_dir = Path(self.submission_path).resolve().parent
+        (submission_dir / ".OTTER_LOG").unlink(missing_ok=True)  # never unpickled
+        ag_dir = self._ag_dir()
+        if os.geteuid() == 0:
+            ag_dir.chmod(0o700)  # the sandbox user may not read tests, data or results
+            if str(ag_dir) == "/autograder":  # a throwaway Gradescope container
+                _open_interpreter_path()
+        from coursekit.engine import default_grader
+
+        files = ag_dir / "source" / "files"
+        self.grader = default_grader(bundle_path=files / cfg.BUNDLE_FILE,
+                                     settings_path=files / "attention_config.json")
+        self.report = None
+
+    def before_execution(self, submission: nbformat.NotebookNode) -> nbformat.NotebookNode:
+        self.report = self.grader.grade_notebook(submission)
+        safe = nbformat.v4.new_notebook(metadata=submission.get("metadata", {}))
+        safe.cells = [nbformat.v4.new_code_cell(SAFE_NOTEBOOK_NOTE)]
+        return safe
+
+    def after_grading(self, results: Any) -> None:
+        from otter.test_files.abstract_test import TestCase, TestCaseResult
+        from otter.test_files.exception_test import ExceptionTestFile
+
+        if self.report is None:
+            return
+        for question in cfg.AUTOGRADED_POINTS:
+            cases = [c for c in self.report.cases if c.question == question]
+            tcs = [TestCase(name=c.case, body="", hidden=False, points=c.points,
+                            success_message=None, failure_message=None) for c in cases]
+            tf = ExceptionTestFile(question, f"tests/{question}.py", tcs, all_or_nothing=False)
+            tf.test_case_results = [
+                TestCaseResult(test_case=tc, passed=c.passed,
+                               message="✅ passed" if c.passed else f"❌ {c.message}")
+                for tc, c in zip(tcs, cases)]
+            results.results[question] = tf
+        if self.report.status != "ok" or self.report.message:
+            results.output = f"{self.report.status}: {self.report.message}"
+
+
+def _open_interpreter_path() -> None:
+    """Let the sandbox user traverse (not list) the folders above the Python install."""
+    path = Path(os.__file__).resolve().parent
+    for parent in [path, *path.parents]:
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            parent.chmod(mode | stat.S_IXOTH)

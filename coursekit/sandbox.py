@@ -1,0 +1,242 @@
+"""Run the untrusted side of grading in a child process, under limits, and survive it.
+
+The child is forked from the (warm) calling process, so torch is already imported. In
+the child, before any student code runs: a new session, resource limits (processes,
+file size, address space where no GPU is used), and — when the grader runs as root —
+an unprivileged user id of its own, so the student's code can neither read the
+grader's files nor signal its processes. The supervisor watches the child's progress
+events: a cell or call that runs past its time limit, a child over its memory limit, or
+a child that dies (`os._exit`, a signal) is killed, and the job restarts from the
+next cell or call, skipping the one that failed. Whatever happens, `run_job` returns.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import stat
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import course_config as cfg
+
+SANDBOX_UID_BASE = 61000  # one unprivileged uid per job slot, when running as root
+POLL_S = 0.02
+
+
+@dataclass
+class Limits:
+    """Per-submission limits (defaults from course_config.py)."""
+
+    total_s: float = cfg.TIME_LIMIT_S
+    cell_s: float = cfg.CELL_TIME_LIMIT_S
+    call_s: float = cfg.CALL_TIME_LIMIT_S
+    memory_mb: int = cfg.MEMORY_LIMIT_MB
+    max_restarts: int = 6
+
+
+@dataclass
+class JobOutcome:
+    """What happened to the child: cells and calls that failed at the process level."""
+
+    skipped_cells: dict[int, str] = field(default_factory=dict)  # cell index -> reason
+    failed_calls: dict[str, str] = field(default_factory=dict)  # call id -> reason
+    timed_out: bool = False  # the whole submission ran out of time
+    restarts: int = 0
+    isolated: bool = False  # the child ran under its own unprivileged uid
+
+
+def _reachable(path: Path) -> bool:
+    """Whether any user may read `path` (a folder) and pass through every folder above it."""
+    try:
+        if not path.stat().st_mode & stat.S_IROTH:
+            return False
+        return all(p.stat().st_mode & stat.S_IXOTH for p in [path, *path.parents])
+    except OSError:
+        return False
+
+
+def sandbox_uid(slot: int) -> int | None:
+    """The unprivileged uid for a job slot, or None where the child keeps the grader's uid.
+
+    Dropping privileges needs root, and a Python installation that other users can read
+    (a Python under a closed /root is not); otherwise the child only gets its own session
+    and limits (see docs/security.md).
+    """
+    if os.geteuid() != 0:
+        return None
+    import torch
+
+    needed = [Path(os.__file__).resolve().parent, Path(torch.__file__).resolve().parent.parent]
+    return SANDBOX_UID_BASE + slot if all(_reachable(p) for p in needed) else None
+
+
+def _events(path: Path) -> list[dict]:
+    """Parse the child's progress events strictly; malformed lines are ignored."""
+    out = []
+    try:
+        text = path.read_text()[: 1 << 20]
+    except OSError:
+        return out
+    for line in text.splitlines():
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(ev, dict):
+            out.append(ev)
+    return out
+
+
+def _rss_mb(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/statm") as f:
+                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            pass
+    return total / 2**20
+
+
+def _processes(uid: int | None, sid: int) -> list[int]:
+    """Processes of the sandbox: its uid (when we own one) or its session."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            status_uid = os.stat(f"/proc/{entry}").st_uid
+        except (OSError, IndexError):
+            continue
+        if (uid is not None and status_uid == uid) or int(fields[3]) == sid:
+            pids.append(int(entry))
+    return pids
+
+
+def _kill_all(uid: int | None, sid: int) -> None:
+    for _ in range(3):
+        pids = [p for p in _processes(uid, sid) if p != os.getpid()]
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.01)
+
+
+def _child(job_dir: Path, uid: int | None, limits: Limits, use_gpu: bool) -> None:
+    """In the forked child: isolate, limit, then run the untrusted side. Never returns."""
+    code = 0
+    try:
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDWR)
+        out = os.open(job_dir / "stdout.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.dup2(devnull, 0)
+        os.dup2(out, 1)
+        os.dup2(out, 2)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (256 << 20, 256 << 20))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if not use_gpu:  # CUDA reserves huge address space; with a GPU only RSS is watched
+            cap = (limits.memory_mb + 2048) << 20
+            resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+        if uid is not None:
+            resource.setrlimit(resource.RLIMIT_NPROC, (256, 256))
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+        os.chdir(job_dir)
+        os.environ.update({"MPLBACKEND": "Agg", "HOME": str(job_dir), "OMP_NUM_THREADS": "1"})
+        from coursekit.student_side import run_child
+
+        run_child(job_dir)
+    except BaseException:
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _prepare_dir(job_dir: Path, uid: int | None) -> None:
+    if uid is not None:
+        for path in [job_dir, *job_dir.iterdir()]:
+            os.chown(path, uid, uid)
+        job_dir.chmod(0o700)
+
+
+def run_job(job_dir: Path, job: dict, limits: Limits, slot: int = 0, use_gpu: bool = False) -> JobOutcome:
+    """Run `job` (see `coursekit.student_side`) in `job_dir` under `limits`; always returns."""
+    uid = sandbox_uid(slot)
+    outcome = JobOutcome(isolated=uid is not None)
+    deadline = time.monotonic() + limits.total_s
+    events_path = job_dir / "events.jsonl"
+    while True:
+        job = {**job, "skip_cells": sorted(outcome.skipped_cells),
+               "skip_calls": sorted(outcome.failed_calls)}
+        (job_dir / "job.json").write_text(json.dumps(job))
+        events_path.unlink(missing_ok=True)
+        _prepare_dir(job_dir, uid)
+        pid = os.fork()
+        if pid == 0:
+            _child(job_dir, uid, limits, use_gpu)
+        status, reason, seen, current_since = None, "", 0, time.monotonic()
+        current: dict = {}
+        polls = 0
+        while status is None:
+            polls += 1
+            time.sleep(POLL_S)
+            done, wstatus = os.waitpid(pid, os.WNOHANG)
+            if done:
+                status = wstatus
+                break
+            evs = _events(events_path)
+            if len(evs) != seen:
+                seen, current, current_since = len(evs), (evs[-1] if evs else {}), time.monotonic()
+            now = time.monotonic()
+            limit = limits.call_s if "call" in current else limits.cell_s
+            if now > deadline:
+                reason, outcome.timed_out = "timed out", True
+            elif now - current_since > limit:
+                reason = "timed out"
+            elif polls % 10 == 0 and _rss_mb(_processes(uid, pid)) > limits.memory_mb:
+                reason = "out of memory"
+            if reason:
+                _kill_all(uid, pid)
+                os.kill(pid, signal.SIGKILL) if _alive(pid) else None
+                os.waitpid(pid, 0)
+                status = -1
+        _kill_all(uid, pid)  # anything the student left running
+        evs = _events(events_path)
+        finished = any(ev.get("call") == "done" for ev in evs)
+        if finished or outcome.timed_out:
+            return outcome
+        # The child died or was stopped inside a cell or call: skip it and go again.
+        last = evs[-1] if evs else {}
+        if not reason:
+            reason = "crashed the grading process" if status != 0 else "stopped grading"
+        if isinstance(last.get("call"), str) and last["call"] != "done":
+            outcome.failed_calls[last["call"]] = reason
+        elif isinstance(last.get("cell"), int):
+            outcome.skipped_cells[last["cell"]] = reason
+        else:
+            outcome.timed_out = outcome.timed_out or reason == "timed out"
+            outcome.failed_calls["*"] = reason
+            return outcome
+        outcome.restarts += 1
+        if outcome.restarts > limits.max_restarts:
+            outcome.failed_calls["*"] = reason
+            return outcome
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
