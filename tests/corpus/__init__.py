@@ -1,0 +1,235 @@
+"""A corpus of student submissions, made from the release notebook as students make them.
+
+Each entry replaces only the bodies of the three stubs (the lines `# YOUR CODE HERE` and
+`raise NotImplementedError(...)`), optionally adds code above a stub's `def`/`class` in
+the same cell (helpers, prints, mistakes) or extra cells after it; every other cell
+stays exactly as released. `EXPECTED` in tests/test_corpus.py holds the scores.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+STUBS = {"lookup": "lookup is not implemented yet", "retrieve": "retrieve is not implemented yet",
+         "forward": "AttentionTest.forward is not implemented yet"}
+
+
+@dataclass
+class Spec:
+    """One submission: new stub bodies (None keeps the stub), code above, cells after."""
+
+    lookup: str | None = None
+    retrieve: str | None = None
+    forward: str | None = None
+    above: dict[str, str] = field(default_factory=dict)  # stub -> code above its def/class
+    after: dict[str, str] = field(default_factory=dict)  # stub -> an extra cell after it
+
+
+def make_notebook(release: Path, spec: Spec) -> nbformat.NotebookNode:
+    """The release notebook with `spec`'s bodies in place of the stubs."""
+    nb = nbformat.read(release, as_version=4)
+    cells = []
+    for cell in nb.cells:
+        cells.append(cell)
+        for stub, marker in STUBS.items():
+            if cell.cell_type != "code" or marker not in cell.source:
+                continue
+            body = getattr(spec, stub)
+            if body is not None:
+                lines = cell.source.split("\n")
+                i = next(n for n, line in enumerate(lines) if "# YOUR CODE HERE" in line)
+                indent = re.match(r"\s*", lines[i]).group(0)
+                new = textwrap.indent(textwrap.dedent(body).strip("\n"), indent).split("\n")
+                lines[i:i + 2] = new  # the comment and the raise
+                cell.source = "\n".join(lines)
+            if stub in spec.above:
+                cell.source = textwrap.dedent(spec.above[stub]).strip("\n") + "\n\n" + cell.source
+            if stub in spec.after:
+                cells.append(nbformat.v4.new_code_cell(textwrap.dedent(spec.after[stub]).strip("\n")))
+    nb.cells = cells
+    return nb
+
+
+# --- bodies ------------------------------------------------------------------------
+
+REF_LOOKUP = """
+scores = Q.float() @ K.float().transpose(-2, -1)
+return F.softmax(scores, dim=-1) if soft else scores
+"""
+REF_RETRIEVE = "return weights @ V"
+REF_FORWARD = """
+X_q = self.img_mlp(img)
+X_v = self.img_mlp(image_database)
+X_k = X_v
+attn_output, attn_output_weights = self.mha(X_q, X_k, X_v)
+output = torch.bmm(attn_output_weights, image_database)
+return output, attn_output_weights
+"""
+
+
+def _forward(mha_call: str = "self.mha(X_q, X_k, X_v)", retrieval: str =
+             "torch.bmm(attn_output_weights, image_database)", extra: str = "") -> str:
+    return f"""
+X_q = self.img_mlp(img)
+X_v = self.img_mlp(image_database)
+X_k = X_v
+attn_output, attn_output_weights = {mha_call}
+{extra}
+output = {retrieval}
+return output, attn_output_weights
+"""
+
+
+CORRECT: dict[str, Spec] = {
+    "c01_at_operator": Spec(REF_LOOKUP, REF_RETRIEVE, REF_FORWARD),
+    "c02_matmul_mT": Spec("""
+        s = torch.matmul(Q.float(), K.float().mT)
+        if soft:
+            s = torch.softmax(s, -1)
+        return s
+        """, "return torch.matmul(weights, V)",
+        _forward(retrieval="retrieve(attn_output_weights, image_database)")),
+    "c03_mm_bmm_switch": Spec("""
+        Q, K = Q.float(), K.float()
+        if Q.dim() == 2:
+            scores = torch.mm(Q, K.t())
+        else:
+            scores = torch.bmm(Q, K.transpose(1, 2))
+        if soft:
+            return F.softmax(scores, dim=scores.dim() - 1)
+        return scores
+        """, """
+        if weights.dim() == 2:
+            return torch.mm(weights, V)
+        return torch.bmm(weights, V)
+        """, _forward(mha_call="self.mha(query=X_q, key=X_k, value=X_v, need_weights=True)")),
+    "c04_einsum": Spec("""
+        scores = torch.einsum("...qd,...kd->...qk", Q.float(), K.float())
+        return scores.softmax(dim=-1) if soft else scores
+        """, 'return torch.einsum("...qk,...kd->...qd", weights, V)',
+        _forward(retrieval='torch.einsum("bqk,bkd->bqd", attn_output_weights, image_database)')),
+    "c05_stable_softmax": Spec("""
+        scores = (Q @ K.transpose(-2, -1)).float()
+        if not soft:
+            return scores
+        shifted = scores - scores.max(dim=-1, keepdim=True).values
+        e = torch.exp(shifted)
+        return e / e.sum(dim=-1, keepdim=True)
+        """, REF_RETRIEVE, REF_FORWARD),
+    "c06_permute": Spec("""
+        Kt = K.permute(1, 0) if K.dim() == 2 else K.permute(0, 2, 1)
+        scores = torch.matmul(Q.to(torch.float32), Kt.to(torch.float32))
+        if soft:
+            scores = nn.Softmax(dim=-1)(scores)
+        return scores
+        """, "return (weights.unsqueeze(-1) * V.unsqueeze(-3)).sum(dim=-2)", REF_FORWARD),
+    "c07_cast_at_the_end": Spec("""
+        scores = Q @ K.transpose(-1, -2)
+        scores = scores.float()
+        if soft == True:
+            return torch.nn.functional.softmax(scores, -1)
+        else:
+            return scores
+        """, REF_RETRIEVE, _forward(mha_call="self.mha(X_q, X_k, X_v, None, True)")),
+    "c08_own_helper": Spec(
+        "return _normalise(_dot(Q, K)) if soft else _dot(Q, K)", REF_RETRIEVE, REF_FORWARD,
+        above={"lookup": """
+            def _dot(a, b):
+                return torch.matmul(a.float(), b.float().transpose(-2, -1))
+
+            def _normalise(x):
+                return F.softmax(x, dim=-1)
+            """}),
+    "c09_prints_and_plots": Spec("""
+        print("lookup called with", Q.shape, K.shape)
+        scores = torch.matmul(Q.float(), K.float().transpose(-2, -1))
+        return F.softmax(scores, dim=-1) if soft else scores
+        """, """
+        out = weights @ V
+        print("retrieved", out.shape)
+        return out
+        """, REF_FORWARD,
+        after={"lookup": """
+            w = lookup(torch.randn(3, 4), torch.randn(5, 4))
+            print(w.sum(-1))
+            plt.figure(figsize=(3, 2))
+            plt.plot(w[0].numpy())
+            plt.show()
+            """}),
+    "c10_keyword_mha_need_weights": Spec(REF_LOOKUP, REF_RETRIEVE, _forward(
+        mha_call="self.mha(query=X_q, key=X_k, value=X_v, need_weights=True, average_attn_weights=True)",
+        retrieval="attn_output_weights @ image_database",
+        extra="assert attn_output_weights.shape[-1] == image_database.shape[1]")),
+    "c11_double_internally": Spec("""
+        scores = torch.matmul(Q.double(), K.double().transpose(-2, -1))
+        out = torch.softmax(scores, dim=-1) if soft else scores
+        return out.float()
+        """, "return torch.matmul(weights.to(V.dtype), V)", REF_FORWARD),
+}
+
+WRONG: dict[str, Spec] = {
+    "w01_softmax_wrong_dim": Spec("""
+        scores = Q.float() @ K.float().transpose(-2, -1)
+        return F.softmax(scores, dim=0) if soft else scores
+        """, REF_RETRIEVE, REF_FORWARD),
+    "w02_softmax_in_hard_mode": Spec(
+        "return F.softmax(Q.float() @ K.float().transpose(-2, -1), dim=-1)",
+        REF_RETRIEVE, REF_FORWARD),
+    "w03_no_softmax": Spec("return Q.float() @ K.float().transpose(-2, -1)",
+                           REF_RETRIEVE, REF_FORWARD),
+    "w04_scaled_by_sqrt_d": Spec("""
+        scores = Q.float() @ K.float().transpose(-2, -1) / Q.shape[-1] ** 0.5
+        return F.softmax(scores, dim=-1) if soft else scores
+        """, REF_RETRIEVE, REF_FORWARD),
+    "w05_weights_transposed": Spec("""
+        scores = K.float() @ Q.float().transpose(-2, -1)
+        return F.softmax(scores, dim=-2) if soft else scores
+        """, REF_RETRIEVE, REF_FORWARD),
+    "w06_retrieve_mean": Spec(REF_LOOKUP,
+                              "return V.mean(dim=-2, keepdim=True).expand(*weights.shape[:-1], V.shape[-1])",
+                              REF_FORWARD),
+    "w07_integer_scores": Spec("""
+        scores = Q @ K.transpose(-2, -1)
+        return F.softmax(scores, dim=-1) if soft else scores
+        """, REF_RETRIEVE, REF_FORWARD),
+    "w08_forward_returns_mha_output": Spec(REF_LOOKUP, REF_RETRIEVE,
+                                           _forward(retrieval="attn_output")),
+    "w09_keys_from_query": Spec(REF_LOOKUP, REF_RETRIEVE,
+                                _forward(mha_call="self.mha(X_q, X_q, X_v)")),
+    "w10_average_attn_weights_false": Spec(REF_LOOKUP, REF_RETRIEVE, _forward(
+        mha_call="self.mha(X_q, X_k, X_v, average_attn_weights=False)")),
+    "w11_weights_detached": Spec(REF_LOOKUP, REF_RETRIEVE, _forward(
+        extra="attn_output_weights = attn_output_weights.detach()")),
+    "w12_uniform_weights": Spec(REF_LOOKUP, REF_RETRIEVE, _forward(extra=(
+        "attn_output_weights = torch.full_like(attn_output_weights, "
+        "1.0 / image_database.shape[1])"))),
+    "w13_returns_query_image": Spec(REF_LOOKUP, REF_RETRIEVE, _forward(retrieval="img")),
+    "w14_only_lookup_done": Spec(REF_LOOKUP, None, None),
+    "w15_stubs_left_in": Spec(),
+    "w16_cell_raises_before_def": Spec(REF_LOOKUP, REF_RETRIEVE, REF_FORWARD,
+                                       above={"lookup": "print(image_database.shape)"}),
+    "w17_lookup_2d_only": Spec("""
+        scores = torch.mm(Q.float(), K.float().t())
+        return F.softmax(scores, dim=1) if soft else scores
+        """, REF_RETRIEVE, REF_FORWARD),
+    "w18_retrieve_wrong_order": Spec(REF_LOOKUP, "return V.transpose(-2, -1) @ weights.transpose(-2, -1)",
+                                     REF_FORWARD),
+}
+
+SUBMISSIONS: dict[str, Spec] = {**CORRECT, **WRONG}
+
+
+def write_corpus(release: Path, out_dir: Path, names: list[str] | None = None) -> list[Path]:
+    """Write the corpus notebooks (or the named ones) into `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in names or list(SUBMISSIONS):
+        path = out_dir / f"{name}.ipynb"
+        nbformat.write(make_notebook(release, SUBMISSIONS[name]), path)
+        paths.append(path)
+    return paths

@@ -1,0 +1,105 @@
+"""The corpus: every correct submission earns full marks, every wrong one loses exactly the
+points of the questions it breaks. The table below is the contract: any change in grading
+shows up as a diff here."""
+
+from __future__ import annotations
+
+import pytest
+
+import course_config as cfg
+from coursekit.engine import default_grader
+from tests.corpus import CORRECT, SUBMISSIONS, write_corpus
+
+FULL = {q: float(p) for q, p in cfg.AUTOGRADED_POINTS.items()}
+
+# submission -> (lookup, retrieve, forward, training)
+EXPECTED: dict[str, tuple[float, float, float, float]] = {
+    **{name: (5, 2, 3, 2) for name in CORRECT},
+    "w01_softmax_wrong_dim": (3, 2, 3, 2),
+    "w02_softmax_in_hard_mode": (3, 2, 3, 2),
+    "w03_no_softmax": (3, 2, 3, 2),
+    "w04_scaled_by_sqrt_d": (2, 2, 3, 2),
+    "w05_weights_transposed": (0, 2, 3, 2),
+    "w06_retrieve_mean": (5, 0, 3, 2),
+    "w07_integer_scores": (4, 2, 3, 2),
+    "w08_forward_returns_mha_output": (5, 2, 0, 0),
+    "w09_keys_from_query": (5, 2, 0, 0),
+    "w10_average_attn_weights_false": (5, 2, 0, 0),
+    "w11_weights_detached": (5, 2, 3, 0),
+    "w12_uniform_weights": (5, 2, 2, 0),
+    "w13_returns_query_image": (5, 2, 2, 0),
+    "w14_only_lookup_done": (5, 0, 0, 0),
+    "w15_stubs_left_in": (0, 0, 0, 0),
+    "w16_cell_raises_before_def": (0, 2, 3, 2),
+    "w17_lookup_2d_only": (0, 2, 3, 2),
+    "w18_retrieve_wrong_order": (5, 0, 3, 2),
+}
+
+# the one-line message each wrong submission gets for a question it loses points on
+MESSAGES = {
+    "w01_softmax_wrong_dim": "soft lookup: rows of the weights do not sum to 1",
+    "w02_softmax_in_hard_mode": "hard lookup: with soft=False the result must be the raw scores",
+    "w03_no_softmax": "soft lookup: the weights are not softmax(Q Kᵀ) over the keys",
+    "w04_scaled_by_sqrt_d": "hard lookup: with soft=False the result must be the raw scores",
+    "w05_weights_transposed": "returned a result of the wrong shape (expected (1, 100))",
+    "w06_retrieve_mean": "retrieve: the result is not weights @ V",
+    "w07_integer_scores": "must return a float tensor, not an integer one",
+    "w08_forward_returns_mha_output": "output has the wrong shape (expected (4, 1, 784))",
+    "w09_keys_from_query": "AttentionTest.forward: raised",
+    "w10_average_attn_weights_false": "AttentionTest.forward: raised RuntimeError",
+    "w11_weights_detached": "training: AttentionTest.forward: loss cannot be back-propagated",
+    "w12_uniform_weights": "the weights are not the attention weights of self.mha",
+    "w13_returns_query_image": "the output is not the retrieval attn_output_weights @ image_database",
+    "w14_only_lookup_done": "retrieve with a single query: not implemented yet",
+    "w15_stubs_left_in": "not implemented yet",
+    "w16_cell_raises_before_def": "lookup with a single query: not defined (run the cell that defines it)",
+    "w17_lookup_2d_only": "lookup with a batch of queries (3-D): raised RuntimeError",
+    "w18_retrieve_wrong_order": "retrieve with a single query: returned a result of the wrong shape",
+}
+
+
+def test_corpus_is_big_enough():
+    assert len(CORRECT) >= 10 and len(SUBMISSIONS) - len(CORRECT) >= 15
+    assert set(EXPECTED) == set(SUBMISSIONS)
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """Grade the whole corpus once (CPU), as built from the committed release."""
+    paths = write_corpus(cfg.RELEASE_DIR / f"{cfg.ASSIGNMENT}.ipynb", tmp_path_factory.mktemp("corpus"))
+    grader = default_grader()
+    return {p.stem: grader.grade_path(p) for p in paths}
+
+
+def test_score_table(graded):
+    table = {name: tuple(r.scores[q] for q in cfg.AUTOGRADED_POINTS) for name, r in graded.items()}
+    assert table == {k: tuple(float(x) for x in v) for k, v in EXPECTED.items()}
+    assert all(r.status == "ok" for r in graded.values())
+
+
+@pytest.mark.parametrize("name", sorted(MESSAGES))
+def test_feedback_names_the_property(graded, name):
+    lines = [line for lines in graded[name].feedback().values() for line in lines]
+    assert any(MESSAGES[name] in line for line in lines), lines
+    for line in lines:
+        assert "\n" not in line and len(line) < 200
+        for secret in ("_SEED", "probe", "randn", "Traceback", "attention_checks"):
+            assert secret not in line
+
+
+def test_correct_submissions_get_no_feedback_lines(graded):
+    for name in CORRECT:
+        assert all(lines == [] for lines in graded[name].feedback().values()), name
+
+
+def test_grading_is_deterministic(tmp_path):
+    """The same submissions graded five times give the identical table."""
+    names = ["c01_at_operator", "w01_softmax_wrong_dim", "w12_uniform_weights"]
+    paths = write_corpus(cfg.RELEASE_DIR / f"{cfg.ASSIGNMENT}.ipynb", tmp_path, names)
+    grader = default_grader()
+    def table():
+        reports = {p.stem: grader.grade_path(p) for p in paths}
+        return {k: (r.scores, [c.message for c in r.cases]) for k, r in reports.items()}
+
+    tables = [table() for _ in range(5)]
+    assert all(t == tables[0] for t in tables)
