@@ -165,6 +165,9 @@ def _student(fn: Callable, *args: Any, **kwargs: Any) -> Any:
     except StudentError:
         raise
     except Exception as exc:  # only the exception's type reaches the student
+        import traceback
+
+        traceback.print_exc()  # into the sandbox's log, for the TA; never into feedback
         raise StudentError(f"raised {_exception_name(exc)}") from None
 
 

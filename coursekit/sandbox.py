@@ -34,6 +34,7 @@ class Limits:
     total_s: float = cfg.TIME_LIMIT_S
     cell_s: float = cfg.CELL_TIME_LIMIT_S
     call_s: float = cfg.CALL_TIME_LIMIT_S
+    training_s: float = cfg.TRAINING_TIME_LIMIT_S
     memory_mb: int = cfg.MEMORY_LIMIT_MB
     max_restarts: int = 6
 
@@ -145,7 +146,9 @@ def _child(job_dir: Path, uid: int | None, limits: Limits, use_gpu: bool) -> Non
         resource.setrlimit(resource.RLIMIT_FSIZE, (256 << 20, 256 << 20))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         if not use_gpu:  # CUDA reserves huge address space; with a GPU only RSS is watched
-            cap = (limits.memory_mb + 2048) << 20
+            with open("/proc/self/statm") as f:  # what the fork inherited, plus the limit
+                inherited = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+            cap = inherited + ((limits.memory_mb + 512) << 20)
             resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
         if uid is not None:
             resource.setrlimit(resource.RLIMIT_NPROC, (256, 256))
@@ -199,7 +202,10 @@ def run_job(job_dir: Path, job: dict, limits: Limits, slot: int = 0, use_gpu: bo
             if len(evs) != seen:
                 seen, current, current_since = len(evs), (evs[-1] if evs else {}), time.monotonic()
             now = time.monotonic()
-            limit = limits.call_s if "call" in current else limits.cell_s
+            if "call" not in current:
+                limit = limits.cell_s
+            else:
+                limit = limits.training_s if current.get("call") == "training" else limits.call_s
             if now > deadline:
                 reason, outcome.timed_out = "timed out", True
             elif now - current_since > limit:
@@ -220,8 +226,12 @@ def run_job(job_dir: Path, job: dict, limits: Limits, slot: int = 0, use_gpu: bo
         last = evs[-1] if evs else {}
         if not reason:
             reason = "crashed the grading process" if status != 0 else "stopped grading"
-        if isinstance(last.get("call"), str) and last["call"] != "done":
-            outcome.failed_calls[last["call"]] = reason
+        if isinstance(last.get("call"), str) and last["call"] in job["calls"]:
+            # a function that hangs or crashes on one hidden input is not retried on the others
+            target = _target(last["call"])
+            for call in job["calls"]:
+                if _target(call) == target and call not in outcome.failed_calls:
+                    outcome.failed_calls[call] = reason
         elif isinstance(last.get("cell"), int):
             outcome.skipped_cells[last["cell"]] = reason
         else:
@@ -232,6 +242,13 @@ def run_job(job_dir: Path, job: dict, limits: Limits, slot: int = 0, use_gpu: bo
         if outcome.restarts > limits.max_restarts:
             outcome.failed_calls["*"] = reason
             return outcome
+
+
+def _target(call_id: str) -> str:
+    from coursekit.checks import CALLS_BY_ID
+
+    call = CALLS_BY_ID.get(call_id)
+    return call.target if call else call_id
 
 
 def _alive(pid: int) -> bool:

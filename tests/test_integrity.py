@@ -1,0 +1,231 @@
+"""Attacks and bad input: each yields exactly the score of the same code without the
+attack, nothing hidden leaks into what a student sees, and the grader never crashes."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pytest
+
+import course_config as cfg
+from coursekit import sandbox
+from coursekit.engine import Grader, default_grader
+from tests.corpus import REF_FORWARD, REF_LOOKUP, REF_RETRIEVE, Spec, make_notebook
+
+RELEASE = cfg.RELEASE_DIR / f"{cfg.ASSIGNMENT}.ipynb"
+FULL = (5.0, 2.0, 3.0, 2.0)
+ZERO = (0.0, 0.0, 0.0, 0.0)
+# Text that must never appear in anything a student sees.
+SECRETS = ("_SEED", "def probes", "run_case(", "attention_checks", "torch.randn(",
+           "BUNDLE_SEED", "heldout", "import numpy as np\nimport torch")
+
+
+def ref(**extra) -> Spec:
+    return Spec(REF_LOOKUP, REF_RETRIEVE, REF_FORWARD, **extra)
+
+
+PATCH_COMPARISONS = """
+import numpy, torch
+torch.allclose = lambda *a, **k: True
+torch.equal = lambda *a, **k: True
+torch.testing.assert_close = lambda *a, **k: None
+numpy.allclose = lambda *a, **k: True
+numpy.array_equal = lambda *a, **k: True
+torch.Tensor.__eq__ = lambda self, other: True
+"""
+PATCH_OTTER = """
+try:
+    import otter.test_files.abstract_test as _t
+    _t.TestFile.score = property(lambda self: self.possible)
+    _t.TestFile.passed_all = property(lambda self: True)
+    import otter.test_files.exception_test as _e
+    _e.ExceptionTestFile.run = lambda self, env: None
+except Exception:
+    pass
+"""
+READ_FILES = """
+import glob, os
+found = []
+for pattern in ["*", "../*", "../source/*", "../source/files/*", "../submission/tests/*",
+                "/autograder/source/*", "/tmp/*/*", "/tmp/*/*/*"]:
+    for path in glob.glob(pattern):
+        try:
+            with open(path, errors="replace") as f:
+                found.append(path + ":" + f.read(2000))
+        except Exception:
+            pass
+print("\\n".join(found))
+LEAK = "\\n".join(found)
+"""
+LEAKY_LOOKUP = """
+raise ValueError("LEAK " + LEAK[:3000] + str(Q.tolist())[:500])
+"""
+EXIT_CELL = "import os\nos._exit(3)"
+KILL_PARENT = "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)"
+KILL_ALL = "import os, signal\nos.kill(-1, signal.SIGKILL)"
+SYS_EXIT = "import sys\nsys.exit(1)"
+LOOP_CELL = "while True:\n    pass"
+LOOP_LOOKUP = "while True:\n    pass"
+MEMORY_CELL = "hog = []\nwhile True:\n    hog.append(bytearray(10**8))"
+IGNORE_SIGNALS = "import signal\nfor s in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM):\n    signal.signal(s, signal.SIG_IGN)"
+
+ATTACKS: dict[str, tuple[Spec, tuple[float, ...]]] = {
+    "patch_comparisons_with_stubs": (Spec(after={"lookup": PATCH_COMPARISONS}), ZERO),
+    "patch_comparisons_wrong_lookup": (Spec("return Q.float() @ K.float().transpose(-2, -1)",
+                                            REF_RETRIEVE, REF_FORWARD,
+                                            after={"lookup": PATCH_COMPARISONS}), (3.0, 2.0, 3.0, 2.0)),
+    "patch_otter_with_stubs": (Spec(after={"lookup": PATCH_OTTER}), ZERO),
+    "read_files_and_print": (ref(above={"lookup": READ_FILES}), FULL),
+    "leak_through_exception": (Spec(LEAKY_LOOKUP, REF_RETRIEVE, REF_FORWARD,
+                                    above={"lookup": READ_FILES}), (0.0, 2.0, 3.0, 2.0)),
+    "os_exit_in_a_cell": (ref(after={"lookup": EXIT_CELL}), FULL),
+    "kill_parent": (ref(after={"retrieve": KILL_PARENT}), FULL),
+    "kill_every_process": (ref(after={"retrieve": KILL_ALL}), FULL),
+    "sys_exit_in_a_cell": (ref(after={"lookup": SYS_EXIT}), FULL),
+    "infinite_loop_in_a_cell": (ref(after={"lookup": IGNORE_SIGNALS + "\n" + LOOP_CELL}), FULL),
+    "infinite_loop_in_lookup": (Spec(LOOP_LOOKUP, REF_RETRIEVE, REF_FORWARD), (0.0, 2.0, 3.0, 2.0)),
+    "exhaust_memory_in_a_cell": (ref(after={"lookup": MEMORY_CELL}), FULL),
+    "os_exit_in_forward": (Spec(REF_LOOKUP, REF_RETRIEVE, "import os\nos._exit(0)"), (5.0, 2.0, 0.0, 0.0)),
+}
+FAST_LIMITS = sandbox.Limits(total_s=120, cell_s=4, call_s=4, training_s=60, memory_mb=1500)
+
+
+@pytest.fixture(scope="module")
+def grader() -> Grader:
+    g = default_grader()
+    g.limits = FAST_LIMITS
+    return g
+
+
+def _visible(report) -> str:
+    return json.dumps({"message": report.message, "cases": [c.message for c in report.cases]})
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_attack_gets_the_score_of_its_code(name, grader, tmp_path):
+    spec, expected = ATTACKS[name]
+    path = tmp_path / f"{cfg.ASSIGNMENT}.ipynb"
+    nbformat.write(make_notebook(RELEASE, spec), path)
+    report = grader.grade_path(path)
+    assert tuple(report.scores.values()) == expected, (report.status, report.feedback())
+    visible = _visible(report)
+    for secret in SECRETS + ("LEAK",):
+        assert secret not in visible
+    assert report.status == "ok"
+
+
+def test_stopped_code_is_reported(grader, tmp_path):
+    path = tmp_path / "loop.ipynb"
+    nbformat.write(make_notebook(RELEASE, ATTACKS["infinite_loop_in_lookup"][0]), path)
+    report = grader.grade_path(path)
+    assert "some code was stopped: timed out" in report.message
+    assert "soft lookup with a single query: timed out" in report.feedback()["lookup"]
+
+
+def test_sandbox_cannot_read_grader_files(grader, tmp_path):
+    """Under root the child runs as its own uid: it cannot read the repository's hidden checks
+    when they are closed to others (as the plugin closes the autograder folder)."""
+    if sandbox.sandbox_uid(0) is None:
+        pytest.skip("not root, or Python unreadable by other users: no uid isolation here")
+    secret_dir = tmp_path / "closed"
+    secret_dir.mkdir(mode=0o700)
+    (secret_dir / "secret.txt").write_text("TOPSECRET")
+    probe = Spec(f"""
+        try:
+            text = open({str(secret_dir / 'secret.txt')!r}).read()
+        except Exception:
+            text = ""
+        if "TOPSECRET" in text:
+            raise RuntimeError("read it")
+        scores = Q.float() @ K.float().transpose(-2, -1)
+        return F.softmax(scores, dim=-1) if soft else scores
+        """, REF_RETRIEVE, REF_FORWARD)
+    path = tmp_path / "probe.ipynb"
+    nbformat.write(make_notebook(RELEASE, probe), path)
+    assert grader.grade_path(path).scores["lookup"] == 5.0
+
+
+class _Marker:
+    """A pickle that creates a file when loaded."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_otter_log_pickle_is_never_loaded(grader, tmp_path):
+    marker = tmp_path / "PWNED"
+    sub = tmp_path / "submission.zip"
+    nb = make_notebook(RELEASE, ref())
+    with zipfile.ZipFile(sub, "w") as zf:
+        zf.writestr(f"{cfg.ASSIGNMENT}.ipynb", nbformat.writes(nb))
+        zf.writestr(".OTTER_LOG", pickle.dumps(_Marker(str(marker))))
+        zf.writestr("other.pkl", pickle.dumps(_Marker(str(marker))))
+    report = grader.grade_path(sub)
+    assert tuple(report.scores.values()) == FULL
+    assert not marker.exists()
+
+
+# --- bad input ---------------------------------------------------------------------
+
+def _nb_text(**meta) -> str:
+    nb = nbformat.read(RELEASE, as_version=4)
+    nb.metadata.update(meta)
+    return nbformat.writes(nb)
+
+
+BAD_INPUT = {
+    "readme.ipynb": (lambda: "# not a notebook\n", "readme.ipynb is not a notebook: invalid JSON"),
+    "truncated.ipynb": (lambda: RELEASE.read_text()[:500], "truncated.ipynb is not a notebook: invalid JSON"),
+    "empty.ipynb": (lambda: "", "empty.ipynb is empty"),
+    "old_format.ipynb": (lambda: json.dumps({"nbformat": 3, "nbformat_minor": 0, "worksheets": [], "cells": []}),
+                         "old_format.ipynb uses notebook format 3"),
+    "other_assignment.ipynb": (lambda: _nb_text(otter={"assignment_name": "transformers_lab"}),
+                               "is a notebook of assignment 'transformers_lab', not 'attention_basics'"),
+    "list.ipynb": (lambda: "[1, 2, 3]", "list.ipynb is not a Jupyter notebook (no cells)"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_INPUT))
+def test_bad_input_gets_a_clear_message(name, grader, tmp_path):
+    make, message = BAD_INPUT[name]
+    path = tmp_path / name
+    path.write_text(make())
+    report = grader.grade_path(path)
+    assert report.status == "bad input"
+    assert message in report.message
+    assert report.total == 0
+
+
+def test_zip_without_notebook(grader, tmp_path):
+    path = tmp_path / "upload.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("notes.txt", "hello")
+    report = grader.grade_path(path)
+    assert report.status == "bad input"
+    assert report.message == "upload.zip is a zip without a notebook (.ipynb) in it"
+
+
+def test_renamed_notebook_scores_the_same(grader, tmp_path):
+    nb = make_notebook(RELEASE, Spec("return Q.float() @ K.float().transpose(-2, -1)", REF_RETRIEVE, REF_FORWARD))
+    a, b = tmp_path / f"{cfg.ASSIGNMENT}.ipynb", tmp_path / f"{cfg.ASSIGNMENT} (1).ipynb"
+    nbformat.write(nb, a)
+    nbformat.write(nb, b)
+    assert grader.grade_path(a).scores == grader.grade_path(b).scores == {
+        "lookup": 3.0, "retrieve": 2.0, "forward": 3.0, "training": 2.0}
+
+
+def test_stub_cells_deleted(grader, tmp_path):
+    nb = nbformat.read(RELEASE, as_version=4)
+    nb.cells = [c for c in nb.cells if "NotImplementedError" not in c.source]
+    path = tmp_path / "deleted.ipynb"
+    nbformat.write(nb, path)
+    report = grader.grade_path(path)
+    assert report.status == "ok" and report.total == 0
+    assert "lookup with a single query: not defined (run the cell that defines it)" in report.feedback()["lookup"][0]
