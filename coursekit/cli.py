@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 import course_config as cfg
@@ -23,31 +22,44 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
-    from coursekit.grade import grade_all
+    from coursekit.grade import grade_all, summarise
 
     missing = [p for p in args.submissions if not p.exists()]
     if missing:
         print(f"coursekit grade: no such file or folder: {', '.join(map(str, missing))}", file=sys.stderr)
         return 2
-    grade_all(args.submissions, args.out, args.autograder)
-    print(f"wrote {args.out / 'grades.csv'}")
+    try:
+        rows = grade_all(args.submissions, args.out, jobs=args.jobs, progress=not args.quiet)
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished submissions are kept; run the same command again to "
+              "grade the rest", file=sys.stderr)
+        return 130
+    print(summarise(rows, args.out))
+    print(f"wrote {args.out / 'grades.csv'}, feedback in {args.out / 'feedback'}, "
+          f"charts score_histogram.png and question_pass_rates.png")
     return 0
 
 
 def cmd_selfcheck(args: argparse.Namespace) -> int:
-    """Grade the solutions (must earn every point) and the release (must earn none)."""
-    from coursekit.grade import grade_submission
+    """Grade the solutions (must earn every point) and the release (must earn none)
+    with `otter run` and the built zip, as Gradescope will."""
+    from coursekit.grade import otter_run, scores_from_results
 
     possible = sum(cfg.AUTOGRADED_POINTS.values())
     ok = True
-    with tempfile.TemporaryDirectory() as tmp:
-        for label, nb, want in (("solutions", cfg.SOLUTIONS_DIR, possible), ("release", cfg.RELEASE_DIR, 0.0)):
-            g = grade_submission(nb / f"{cfg.ASSIGNMENT}.ipynb", Path(tmp) / label, args.autograder)
-            good = g.status == "ok" and g.total == want
-            ok &= good
-            detail = ", ".join(f"{q} {s:g}" for q, s in g.scores.items())
-            print(f"self-check {label}: {g.total:g}/{possible:g} (want {want:g}) "
-                  f"[{detail}] {'OK' if good else 'FAILED ' + g.message}")
+    for label, folder, want in (("solutions", cfg.SOLUTIONS_DIR, possible), ("release", cfg.RELEASE_DIR, 0.0)):
+        try:
+            scores = scores_from_results(otter_run(folder / f"{cfg.ASSIGNMENT}.ipynb", args.autograder))
+        except (OSError, RuntimeError) as exc:
+            print(f"self-check {label}: FAILED ({exc})")
+            ok = False
+            continue
+        total = sum(scores.values())
+        good = total == want
+        ok &= good
+        detail = ", ".join(f"{q} {s:g}" for q, s in scores.items())
+        print(f"self-check {label}: {total:g}/{possible:g} (want {want:g}) [{detail}] "
+              f"{'OK' if good else 'FAILED'}")
     return 0 if ok else 1
 
 
@@ -63,8 +75,9 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("grade", help="grade submissions into a grades.csv and feedback")
     p.add_argument("submissions", nargs="+", type=Path, help="notebooks, otter zips or folders")
-    p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--autograder", type=Path, default=cfg.AUTOGRADER_ZIP)
+    p.add_argument("--out", type=Path, required=True, help="output folder (rerun to resume)")
+    p.add_argument("--jobs", type=int, default=None, help="parallel graders (default: CPU cores)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_grade)
 
     p = sub.add_parser("selfcheck", help="solutions earn full marks, the release earns zero")

@@ -107,7 +107,9 @@ def make_bundle(path: Path, root: str | Path | None = None) -> Path:
         "heldout": images[order[n_db + n_tr:n_db + n_tr + n_ho]],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, **parts)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.npz")
+    np.savez_compressed(tmp, **parts)
+    os.replace(tmp, path)  # parallel graders never read half a file
     return path
 
 

@@ -155,6 +155,7 @@ def _child(job_dir: Path, uid: int | None, limits: Limits, use_gpu: bool) -> Non
             os.setgroups([])
             os.setgid(uid)
             os.setuid(uid)
+        _die_with_parent()
         os.chdir(job_dir)
         os.environ.update({"MPLBACKEND": "Agg", "HOME": str(job_dir), "OMP_NUM_THREADS": "1"})
         from coursekit.student_side import run_child
@@ -164,6 +165,16 @@ def _child(job_dir: Path, uid: int | None, limits: Limits, use_gpu: bool) -> Non
         code = 1
     finally:
         os._exit(code)
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel to kill this process when its parent dies (set after setuid)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
 
 
 def _prepare_dir(job_dir: Path, uid: int | None) -> None:

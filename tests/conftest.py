@@ -37,4 +37,5 @@ def otter_run(zip_path: Path, notebook: Path, out_dir: Path) -> dict:
 
 def question_scores(results: dict) -> dict[str, float]:
     """Per-question scores of a results.json, for the autograded questions only."""
-    return {t["name"]: t["score"] for t in results["tests"] if t["name"] in cfg.AUTOGRADED_POINTS}
+    got = {t["name"]: t["score"] for t in results["tests"] if t["name"] in cfg.AUTOGRADED_POINTS}
+    return {q: got.get(q) for q in cfg.AUTOGRADED_POINTS}  # in the course's question order
