@@ -36,6 +36,10 @@ def test_committed_outputs_match_fresh_build(built):
             f"{committed} differs from a fresh build: run `make build` and commit")
 
 
+def test_question_order_is_the_config_order():
+    assert list(cfg.AUTOGRADED_POINTS) == ["lookup", "retrieve", "forward", "training"]
+
+
 def test_second_build_is_byte_identical(built, tmp_path):
     again = B.build(out_root=tmp_path, run_tests=False, quiet=True)
     for kind in ("release", "solutions"):
@@ -112,7 +116,9 @@ def _fake_bundle(tmp_path: Path) -> Path:
 
 
 def test_question_missing_from_config_is_an_error(tmp_path, monkeypatch):
-    monkeypatch.delitem(cfg.AUTOGRADED_POINTS, "retrieve")
+    # a new dict, not delitem: restoring by re-insertion would reorder the questions
+    monkeypatch.setattr(cfg, "AUTOGRADED_POINTS",
+                        {q: p for q, p in cfg.AUTOGRADED_POINTS.items() if q != "retrieve"})
     with pytest.raises(B.BuildError, match="question 'retrieve' has no points in course_config.py"):
         B.stage_master(cfg.SOURCE_NOTEBOOK, tmp_path / "stage", _fake_bundle(tmp_path))
 
