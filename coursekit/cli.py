@@ -22,8 +22,15 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
+    from coursekit.data import DataError
+    from coursekit.engine import course_bundle
     from coursekit.grade import grade_all, summarise
 
+    try:
+        course_bundle()  # once, here: the workers share it
+    except DataError as exc:
+        print(f"coursekit grade: {exc}", file=sys.stderr)
+        return 1
     missing = [p for p in args.submissions if not p.exists()]
     if missing:
         print(f"coursekit grade: no such file or folder: {', '.join(map(str, missing))}", file=sys.stderr)

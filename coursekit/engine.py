@@ -276,23 +276,26 @@ class Grader:
         return self.grade_notebook(nb)
 
 
+def course_bundle() -> Path:
+    """The MNIST slice for grading on a TA's machine, made from the MNIST root once and cached."""
+    from coursekit import data
+
+    key = f"{cfg.BUNDLE_SEED}-{cfg.BUNDLE_TRAIN_QUERIES}-{cfg.BUNDLE_HELDOUT_QUERIES}"
+    cache = cfg.REPO_ROOT / ".cache" / f"bundle-{key}.npz"
+    if not cache.is_file():
+        data.make_bundle(cache)
+    return cache
+
+
 def default_grader(slot: int = 0, bundle_path: Path | None = None,
                    settings_path: Path | None = None) -> Grader:
     """A grader with the course's training settings and the MNIST slice.
 
-    Without paths (a TA's machine), the slice is made from the MNIST root; in the
+    Without paths (a TA's machine), the slice comes from `course_bundle()`; in the
     autograder the bundled files are passed in.
     """
-    if bundle_path is None:
-        from coursekit import data
-
-        key = f"{cfg.BUNDLE_SEED}-{cfg.BUNDLE_TRAIN_QUERIES}-{cfg.BUNDLE_HELDOUT_QUERIES}"
-        cache = cfg.REPO_ROOT / ".cache" / f"bundle-{key}.npz"
-        if not cache.is_file():
-            data.make_bundle(cache)
-        bundle_path = cache
     training = dict(cfg.TRAINING_CHECK)
     if settings_path is not None:
         training = json.loads(settings_path.read_text())
     training.pop("bundle_file", None)
-    return Grader(checks.load_bundle(bundle_path), training, slot=slot)
+    return Grader(checks.load_bundle(bundle_path or course_bundle()), training, slot=slot)

@@ -98,3 +98,14 @@ def test_gradescope_export_layout(tmp_path):
     found = find_submissions([export])
     assert [(sid, p.parent.name) for sid, p in found] == [("1001", "submission_101"),
                                                          ("bo@example.edu", "submission_102")]
+
+
+def test_grade_reports_missing_mnist_root(tmp_path, monkeypatch, capsys):
+    from coursekit.cli import main
+
+    monkeypatch.setattr(cfg, "REPO_ROOT", tmp_path)  # no cached slice
+    monkeypatch.setenv("MNIST_ROOT", str(tmp_path / "no_mnist"))
+    (tmp_path / "a.ipynb").write_text("{}")
+    assert main(["grade", str(tmp_path / "a.ipynb"), "--out", str(tmp_path / "out")]) == 1
+    assert f"coursekit grade: MNIST data root {tmp_path / 'no_mnist'} does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
