@@ -35,6 +35,11 @@ def cmd_grade(args: argparse.Namespace) -> int:
     if missing:
         print(f"coursekit grade: no such file or folder: {', '.join(map(str, missing))}", file=sys.stderr)
         return 2
+    from coursekit.sandbox import sandbox_uid
+
+    if sandbox_uid(0) is None:
+        print("note: student code runs under your own user id (grade as root for file isolation; "
+              "see docs/security.md)", file=sys.stderr)
     try:
         rows = grade_all(args.submissions, args.out, jobs=args.jobs, progress=not args.quiet)
     except KeyboardInterrupt:

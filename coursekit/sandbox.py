@@ -225,7 +225,8 @@ def run_job(job_dir: Path, job: dict, limits: Limits, slot: int = 0, use_gpu: bo
                 reason = "out of memory"
             if reason:
                 _kill_all(uid, pid)
-                os.kill(pid, signal.SIGKILL) if _alive(pid) else None
+                if _alive(pid):
+                    os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
                 status = -1
         _kill_all(uid, pid)  # anything the student left running
