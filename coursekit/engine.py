@@ -215,6 +215,11 @@ class Grader:
         self.slot = slot
         self.points = case_points()
         self.use_gpu = torch.cuda.is_available()
+        import io
+
+        buf = io.BytesIO()  # serialised once, written into every job folder
+        np.savez(buf, **{k: v.numpy() for k, v in self.probes.items()})
+        self._inputs = buf.getvalue()
 
     def grade_notebook(self, nb: nbformat.NotebookNode) -> Report:
         """Run the notebook's code in the sandbox and judge every hidden case."""
@@ -224,7 +229,7 @@ class Grader:
             root.chmod(0o711)  # the unprivileged child must reach its job folder
             job_dir = root / "job"
             job_dir.mkdir()
-            np.savez(job_dir / "inputs.npz", **{k: v.numpy() for k, v in self.probes.items()})
+            (job_dir / "inputs.npz").write_bytes(self._inputs)
             job = {"cells": gradable_cells(nb), "calls": [c.id for c in checks.CALLS],
                    "training": self.training}
             outcome = sandbox.run_job(job_dir, job, self.limits, self.slot, self.use_gpu)

@@ -47,7 +47,6 @@ class JobOutcome:
     failed_calls: dict[str, str] = field(default_factory=dict)  # call id -> reason
     timed_out: bool = False  # the whole submission ran out of time
     restarts: int = 0
-    isolated: bool = False  # the child ran under its own unprivileged uid
 
 
 def _reachable(path: Path) -> bool:
@@ -187,7 +186,7 @@ def _prepare_dir(job_dir: Path, uid: int | None) -> None:
 def run_job(job_dir: Path, job: dict, limits: Limits, slot: int = 0, use_gpu: bool = False) -> JobOutcome:
     """Run `job` (see `coursekit.student_side`) in `job_dir` under `limits`; always returns."""
     uid = sandbox_uid(slot)
-    outcome = JobOutcome(isolated=uid is not None)
+    outcome = JobOutcome()
     deadline = time.monotonic() + limits.total_s
     events_path = job_dir / "events.jsonl"
     while True:
