@@ -255,7 +255,8 @@ def _train(AttentionTest: Any, p: dict[str, torch.Tensor], *, steps: int, batch_
     if not params:
         raise StudentError("has no parameters to train")
     optimizer = torch.optim.Adam(params, lr=lr)
-    db = p["data_database"].to(device).unsqueeze(0).expand(batch_size, -1, -1)
+    database = p["data_database"].to(device)
+    db = database.unsqueeze(0).expand(batch_size, -1, -1)
     train = p["data_train"].to(device)
     g = torch.Generator().manual_seed(seed)
     model.train()
@@ -276,7 +277,7 @@ def _train(AttentionTest: Any, p: dict[str, torch.Tensor], *, steps: int, batch_
         held = p["data_heldout"].to(device)
         for start in range(0, held.shape[0], batch_size):
             x_q = held[start:start + batch_size].unsqueeze(1)
-            dbb = p["data_database"].to(device).unsqueeze(0).expand(x_q.shape[0], -1, -1)
+            dbb = database.unsqueeze(0).expand(x_q.shape[0], -1, -1)
             weights.append(_array(_pair(_student(model, x_q, dbb))[1]))
     try:
         w = np.concatenate(weights)
