@@ -1,9 +1,9 @@
-"""Time the hidden training check on this machine (CPU, or CUDA when present).
+"""Time the hidden training check (the solution's AttentionTest, the course budget).
 
-Trains the solution's AttentionTest with the budget in course_config.TRAINING_CHECK,
-`--runs` times, and prints the wall time of each run and the held-out MSE.
+Runs the same code the grader runs: `checks.evaluate` on the training call (the student
+side) and the trusted `checks.heldout_mse` on what it returns.
 
-    .venv/bin/python benchmarks/training_check_bench.py --runs 5
+    .venv/bin/python benchmarks/training_check_bench.py --runs 5 [--device cuda]
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
@@ -28,17 +29,22 @@ from coursekit.notebook_defs import load_definitions  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default=cfg.TRAINING_CHECK["device"])
     args = parser.parse_args()
+    torch.set_num_threads(1)  # as in the sandbox
     model = load_definitions(cfg.SOLUTIONS_DIR / f"{cfg.ASSIGNMENT}.ipynb")["AttentionTest"]
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    name = torch.cuda.get_device_name() if device == "cuda" else platform.processor() or platform.machine()
-    print(f"device: {device} ({name}), torch {torch.__version__}, threads {torch.get_num_threads()}")
+    name = (torch.cuda.get_device_name() if args.device == "cuda"
+            else platform.processor() or platform.machine())
+    print(f"device: {args.device} ({name}), torch {torch.__version__}, threads 1")
+    training = {**cfg.TRAINING_CHECK, "device": args.device}
+    call = checks.CALLS_BY_ID["training"]
     with tempfile.TemporaryDirectory() as tmp:
-        bundle = data.make_bundle(Path(tmp) / cfg.BUNDLE_FILE)
+        p = checks.probes(checks.load_bundle(data.make_bundle(Path(tmp) / cfg.BUNDLE_FILE)))
         times = []
         for i in range(args.runs):
             start = time.perf_counter()
-            mse = checks.training_mse(model, bundle, **cfg.TRAINING_CHECK)
+            out = checks.evaluate(call, {"AttentionTest": model}, p, training)
+            mse = checks.heldout_mse({"training": out}, p)
             times.append(time.perf_counter() - start)
             print(f"run {i + 1}: {times[-1]:.2f} s, held-out MSE {mse:.4f}")
     print(f"median {statistics.median(times):.2f} s over {args.runs} runs "

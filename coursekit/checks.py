@@ -239,13 +239,12 @@ def evaluate(call: Call, defs: dict[str, Any], p: dict[str, torch.Tensor],
 
 
 def _train(AttentionTest: Any, p: dict[str, torch.Tensor], *, steps: int, batch_size: int,
-           lr: float, seed: int, **_: Any) -> Arrays:
+           lr: float, seed: int, device: str = "cpu", **_: Any) -> Arrays:
     """Train the student's model as the lab does (Adam on the MSE of output vs query).
 
     Returns the trained parameters and the weights its forward gives on the held-out
     queries; the trusted side recomputes both the weights and the MSE from the parameters.
     """
-    device = "cuda" if torch.cuda.is_available() else "cpu"
     model = _new_model(AttentionTest, seed)
     try:
         model = model.to(device)

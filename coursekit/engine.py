@@ -213,7 +213,6 @@ class Grader:
         self.limits = limits or sandbox.Limits()
         self.slot = slot
         self.points = case_points()
-        self.use_gpu = torch.cuda.is_available()
         import io
 
         buf = io.BytesIO()  # serialised once, written into every job folder
@@ -231,7 +230,7 @@ class Grader:
             (job_dir / "inputs.npz").write_bytes(self._inputs)
             job = {"cells": gradable_cells(nb), "calls": [c.id for c in checks.CALLS],
                    "training": self.training}
-            outcome = sandbox.run_job(job_dir, job, self.limits, self.slot, self.use_gpu)
+            outcome = sandbox.run_job(job_dir, job, self.limits, self.slot)
             outputs = _read_outputs(job_dir)
         finally:
             if not os.environ.get("COURSEKIT_KEEP_JOBS"):

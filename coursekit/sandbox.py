@@ -2,7 +2,7 @@
 
 The child is forked from the (warm) calling process, so torch is already imported. In
 the child, before any student code runs: a new session, resource limits (processes,
-file size, address space where no GPU is used), and — when the grader runs as root —
+file size, address space), and — when the grader runs as root —
 an unprivileged user id of its own, so the student's code can neither read the
 grader's files nor signal its processes. The supervisor watches the child's progress
 events: a cell or call that runs past its time limit, a child over its memory limit, or
@@ -132,7 +132,7 @@ def _kill_all(uid: int | None, sid: int) -> None:
         time.sleep(0.01)
 
 
-def _child(job_dir: Path, uid: int | None, limits: Limits, use_gpu: bool) -> None:
+def _child(job_dir: Path, uid: int | None, limits: Limits) -> None:
     """In the forked child: isolate, limit, then run the untrusted side. Never returns."""
     code = 0
     try:
@@ -144,11 +144,10 @@ def _child(job_dir: Path, uid: int | None, limits: Limits, use_gpu: bool) -> Non
         os.dup2(out, 2)
         resource.setrlimit(resource.RLIMIT_FSIZE, (256 << 20, 256 << 20))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        if not use_gpu:  # CUDA reserves huge address space; with a GPU only RSS is watched
-            with open("/proc/self/statm") as f:  # what the fork inherited, plus the limit
-                inherited = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-            cap = inherited + ((limits.memory_mb + 512) << 20)
-            resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+        with open("/proc/self/statm") as f:  # what the fork inherited, plus the limit
+            inherited = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        cap = inherited + ((limits.memory_mb + 512) << 20)
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
         if uid is not None:
             resource.setrlimit(resource.RLIMIT_NPROC, (256, 256))
             os.setgroups([])
@@ -156,7 +155,12 @@ def _child(job_dir: Path, uid: int | None, limits: Limits, use_gpu: bool) -> Non
             os.setuid(uid)
         _die_with_parent()
         os.chdir(job_dir)
-        os.environ.update({"MPLBACKEND": "Agg", "HOME": str(job_dir), "OMP_NUM_THREADS": "1"})
+        # No GPU for student code: scores must not depend on the grading machine, CUDA is
+        # unusable after a fork anyway, and the memory limit cannot see GPU memory.
+        # USER/LOGNAME: the sandbox uid has no passwd entry, and getpass.getuser() (torch's
+        # cache paths, imported by torchvision.datasets) raises KeyError without them.
+        os.environ.update({"MPLBACKEND": "Agg", "HOME": str(job_dir), "OMP_NUM_THREADS": "1",
+                           "CUDA_VISIBLE_DEVICES": "", "USER": "student", "LOGNAME": "student"})
         from coursekit.student_side import run_child
 
         run_child(job_dir)
@@ -183,7 +187,7 @@ def _prepare_dir(job_dir: Path, uid: int | None) -> None:
         job_dir.chmod(0o700)
 
 
-def run_job(job_dir: Path, job: dict, limits: Limits, slot: int = 0, use_gpu: bool = False) -> JobOutcome:
+def run_job(job_dir: Path, job: dict, limits: Limits, slot: int = 0) -> JobOutcome:
     """Run `job` (see `coursekit.student_side`) in `job_dir` under `limits`; always returns."""
     uid = sandbox_uid(slot)
     outcome = JobOutcome()
@@ -197,7 +201,7 @@ def run_job(job_dir: Path, job: dict, limits: Limits, slot: int = 0, use_gpu: bo
         _prepare_dir(job_dir, uid)
         pid = os.fork()
         if pid == 0:
-            _child(job_dir, uid, limits, use_gpu)
+            _child(job_dir, uid, limits)
         status, reason, seen, current_since = None, "", 0, time.monotonic()
         current: dict = {}
         polls = 0

@@ -71,6 +71,13 @@ SYS_EXIT = "import sys\nsys.exit(1)"
 LOOP_CELL = "while True:\n    pass"
 LOOP_LOOKUP = "while True:\n    pass"
 MEMORY_CELL = "hog = []\nwhile True:\n    hog.append(bytearray(10**8))"
+# Graded on the CPU on every machine: a GPU must be invisible to student code (on a GPU
+# machine this cell raises if it is not, and lookup, defined below it, scores 0).
+NO_GPU = ("import os, torch\nassert os.environ.get('CUDA_VISIBLE_DEVICES') == ''\n"
+          "assert not torch.cuda.is_available()")
+# The sandbox uid has no passwd entry; torchvision.datasets (torch 2.11) and other code ask
+# for the user name at import, which must work (found on the GPU machine, docs/gpu.md).
+USER_NAME = "import getpass\nassert getpass.getuser()"
 IGNORE_SIGNALS = "import signal\nfor s in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM):\n    signal.signal(s, signal.SIG_IGN)"
 
 ATTACKS: dict[str, tuple[Spec, tuple[float, ...]]] = {
@@ -89,6 +96,8 @@ ATTACKS: dict[str, tuple[Spec, tuple[float, ...]]] = {
     "infinite_loop_in_a_cell": (ref(after={"lookup": IGNORE_SIGNALS + "\n" + LOOP_CELL}), FULL),
     "infinite_loop_in_lookup": (Spec(LOOP_LOOKUP, REF_RETRIEVE, REF_FORWARD), (0.0, 2.0, 3.0, 2.0)),
     "exhaust_memory_in_a_cell": (ref(after={"lookup": MEMORY_CELL}), FULL),
+    "gpu_hidden_from_student_code": (ref(above={"lookup": NO_GPU}), FULL),
+    "user_name_lookup": (ref(above={"lookup": USER_NAME}), FULL),
     "os_exit_in_forward": (Spec(REF_LOOKUP, REF_RETRIEVE, "import os\nos._exit(0)"), (5.0, 2.0, 0.0, 0.0)),
 }
 FAST_LIMITS = sandbox.Limits(total_s=120, cell_s=4, call_s=4, training_s=60, memory_mb=1500)
