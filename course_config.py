@@ -22,6 +22,9 @@ RELEASE_DIR = REPO_ROOT / "release" / ASSIGNMENT
 SOLUTIONS_DIR = REPO_ROOT / "solutions" / ASSIGNMENT
 AUTOGRADER_DIR = REPO_ROOT / "autograder" / ASSIGNMENT
 AUTOGRADER_ZIP = AUTOGRADER_DIR / f"{ASSIGNMENT}-autograder.zip"
+# The nbgrader course (JupyterHub): generated from the same master; run nbgrader in it.
+NBGRADER_COURSE_DIR = REPO_ROOT / "nbgrader_course"
+NBGRADER_COURSE_ID = "attention-basics"
 
 # --- points ----------------------------------------------------------------------
 # Autograded questions: the points are split evenly over each question's hidden test

@@ -10,7 +10,6 @@ then writes normalised, byte-reproducible release and solution notebooks.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -21,7 +20,8 @@ import nbformat
 import yaml
 
 import course_config as cfg
-from coursekit import data
+from coursekit import data, nbgrader_build
+from coursekit.master_format import SOLUTION_MARKER, raw_config, without_prompt
 
 CHECKS_MODULE = "attention_checks.py"  # name of coursekit/checks.py inside the autograder
 PLUGIN = "coursekit.otter_plugin.TrustedGrading"
@@ -34,13 +34,6 @@ HIDDEN_MARKERS = ("attention_checks", "hidden: true", "BEGIN TEST CONFIG", "run_
 
 class BuildError(RuntimeError):
     """The build cannot go on; the message names the file and what is wrong."""
-
-
-def _raw_config(cell: nbformat.NotebookNode, header: str) -> dict | None:
-    """The YAML of a raw otter cell starting with `# <header>`, or None for other cells."""
-    if cell.cell_type != "raw" or not re.match(rf"#\s*{header}\b", cell.source, re.IGNORECASE):
-        return None
-    return yaml.safe_load(cell.source) or {}
 
 
 def _dump_raw(header: str, config: dict) -> str:
@@ -61,7 +54,7 @@ def stage_master(master: Path, stage: Path, bundle: Path) -> Path:
     seen: list[str] = []
     found_config = False
     for cell in nb.cells:
-        conf = _raw_config(cell, "ASSIGNMENT CONFIG")
+        conf = raw_config(cell, "ASSIGNMENT CONFIG")
         if conf is not None:
             found_config = True
             conf.update({
@@ -74,7 +67,7 @@ def stage_master(master: Path, stage: Path, bundle: Path) -> Path:
             })
             cell.source = _dump_raw("ASSIGNMENT CONFIG", conf)
             continue
-        conf = _raw_config(cell, "BEGIN QUESTION")
+        conf = raw_config(cell, "BEGIN QUESTION")
         if conf is not None:
             name = conf.get("name")
             if name not in points:
@@ -117,16 +110,7 @@ def normalise(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 def clean_solution_source(source: str) -> str:
     """Drop otter's solution and prompt markers (and the prompt stub) from a solution cell."""
-    kept, in_prompt = [], False
-    for line in source.split("\n"):
-        stripped = line.rstrip()
-        if stripped.endswith("# BEGIN PROMPT"):
-            in_prompt = True
-        elif stripped.endswith("# END PROMPT"):
-            in_prompt = False
-        elif not in_prompt and not re.search(r"# (BEGIN|END) SOLUTION( NO PROMPT)?$", stripped):
-            kept.append(line)
-    return "\n".join(kept)
+    return "\n".join(ln for ln in without_prompt(source) if not SOLUTION_MARKER.search(ln.rstrip()))
 
 
 def make_solutions(solution_nb: nbformat.NotebookNode,
@@ -179,6 +163,7 @@ def build(*, run_tests: bool = True, out_root: Path | None = None, quiet: bool =
     release_nb = rel(cfg.RELEASE_DIR) / f"{cfg.ASSIGNMENT}.ipynb"
     solution_nb = rel(cfg.SOLUTIONS_DIR) / f"{cfg.ASSIGNMENT}.ipynb"
     zip_path = rel(cfg.AUTOGRADER_ZIP)
+    course_dir = rel(cfg.NBGRADER_COURSE_DIR)
     say = (lambda *_: None) if quiet else (lambda msg: print(msg, flush=True))
 
     with tempfile.TemporaryDirectory(prefix="coursekit-build-") as tmp:
@@ -206,5 +191,7 @@ def build(*, run_tests: bool = True, out_root: Path | None = None, quiet: bool =
         zip_path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(zips[0], zip_path)
         add_engine(zip_path)
-    say(f"wrote {release_nb}\nwrote {solution_nb}\nwrote {zip_path}")
-    return {"release": release_nb, "solutions": solution_nb, "zip": zip_path}
+        nbgrader_source = nbgrader_build.write_course(staged, course_dir)
+    say(f"wrote {release_nb}\nwrote {solution_nb}\nwrote {zip_path}\nwrote {nbgrader_source}")
+    return {"release": release_nb, "solutions": solution_nb, "zip": zip_path,
+            "nbgrader_course": course_dir, "nbgrader_source": nbgrader_source}

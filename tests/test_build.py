@@ -36,13 +36,21 @@ def test_committed_outputs_match_fresh_build(built):
             f"{committed} differs from a fresh build: run `make build` and commit")
 
 
+def test_committed_nbgrader_course_matches_fresh_build(built):
+    fresh, committed = built["nbgrader_course"], cfg.NBGRADER_COURSE_DIR
+    for rel in ("nbgrader_config.py", ".gitignore",
+                f"source/{cfg.ASSIGNMENT}/{cfg.ASSIGNMENT}.ipynb"):
+        assert (committed / rel).read_bytes() == (fresh / rel).read_bytes(), (
+            f"{committed / rel} differs from a fresh build: run `make build` and commit")
+
+
 def test_question_order_is_the_config_order():
     assert list(cfg.AUTOGRADED_POINTS) == ["lookup", "retrieve", "forward", "training"]
 
 
 def test_second_build_is_byte_identical(built, tmp_path):
     again = B.build(out_root=tmp_path, run_tests=False, quiet=True)
-    for kind in ("release", "solutions"):
+    for kind in ("release", "solutions", "nbgrader_source"):
         assert again[kind].read_bytes() == built[kind].read_bytes()
 
 

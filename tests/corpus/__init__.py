@@ -15,8 +15,9 @@ from pathlib import Path
 
 import nbformat
 
-STUBS = {"lookup": "lookup is not implemented yet", "retrieve": "retrieve is not implemented yet",
-         "forward": "AttentionTest.forward is not implemented yet"}
+# How to find each stub's cell, in otter's release and in nbgrader's (whose stubs differ).
+STUBS = {"lookup": "def lookup(", "retrieve": "def retrieve(",
+         "forward": "def forward(self, img, image_database):"}
 
 
 @dataclass
@@ -37,7 +38,7 @@ def make_notebook(release: Path, spec: Spec) -> nbformat.NotebookNode:
     for cell in nb.cells:
         cells.append(cell)
         for stub, marker in STUBS.items():
-            if cell.cell_type != "code" or marker not in cell.source:
+            if cell.cell_type != "code" or marker not in cell.source or "# YOUR CODE HERE" not in cell.source:
                 continue
             body = getattr(spec, stub)
             if body is not None:

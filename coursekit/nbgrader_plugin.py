@@ -1,0 +1,119 @@
+"""nbgrader's side of the course: our grader as nbgrader's executor, and feedback that
+keeps the hidden tests hidden.
+
+`configure(c)` is what the course's two-line `nbgrader_config.py` calls. It changes two
+of nbgrader's preprocessor lists and nothing else, so `nbgrader generate_assignment`,
+`autograde`, `generate_feedback` and `export` are the standard commands:
+
+- `nbgrader autograde` runs `SandboxedGrading` in place of nbgrader's `Execute`: the
+  submission is graded by the same engine as `otter run` and `coursekit grade` (student
+  code in a sandboxed child, verdicts made outside it, limits from course_config.py), and
+  each hidden-check cell gets either no output (pass) or a one-line error (fail), which
+  nbgrader's own `SaveAutoGrades` turns into points. Stock nbgrader would run the hidden
+  tests inside the student's kernel, where the student's code can patch them.
+- `nbgrader generate_feedback` first strips the hidden test regions (nbgrader's
+  `ClearHiddenTests`, which it does not run for feedback by default) and reduces every
+  error in a test cell to one line (`OneLineErrors`): a traceback would quote hidden code.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from nbgrader.preprocessors import NbGraderPreprocessor
+
+import course_config as cfg
+
+_GRADER = None  # one warm grader per nbgrader process (probes and data loaded once)
+
+
+def _grader():
+    global _GRADER
+    if _GRADER is None:
+        from coursekit.engine import default_grader
+
+        _GRADER = default_grader()
+    return _GRADER
+
+
+def _is_test_cell(cell: nbformat.NotebookNode) -> bool:
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
+
+
+def _error(message: str) -> nbformat.NotebookNode:
+    return nbformat.v4.new_output("error", ename="CheckFailed", evalue=message,
+                                  traceback=[f"CheckFailed: {message}"])
+
+
+class SandboxedGrading(NbGraderPreprocessor):
+    """Grade the notebook with coursekit's engine and write each check's verdict into its
+    test cell (in place of nbgrader's Execute, which would run hidden tests in the
+    student's kernel)."""
+
+    def preprocess(self, nb: nbformat.NotebookNode, resources: dict) -> tuple[Any, dict]:
+        report = _grader().grade_notebook(nb)
+        results = {c.case: c for c in report.cases}
+        first = True
+        for cell in nb.cells:
+            if not _is_test_cell(cell):
+                continue
+            result = results.get(cell.metadata["nbgrader"].get("grade_id"))
+            if result is None:
+                cell.outputs = [_error("this cell is not a check of this assignment")]
+            else:
+                cell.outputs = [] if result.passed else [_error(result.message)]
+            if first and report.message:  # e.g. a cell that was stopped: say so once
+                cell.outputs.insert(0, nbformat.v4.new_output(
+                    "stream", name="stdout", text=f"grader: {report.message}\n"))
+            first = False
+        self.log.info("coursekit: %s", ", ".join(f"{q} {s:g}" for q, s in report.scores.items()))
+        return nb, resources
+
+
+class OneLineErrors(NbGraderPreprocessor):
+    """In test cells keep only errors, each as one line; drop anything else they printed."""
+
+    def preprocess_cell(self, cell: nbformat.NotebookNode, resources: dict,
+                        index: int) -> tuple[Any, dict]:
+        if _is_test_cell(cell):
+            cell.outputs = [_error(str(o.get("evalue", "")).splitlines()[0] if o.get("evalue")
+                                   else o.get("ename", "error"))
+                            for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        return cell, resources
+
+
+def check(case_id: str, **defs: Any) -> None:
+    """Run one hidden check in this kernel (what a hidden test cell does when someone runs
+    the source notebook by hand, or when a course chooses nbgrader's stock executor)."""
+    from coursekit import checks
+    from coursekit.engine import course_bundle
+
+    checks.run_case(case_id, training=dict(cfg.TRAINING_CHECK),
+                    bundle=checks.load_bundle(course_bundle()), **defs)
+
+
+def configure(c: Any) -> None:
+    """Fill nbgrader's config `c` from course_config.py (called by nbgrader_config.py)."""
+    from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
+    from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearHiddenTests,
+                                        GetGrades, IgnorePattern, LimitOutput, SaveAutoGrades)
+
+    # nbgrader runs the `alembic` command for its gradebook; from an unactivated venv
+    # (`.venv/bin/nbgrader ...`) it is not on PATH, so put this interpreter's bin first.
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+    c.CourseDirectory.course_id = cfg.NBGRADER_COURSE_ID
+    # For nbgrader's own executor (used only if a course restores it, and by
+    # `nbgrader validate`): a cell may run as long as the training check is allowed to.
+    c.Execute.timeout = cfg.TRAINING_TIME_LIMIT_S
+    c.Autograde.autograde_preprocessors = [
+        SandboxedGrading, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
+        SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+    c.GenerateFeedback.preprocessors = [
+        ClearHiddenTests, OneLineErrors, GetGrades, CSSHTMLHeaderPreprocessor]

@@ -1,0 +1,179 @@
+"""The nbgrader course: built from the master, the standard nbgrader commands work in it,
+every submission of the corpus gets the same per-question scores as under otter, and no
+hidden test text reaches the release or any feedback file."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+import course_config as cfg
+from coursekit import build as B
+from coursekit import checks
+from tests.conftest import otter_run, question_scores
+from tests.corpus import REF_FORWARD, REF_RETRIEVE, SUBMISSIONS, Spec, make_notebook
+from tests.test_build import _solution_lines
+from tests.test_corpus import EXPECTED
+
+A = cfg.ASSIGNMENT
+FULL = tuple(float(p) for p in cfg.AUTOGRADED_POINTS.values())
+# Besides the corpus: the solution itself, the untouched release, and an infinite loop in
+# lookup (stopped at the call limit, graded and marked, not hung).
+LOOP = Spec("while True:\n    pass", REF_RETRIEVE, REF_FORWARD)
+TABLE = {**EXPECTED, "solution": FULL, "release": (0.0, 0.0, 0.0, 0.0),
+         "loop_in_lookup": (0.0, 2.0, 3.0, 2.0)}
+# Text of the hidden tests and the checks behind them, which no student file may contain.
+HIDDEN = B.HIDDEN_MARKERS + ("BEGIN HIDDEN TESTS", "nbgrader_plugin", "check('", "coursekit",
+                             "_SEED", "def probes", "heldout")
+
+
+def nbgrader(course: Path, *args: str) -> str:
+    """Run one standard nbgrader command in the course folder; fail with its output."""
+    proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course,
+                          capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, (args, proc.stdout[-3000:], proc.stderr[-3000:])
+    return proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def course(built, tmp_path_factory) -> Path:
+    """A copy of the freshly built course, taken through generate_assignment, autograde
+    (every submission in one run), generate_feedback and export."""
+    root = tmp_path_factory.mktemp("nbgrader") / "course"
+    shutil.copytree(built["nbgrader_course"], root)
+    nbgrader(root, "generate_assignment", A)
+    release = root / "release" / A / f"{A}.ipynb"
+    subs = {"solution": nbformat.read(root / "source" / A / f"{A}.ipynb", as_version=4),
+            "release": nbformat.read(release, as_version=4),
+            "loop_in_lookup": make_notebook(release, LOOP)}
+    subs.update({name: make_notebook(release, spec) for name, spec in SUBMISSIONS.items()})
+    for student, nb in subs.items():
+        folder = root / "submitted" / student / A
+        folder.mkdir(parents=True)
+        nbformat.write(nb, folder / f"{A}.ipynb")
+    nbgrader(root, "autograde", A)
+    nbgrader(root, "generate_feedback", A)
+    nbgrader(root, "export")
+    return root
+
+
+def nbgrader_scores(course: Path) -> dict[str, tuple[float, ...]]:
+    """Per-question autograded scores from nbgrader's gradebook (one grade per check)."""
+    from nbgrader.api import Gradebook
+
+    table = {}
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        for student in gb.students:
+            sub = gb.find_submission_notebook(A, A, student.id)
+            per = dict.fromkeys(cfg.AUTOGRADED_POINTS, 0.0)
+            for grade in sub.grades:
+                if grade.name in checks.CASES:
+                    per[checks.CASES[grade.name].question] += grade.score
+            table[student.id] = tuple(per.values())
+    return table
+
+
+def test_source_notebook_has_nbgrader_cells(built):
+    nb = nbformat.read(built["nbgrader_source"], as_version=4)
+    meta = [c.metadata["nbgrader"] for c in nb.cells]
+    tests = {m["grade_id"]: m["points"] for m in meta if m["grade"] and not m["solution"]}
+    from coursekit.engine import case_points
+
+    assert tests == case_points()  # one autograded cell per hidden check, otter's points
+    manual = {m["grade_id"]: m["points"] for m in meta if m["grade"] and m["solution"]}
+    assert manual == {q: float(p) for q, p in cfg.MANUAL_POINTS.items()}
+    answers = [m["grade_id"] for m in meta if m["solution"] and not m["grade"]]
+    assert answers == ["lookup_answer", "retrieve_answer", "forward_answer"]
+    given = [m for m in meta if not m["grade"] and not m["solution"]]
+    assert given and all(m["locked"] for m in given)
+
+
+def test_release_has_no_hidden_tests_or_solutions(course):
+    text = (course / "release" / A / f"{A}.ipynb").read_text()
+    for secret in HIDDEN + ("BEGIN SOLUTION", "Model answer"):
+        assert secret not in text
+    assert [line for line in _solution_lines() if line in text] == []
+    assert text.count("raise NotImplementedError()") == 3
+
+
+def test_scores_match_the_otter_table_over_the_corpus(course):
+    assert nbgrader_scores(course) == TABLE
+
+
+def test_scores_agree_with_otter_run(course, built, tmp_path):
+    """The same code, as otter's and as nbgrader's submission, scored by both graders."""
+    nb_scores = nbgrader_scores(course)
+    for name in ("w04_scaled_by_sqrt_d", "w12_uniform_weights"):
+        path = tmp_path / name / f"{A}.ipynb"
+        path.parent.mkdir()
+        nbformat.write(make_notebook(built["release"], SUBMISSIONS[name]), path)
+        otter = question_scores(otter_run(built["zip"], path, tmp_path / f"{name}-out"))
+        assert tuple(otter.values()) == nb_scores[name]
+
+
+def test_our_grader_ran_not_the_student_kernel(course):
+    """Autograde used the sandboxed engine: the lab's own cells were not executed (stock
+    nbgrader would have run them, downloading MNIST and training for 10 epochs)."""
+    nb = nbformat.read(course / "autograded" / "solution" / A / f"{A}.ipynb", as_version=4)
+    given = [c for c in nb.cells if c.cell_type == "code" and not c.metadata["nbgrader"]["grade"]]
+    assert given and all(c.outputs == [] for c in given)
+
+
+def test_feedback_never_shows_hidden_tests(course):
+    files = sorted((course / "feedback").glob(f"*/{A}/{A}.html"))
+    assert len(files) == len(TABLE)
+    for path in files:
+        html = path.read_text()
+        for secret in HIDDEN:
+            assert secret not in html, (path, secret)
+        assert "most recent call last" not in html  # no traceback, only one-line reasons
+
+
+def test_feedback_gives_the_one_line_reasons(course):
+    html = (course / "feedback" / "w01_softmax_wrong_dim" / A / f"{A}.html").read_text()
+    assert "soft lookup: rows of the weights do not sum to 1" in html
+    loop = (course / "feedback" / "loop_in_lookup" / A / f"{A}.html").read_text()
+    assert "timed out" in loop
+
+
+def test_export_lists_every_student(course):
+    rows = {r["student_id"]: r for r in csv.DictReader((course / "grades.csv").open())}
+    assert set(rows) == set(TABLE)
+    for student, scores in TABLE.items():
+        assert float(rows[student]["score"]) == sum(scores)  # written answers: not yet graded
+        assert float(rows[student]["max_score"]) == sum(cfg.AUTOGRADED_POINTS.values()) + sum(
+            cfg.MANUAL_POINTS.values())
+
+
+def test_feedback_strips_hidden_code_from_stock_tracebacks():
+    """Were a course to put nbgrader's own executor back, a failing hidden test would carry a
+    traceback quoting the hidden code: the feedback preprocessors cut it to one line."""
+    from nbgrader.preprocessors import ClearHiddenTests
+
+    from coursekit.nbgrader_plugin import OneLineErrors
+
+    hidden = "### BEGIN HIDDEN TESTS\nfrom coursekit.nbgrader_plugin import check\n" \
+             "check('lookup_shapes', lookup=lookup)\n### END HIDDEN TESTS"
+    cell = nbformat.v4.new_code_cell("# Hidden check\n" + hidden)
+    cell.metadata["nbgrader"] = {"grade": True, "solution": False, "locked": True,
+                                 "grade_id": "lookup_shapes", "points": 1.0, "schema_version": 3}
+    cell.outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text="probe inputs: tensor(...)\n"),
+        nbformat.v4.new_output("error", ename="CheckFailed",
+                               evalue="lookup: wrong shape\nsecond line",
+                               traceback=["Traceback (most recent call last)",
+                                          "check('lookup_shapes', lookup=lookup)",
+                                          "CheckFailed: lookup: wrong shape"])]
+    nb = nbformat.v4.new_notebook(cells=[cell])
+    for pre in (ClearHiddenTests(), OneLineErrors()):
+        nb, _ = pre.preprocess(nb, {})
+    text = nbformat.writes(nb)
+    assert "check(" not in text and "most recent call last" not in text and "probe" not in text
+    assert nb.cells[0].source == "# Hidden check"
+    assert [o["traceback"] for o in nb.cells[0].outputs] == [["CheckFailed: lookup: wrong shape"]]
