@@ -12,18 +12,24 @@ next cell or call, skipping the one that failed. Whatever happens, `run_job` ret
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import resource
 import signal
 import stat
+import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import course_config as cfg
 
-SANDBOX_UID_BASE = 61000  # one unprivileged uid per job slot, when running as root
+SANDBOX_UID_BASE = 61000  # unprivileged uids for sandboxes, when running as root
+UID_POOL = 256  # 61000..61255: one per sandbox running on this machine, across all graders
+UID_LOCKS = Path(tempfile.gettempdir()) / "coursekit-uids"  # root's: a lock file per uid
 POLL_S = 0.02
 
 
@@ -72,6 +78,39 @@ def sandbox_uid(slot: int) -> int | None:
 
     needed = [Path(os.__file__).resolve().parent, Path(torch.__file__).resolve().parent.parent]
     return SANDBOX_UID_BASE + slot if all(_reachable(p) for p in needed) else None
+
+
+@contextmanager
+def claimed_uid(slot: int) -> Iterator[int | None]:
+    """A sandbox uid that no other grader on this machine is using while we hold it.
+
+    Two graders at once (two `coursekit grade` runs, nbgrader and otter, two courses)
+    must not share a uid: the supervisor kills every process of its uid when a job ends.
+    Each uid is claimed with an exclusive flock on its own file in a root-only folder.
+    """
+    first = sandbox_uid(slot)
+    if first is None:
+        yield None
+        return
+    UID_LOCKS.mkdir(mode=0o700, exist_ok=True)
+    info = UID_LOCKS.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0 or info.st_mode & 0o077:
+        raise RuntimeError(f"{UID_LOCKS} must be a folder only root can use")
+    start = first - SANDBOX_UID_BASE
+    for i in range(UID_POOL):
+        uid = SANDBOX_UID_BASE + (start + i) % UID_POOL
+        fd = os.open(UID_LOCKS / str(uid), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        try:
+            yield uid
+        finally:
+            os.close(fd)
+        return
+    raise RuntimeError(f"all {UID_POOL} sandbox uids are in use on this machine")
 
 
 def _events(path: Path) -> list[dict]:
@@ -189,7 +228,11 @@ def _prepare_dir(job_dir: Path, uid: int | None) -> None:
 
 def run_job(job_dir: Path, job: dict, limits: Limits, slot: int = 0) -> JobOutcome:
     """Run `job` (see `coursekit.student_side`) in `job_dir` under `limits`; always returns."""
-    uid = sandbox_uid(slot)
+    with claimed_uid(slot) as uid:
+        return _run(job_dir, job, limits, uid)
+
+
+def _run(job_dir: Path, job: dict, limits: Limits, uid: int | None) -> JobOutcome:
     outcome = JobOutcome()
     deadline = time.monotonic() + limits.total_s
     events_path = job_dir / "events.jsonl"

@@ -135,6 +135,33 @@ def test_stopped_code_is_reported(grader, tmp_path):
     assert "soft lookup with a single query: timed out" in report.feedback()["lookup"]
 
 
+def test_concurrent_sandboxes_never_share_a_uid():
+    """The supervisor kills every process of its uid: two graders on one machine (same
+    slot, say nbgrader and `coursekit grade`) must each get their own."""
+    if sandbox.sandbox_uid(0) is None:
+        pytest.skip("not root, or Python unreadable by other users: no uid isolation here")
+    with sandbox.claimed_uid(0) as first, sandbox.claimed_uid(0) as second:
+        assert first is not None and second is not None and first != second
+    with sandbox.claimed_uid(0) as again:
+        assert again == first  # released when the job ends
+
+
+def test_two_graders_at_once_both_grade_in_full(tmp_path):
+    """Found when two test runs shared the machine: one grader killed the other's child."""
+    import subprocess
+    import sys
+
+    path = tmp_path / f"{cfg.ASSIGNMENT}.ipynb"
+    nbformat.write(make_notebook(RELEASE, ref()), path)
+    code = ("import sys; from coursekit.engine import default_grader; "
+            "r = default_grader().grade_path(__import__('pathlib').Path(sys.argv[1])); "
+            "print(sum(r.scores.values()))")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE,
+                              text=True, cwd=cfg.REPO_ROOT) for _ in range(2)]
+    totals = [float(p.communicate(timeout=300)[0].split()[-1]) for p in procs]
+    assert totals == [sum(FULL)] * 2
+
+
 def test_sandbox_cannot_read_grader_files(grader, tmp_path):
     """Under root the child runs as its own uid: it cannot read the repository's hidden checks
     when they are closed to others (as the plugin closes the autograder folder)."""

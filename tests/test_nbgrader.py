@@ -177,3 +177,18 @@ def test_feedback_strips_hidden_code_from_stock_tracebacks():
     assert "check(" not in text and "most recent call last" not in text and "probe" not in text
     assert nb.cells[0].source == "# Hidden check"
     assert [o["traceback"] for o in nb.cells[0].outputs] == [["CheckFailed: lookup: wrong shape"]]
+
+
+def test_hidden_cells_run_by_hand_in_the_source(built):
+    """A TA running the source notebook (or a course that restores nbgrader's executor)
+    gets the same verdicts from the hidden cells, in the kernel."""
+    import torch
+
+    nb = nbformat.read(built["nbgrader_source"], as_version=4)
+    cell = next(c for c in nb.cells if c.metadata["nbgrader"]["grade_id"] == "lookup_soft_softmax")
+    right = {"lookup": lambda Q, K, soft=True: (torch.softmax if soft else lambda s, dim: s)(
+        Q.float() @ K.float().transpose(-2, -1), dim=-1)}
+    exec(cell.source, dict(right))
+    wrong = {"lookup": lambda Q, K, soft=True: Q.float() @ K.float().transpose(-2, -1)}
+    with pytest.raises(checks.CheckFailed, match="soft lookup: the weights are not softmax"):
+        exec(cell.source, dict(wrong))
