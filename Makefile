@@ -28,7 +28,7 @@ selfcheck: venv
 	$(PY) -m coursekit selfcheck
 
 test: venv
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 clean:
 	rm -rf autograder/attention_basics .cache

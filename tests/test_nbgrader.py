@@ -109,7 +109,7 @@ def test_scores_match_the_otter_table_over_the_corpus(course):
 def test_scores_agree_with_otter_run(course, built, tmp_path):
     """The same code, as otter's and as nbgrader's submission, scored by both graders."""
     nb_scores = nbgrader_scores(course)
-    for name in ("w04_scaled_by_sqrt_d", "w12_uniform_weights"):
+    for name in ("w12_uniform_weights",):  # test_grading compares otter with more entries
         path = tmp_path / name / f"{A}.ipynb"
         path.parent.mkdir()
         nbformat.write(make_notebook(built["release"], SUBMISSIONS[name]), path)
