@@ -111,3 +111,8 @@ MAX_SUBMISSION_MB = 50
 # The notebook cells that download data, train for minutes or plot from the training
 # data carry this tag; otter skips them when grading.
 IGNORE_TAG = "otter_ignore"
+# What the lab's graded cells import: the grader imports them once, before it forks each
+# sandbox, so a submission does not pay for them (4.1 s -> 2.5 s per submission here).
+PRELOAD_MODULES = ["numpy", "matplotlib.pyplot", "torch.nn.functional", "torch.optim",
+                   "torch.utils.data.dataloader", "torchvision", "torchvision.datasets",
+                   "torchvision.transforms", "tqdm.notebook"]

@@ -200,6 +200,22 @@ def _read_outputs(job_dir: Path) -> dict[str, Any]:
     return outputs
 
 
+def _preload() -> None:
+    """Import what the lab's cells import, once, in the trusted process (see
+    course_config.PRELOAD_MODULES); a module missing here is simply left to the child."""
+    import importlib
+
+    # The grader never shows figures; set before pyplot is imported, inherited by the child.
+    # (Importing matplotlib here without pyplot would fix its config folder to this user's,
+    # which the unprivileged child then cannot use.)
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    for name in cfg.PRELOAD_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - the student's own import reports it, if needed
+            pass
+
+
 class Grader:
     """Grades submissions; holds the hidden inputs and training settings (load once)."""
 
@@ -208,6 +224,7 @@ class Grader:
         import torch
 
         torch.set_num_threads(1)  # fork-safe for the sandbox, and deterministic verdicts
+        _preload()
         self.training = training
         self.probes = checks.probes(bundle)
         self.limits = limits or sandbox.Limits()
