@@ -205,15 +205,23 @@ def _preload() -> None:
     course_config.PRELOAD_MODULES); a module missing here is simply left to the child."""
     import importlib
 
-    # The grader never shows figures; set before pyplot is imported, inherited by the child.
-    # (Importing matplotlib here without pyplot would fix its config folder to this user's,
-    # which the unprivileged child then cannot use.)
-    os.environ.setdefault("MPLBACKEND", "Agg")
-    for name in cfg.PRELOAD_MODULES:
-        try:
-            importlib.import_module(name)
-        except Exception:  # noqa: BLE001 - the student's own import reports it, if needed
-            pass
+    # The grader never shows figures: Agg while pyplot is first imported (the child inherits
+    # it), without leaving MPLBACKEND set for kernels this process starts later. (Importing
+    # matplotlib alone would also fix its config folder to this user's, which the
+    # unprivileged child cannot use: import pyplot or nothing.)
+    before = os.environ.get("MPLBACKEND")
+    os.environ["MPLBACKEND"] = "Agg"
+    try:
+        for name in cfg.PRELOAD_MODULES:
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001 - the student's own import reports it, if needed
+                pass
+    finally:
+        if before is None:
+            del os.environ["MPLBACKEND"]
+        else:
+            os.environ["MPLBACKEND"] = before
 
 
 class Grader:

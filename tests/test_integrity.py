@@ -265,3 +265,13 @@ def test_stub_cells_deleted(grader, tmp_path):
     report = grader.grade_path(path)
     assert report.status == "ok" and report.total == 0
     assert "lookup with a single query: not defined (run the cell that defines it)" in report.feedback()["lookup"][0]
+
+
+def test_grader_leaves_the_environment_alone(monkeypatch):
+    """Preloading sets matplotlib's Agg backend for the sandbox only: kernels the TA's
+    process starts later (a notebook run, otter's) must still draw inline plots."""
+    import os
+
+    monkeypatch.delenv("MPLBACKEND", raising=False)
+    default_grader()
+    assert "MPLBACKEND" not in os.environ
