@@ -21,9 +21,9 @@ py=${PYTHON:-python3}
   echo "== 2. training check time"
   $py benchmarks/training_check_bench.py --runs 5 --device cuda
   $py benchmarks/training_check_bench.py --runs 5 --device cpu
-  echo "== 3. checks + corpus on CUDA"
+  echo "== 3. checks, corpus and attacks on the GPU machine (graded on its CPU)"
   time $py -m pytest -q -p no:cacheprovider tests/test_checks.py tests/test_corpus.py tests/test_integrity.py
-  echo "== 4. coursekit grade on CUDA"
+  echo "== 4. coursekit grade on the GPU machine"
   mkdir -p /tmp/gpu-subs
   cp solutions/attention_basics/attention_basics.ipynb /tmp/gpu-subs/solution.ipynb
   cp release/attention_basics/attention_basics.ipynb /tmp/gpu-subs/release.ipynb

@@ -31,6 +31,7 @@ SANDBOX_UID_BASE = 61000  # unprivileged uids for sandboxes, when running as roo
 UID_POOL = 256  # 61000..61255: one per sandbox running on this machine, across all graders
 UID_LOCKS = Path(tempfile.gettempdir()) / "coursekit-uids"  # root's: a lock file per uid
 POLL_S = 0.02
+_HELD_LOCKS: set[int] = set()  # this process's uid-lock fds: the child closes its copies
 
 
 @dataclass
@@ -66,7 +67,8 @@ def _reachable(path: Path) -> bool:
 
 
 def sandbox_uid(slot: int) -> int | None:
-    """The unprivileged uid for a job slot, or None where the child keeps the grader's uid.
+    """The first sandbox uid to try for a job slot, or None where the child keeps the
+    grader's uid (`claimed_uid` picks a free one from there).
 
     Dropping privileges needs root, and a Python installation that other users can read
     (a Python under a closed /root is not); otherwise the child only gets its own session
@@ -105,9 +107,11 @@ def claimed_uid(slot: int) -> Iterator[int | None]:
         except OSError:
             os.close(fd)
             continue
+        _HELD_LOCKS.add(fd)
         try:
             yield uid
         finally:
+            _HELD_LOCKS.discard(fd)
             os.close(fd)
         return
     raise RuntimeError(f"all {UID_POOL} sandbox uids are in use on this machine")
@@ -175,6 +179,8 @@ def _child(job_dir: Path, uid: int | None, limits: Limits) -> None:
     """In the forked child: isolate, limit, then run the untrusted side. Never returns."""
     code = 0
     try:
+        for fd in _HELD_LOCKS:  # student code must not be able to unlock (and share) its uid
+            os.close(fd)
         os.setsid()
         devnull = os.open(os.devnull, os.O_RDWR)
         out = os.open(job_dir / "stdout.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -78,6 +78,11 @@ NO_GPU = ("import os, torch\nassert os.environ.get('CUDA_VISIBLE_DEVICES') == ''
 # The sandbox uid has no passwd entry; torchvision.datasets (torch 2.11) and other code ask
 # for the user name at import, which must work (found on the GPU machine, docs/gpu.md).
 USER_NAME = "import getpass\nassert getpass.getuser()"
+# The lock that reserves the sandbox's uid must not reach student code (it could unlock it
+# and let another grader share the uid); raises, so lookup scores 0, if the fd is inherited.
+NO_UID_LOCK = ("import os\nfor fd in os.listdir('/proc/self/fd'):\n    try:\n"
+               "        target = os.readlink('/proc/self/fd/' + fd)\n    except OSError:\n"
+               "        continue\n    assert 'coursekit-uids' not in target, target")
 IGNORE_SIGNALS = "import signal\nfor s in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM):\n    signal.signal(s, signal.SIG_IGN)"
 
 ATTACKS: dict[str, tuple[Spec, tuple[float, ...]]] = {
@@ -98,6 +103,7 @@ ATTACKS: dict[str, tuple[Spec, tuple[float, ...]]] = {
     "exhaust_memory_in_a_cell": (ref(after={"lookup": MEMORY_CELL}), FULL),
     "gpu_hidden_from_student_code": (ref(above={"lookup": NO_GPU}), FULL),
     "user_name_lookup": (ref(above={"lookup": USER_NAME}), FULL),
+    "uid_lock_not_inherited": (ref(above={"lookup": NO_UID_LOCK}), FULL),
     "os_exit_in_forward": (Spec(REF_LOOKUP, REF_RETRIEVE, "import os\nos._exit(0)"), (5.0, 2.0, 0.0, 0.0)),
 }
 FAST_LIMITS = sandbox.Limits(total_s=120, cell_s=4, call_s=4, training_s=60, memory_mb=1500)
