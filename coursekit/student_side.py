@@ -33,7 +33,7 @@ def run_child(job_dir: str | Path) -> None:
     import numpy as np
     import torch
 
-    from coursekit import checks
+    from coursekit import calls
 
     job_dir = Path(job_dir)
     job = json.loads((job_dir / "job.json").read_text())
@@ -64,12 +64,12 @@ def run_child(job_dir: str | Path) -> None:
             continue
         _event(events, call=call_id)
         try:
-            arrays = checks.evaluate(checks.CALLS_BY_ID[call_id], defs, p, job["training"])
-        except checks.StudentError as err:
+            arrays = calls.evaluate(calls.CALLS_BY_ID[call_id], defs, p, job["training"])
+        except calls.StudentError as err:
             _event(events, call=call_id, error=err.kind)
             continue
         except BaseException as exc:  # e.g. sys.exit inside the student's function
-            _event(events, call=call_id, error=f"raised {checks._exception_name(exc)}")
+            _event(events, call=call_id, error=f"raised {calls._exception_name(exc)}")
             continue
         tmp = job_dir / f".out-{call_id}.npz"
         np.savez(tmp, **arrays)

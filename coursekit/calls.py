@@ -1,0 +1,206 @@
+"""Calling student code on hidden inputs: the *untrusted* side of the hidden checks.
+
+This is the only part of the checks that runs next to student code (in the sandbox):
+what to call (`CALLS`), how (`evaluate`), and how results become plain arrays. It holds
+no seeds, no reference and no verdict; those stay in `coursekit.checks`, which the
+sandbox never imports. The inputs it is called on arrive as arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+IMAGE_DIM = 784
+NUM_DB = 100
+MODEL_SEED = 0
+EMBED_DIM = 32
+NUM_HEADS = 1
+LOOKUP_SHAPE_NAMES = ("single", "multi", "batched")
+
+Arrays = dict[str, np.ndarray]
+
+
+class StudentError(Exception):
+    """Student code raised or returned something unusable; `kind` is a short fixed label."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call of student code on hidden inputs: `target(*args, **kwargs)`."""
+
+    id: str
+    target: str  # "lookup", "retrieve", "forward" or "training"
+    args: tuple[str, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def _lookup_calls() -> list[Call]:
+    calls = []
+    for name in LOOKUP_SHAPE_NAMES:
+        calls += [Call(f"lookup_soft_{name}", "lookup", (f"q_{name}", f"k_{name}"), {"soft": True}),
+                  Call(f"lookup_hard_{name}", "lookup", (f"q_{name}", f"k_{name}"), {"soft": False}),
+                  Call(f"lookup_default_{name}", "lookup", (f"q_{name}", f"k_{name}")),
+                  Call(f"lookup_sharp_{name}", "lookup", (f"qs_{name}", f"k_{name}"), {"soft": True})]
+    calls += [Call("lookup_onehot", "lookup", ("onehot_q", "onehot_k"), {"soft": False}),
+              Call("lookup_onehot_batched", "lookup", ("onehot_q", "onehot_k"),
+                   {"soft": False, "_batch": 2})]
+    return calls
+
+
+CALLS: list[Call] = _lookup_calls() + [
+    Call(f"retrieve_{name}", "retrieve", (f"w_{name}", f"v_{name}")) for name in LOOKUP_SHAPE_NAMES
+] + [
+    Call("retrieve_onehot", "retrieve", ("ret_w", "ret_v")),
+    Call("forward", "forward", ("model_img", "model_db")),
+    Call("training", "training"),
+]
+CALLS_BY_ID = {c.id: c for c in CALLS}
+
+
+def _array(value: Any) -> np.ndarray:
+    """A student's return value as a plain array; anything else is a StudentError."""
+    if not isinstance(value, torch.Tensor):
+        raise StudentError(f"returned {_type_name(value)}, not a torch.Tensor")
+    arr = value.detach().to("cpu")
+    if arr.dtype == torch.bfloat16 or arr.dtype == torch.float16:
+        arr = arr.float()
+    return arr.numpy().copy()
+
+
+def _student(fn: Callable, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return fn(*args, **kwargs)
+    except NotImplementedError:
+        raise StudentError("not implemented yet") from None
+    except StudentError:
+        raise
+    except Exception as exc:  # only the exception's type reaches the student
+        import traceback
+
+        traceback.print_exc()  # into the sandbox's log, for the TA; never into feedback
+        raise StudentError(f"raised {_exception_name(exc)}") from None
+
+
+def _builtin_name(cls: type, fallback: str) -> str:
+    """A built-in class's name, else `fallback`: student-chosen names never reach feedback."""
+    import builtins
+
+    name = cls.__name__
+    return name if getattr(builtins, name, None) is cls else fallback
+
+
+def _exception_name(exc: BaseException) -> str:
+    return _builtin_name(type(exc), "an exception")
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        return "a numpy array"
+    return "None" if value is None else _builtin_name(type(value), "an object")
+
+
+def _new_model(AttentionTest: Any, seed: int) -> Any:
+    torch.manual_seed(seed)
+    model = _student(AttentionTest, num_of_examples=NUM_DB, embed_dim=EMBED_DIM, num_heads=NUM_HEADS)
+    if not isinstance(model, nn.Module):
+        raise StudentError("AttentionTest(...) is not an nn.Module")
+    return model
+
+
+def _state(model: Any) -> Arrays:
+    try:
+        return {f"param.{k}": v.detach().to("cpu").numpy().copy()
+                for k, v in model.state_dict().items()}
+    except Exception:
+        raise StudentError("has parameters that cannot be read") from None
+
+
+def _pair(result: Any) -> tuple[Any, Any]:
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        raise StudentError("forward must return a pair (output, attn_output_weights)")
+    return result[0], result[1]
+
+
+def evaluate(call: Call, defs: dict[str, Any], p: dict[str, torch.Tensor],
+             training: dict[str, Any] | None = None) -> Arrays:
+    """Run one call of student code on the hidden inputs; return plain arrays.
+
+    Raises `StudentError` when the student's code fails. `defs` maps names
+    (`lookup`, `retrieve`, `AttentionTest`) to the student's objects.
+    """
+    name = "AttentionTest" if call.target in ("forward", "training") else call.target
+    fn = defs.get(name)
+    if fn is None or not callable(fn):
+        raise StudentError("not defined (run the cell that defines it)")
+    torch.manual_seed(0)
+    if call.target in ("lookup", "retrieve"):
+        kwargs = dict(call.kwargs)
+        batch = kwargs.pop("_batch", None)
+        args = [p[a].clone() for a in call.args]
+        if batch:
+            args = [a.unsqueeze(0).expand(batch, *a.shape).clone() for a in args]
+        out = _student(fn, *args, **kwargs)
+        return {"value": _array(out), "is_float": np.array(bool(out.is_floating_point()))}
+    if call.target == "forward":
+        model = _new_model(fn, MODEL_SEED)
+        output, weights = _pair(_student(model, p["model_img"].clone(), p["model_db"].clone()))
+        return {"output": _array(output), "weights": _array(weights), **_state(model)}
+    return _train(fn, p, **(training or {}))
+
+
+def _train(AttentionTest: Any, p: dict[str, torch.Tensor], *, steps: int, batch_size: int,
+           lr: float, seed: int, device: str = "cpu", **_: Any) -> Arrays:
+    """Train the student's model as the lab does (Adam on the MSE of output vs query).
+
+    Returns the trained parameters and the weights its forward gives on the held-out
+    queries; the trusted side recomputes both the weights and the MSE from the parameters.
+    """
+    model = _new_model(AttentionTest, seed)
+    try:
+        model = model.to(device)
+        params = list(model.parameters())
+    except Exception:
+        raise StudentError("could not be set up for training") from None
+    if not params:
+        raise StudentError("has no parameters to train")
+    optimizer = torch.optim.Adam(params, lr=lr)
+    database = p["data_database"].to(device)
+    db = database.unsqueeze(0).expand(batch_size, -1, -1)
+    train = p["data_train"].to(device)
+    g = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(steps):
+        idx = torch.randint(0, train.shape[0], (batch_size,), generator=g).to(device)
+        x_q = train[idx].unsqueeze(1)
+        output, _w = _pair(_student(model, x_q, db))
+        try:
+            loss = (output - x_q).pow(2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+        except Exception:
+            raise StudentError("loss cannot be back-propagated") from None
+        optimizer.step()
+    model.eval()
+    weights = []
+    with torch.no_grad():
+        held = p["data_heldout"].to(device)
+        for start in range(0, held.shape[0], batch_size):
+            x_q = held[start:start + batch_size].unsqueeze(1)
+            dbb = database.unsqueeze(0).expand(x_q.shape[0], -1, -1)
+            weights.append(_array(_pair(_student(model, x_q, dbb))[1]))
+    try:
+        w = np.concatenate(weights)
+    except ValueError:
+        raise StudentError("returned weights of changing shapes") from None
+    return {"weights": w, **_state(model.to("cpu"))}
