@@ -35,11 +35,18 @@ def cmd_grade(args: argparse.Namespace) -> int:
     if missing:
         print(f"coursekit grade: no such file or folder: {', '.join(map(str, missing))}", file=sys.stderr)
         return 2
-    from coursekit.sandbox import sandbox_uid
+    from coursekit.sandbox import IsolationError, Sandbox, SandboxError
 
-    if sandbox_uid(0) is None:
-        print("note: student code runs under your own user id (grade as root for file isolation; "
-              "see docs/security.md)", file=sys.stderr)
+    probe = Sandbox({}, require=args.require_isolation)
+    try:
+        probe.start(probe_only=True)  # which layers this machine allows, before any grading
+    except (IsolationError, SandboxError) as exc:
+        print(f"coursekit grade: {exc}", file=sys.stderr)
+        return 3
+    finally:
+        probe.close()
+    print(f"isolation: {probe.level} ({', '.join(probe.layers) or 'no layer'}; see docs/security.md)",
+          file=sys.stderr)
     try:
         rows = grade_all(args.submissions, args.out, jobs=args.jobs, progress=not args.quiet)
     except KeyboardInterrupt:
@@ -90,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True, help="output folder (rerun to resume)")
     p.add_argument("--jobs", type=int, default=None, help="parallel graders (default: CPU cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--require-isolation", choices=["namespaces", "landlock", "process"], default=None,
+                   help="refuse to grade where the sandbox is weaker than this level")
     p.set_defaults(func=cmd_grade)
 
     p = sub.add_parser("selfcheck", help="solutions earn full marks, the release earns zero")

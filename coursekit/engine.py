@@ -10,26 +10,17 @@ Both `coursekit grade` and the otter plugin (what `otter run` and Gradescope run
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import nbformat
-import numpy as np
 
 import course_config as cfg
 from coursekit import checks, sandbox
 from coursekit.submission import SubmissionError, gradable_cells, read_submission  # noqa: F401
 
-# Imported before the sandbox forks, so the unprivileged child needs no file access for them.
-import IPython.core.interactiveshell  # noqa: F401,E402
-import coursekit.student_side  # noqa: F401,E402
-
-MAX_OUTPUT_BYTES = 200 << 20
 _BUILTIN_EXC = r"(?:[A-Z][A-Za-z]*(?:Error|Exception|Exit|Interrupt|Warning|Iteration)|an exception)"
 SAFE_KINDS = [re.compile(p) for p in (
     r"not implemented yet", r"not defined \(run the cell that defines it\)",
@@ -58,6 +49,7 @@ class Report:
 
     status: str = "ok"  # ok | timeout | bad input | error
     message: str = ""
+    isolation: str = ""  # the sandbox level that ran the code (coursekit.sandbox.LEVELS)
     cases: list[CaseResult] = field(default_factory=list)
 
     @property
@@ -92,91 +84,67 @@ def case_points() -> dict[str, float]:
 
 # --- grading -----------------------------------------------------------------------
 
-def _read_outputs(job_dir: Path) -> dict[str, Any]:
-    """The child's claimed outputs, parsed strictly (no pickle, bounded size)."""
+def _claims(result: sandbox.JobResult) -> dict[str, Any]:
+    """The job's claimed results as the verdicts take them: arrays, or a StudentError
+    whose label is one of the grader's own (anything else the child wrote is 'failed')."""
     outputs: dict[str, Any] = {}
-    for ev in sandbox._events(job_dir / "events.jsonl"):
-        call, kind = ev.get("call"), ev.get("error")
-        if call in checks.CALLS_BY_ID and isinstance(kind, str):
+    for call, kind in result.errors.items():
+        if call in checks.CALLS_BY_ID:
             safe = kind if any(p.fullmatch(kind) for p in SAFE_KINDS) else "failed"
             outputs[call] = checks.StudentError(safe)
-    for call in checks.CALLS_BY_ID:
-        path = job_dir / f"out-{call}.npz"
-        if call in outputs or not path.is_file() or path.is_symlink():
-            continue
-        if path.stat().st_size > MAX_OUTPUT_BYTES:
-            outputs[call] = checks.StudentError("failed")
-            continue
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {k: np.array(data[k]) for k in list(data.files)[:64]}
-        except Exception:
-            outputs[call] = checks.StudentError("failed")
-            continue
-        outputs[call] = arrays
+    for call, arrays in result.outputs.items():
+        if call in checks.CALLS_BY_ID and call not in outputs:
+            outputs[call] = arrays
     return outputs
 
 
-def _preload() -> None:
-    """Import what the lab's cells import, once, in the trusted process (see
-    course_config.PRELOAD_MODULES); a module missing here is simply left to the child."""
-    import importlib
-
-    # The grader never shows figures: Agg while pyplot is first imported (the child inherits
-    # it), without leaving MPLBACKEND set for kernels this process starts later. (Importing
-    # matplotlib alone would also fix its config folder to this user's, which the
-    # unprivileged child cannot use: import pyplot or nothing.)
-    before = os.environ.get("MPLBACKEND")
-    os.environ["MPLBACKEND"] = "Agg"
-    try:
-        for name in cfg.PRELOAD_MODULES:
-            try:
-                importlib.import_module(name)
-            except Exception:  # noqa: BLE001 - the student's own import reports it, if needed
-                pass
-    finally:
-        if before is None:
-            del os.environ["MPLBACKEND"]
-        else:
-            os.environ["MPLBACKEND"] = before
+# What the untrusted side needs of the training settings (not the target it is judged by).
+CHILD_TRAINING_KEYS = ("seed", "steps", "batch_size", "lr", "device")
 
 
 class Grader:
     """Grades submissions; holds the hidden inputs and training settings (load once)."""
 
     def __init__(self, bundle: checks.Arrays, training: dict[str, Any],
-                 limits: sandbox.Limits | None = None, slot: int = 0) -> None:
+                 limits: sandbox.Limits | None = None, slot: int = 0,
+                 require: str | None = None) -> None:
         import torch
 
-        torch.set_num_threads(1)  # fork-safe for the sandbox, and deterministic verdicts
-        _preload()
+        torch.set_num_threads(1)  # deterministic verdicts
         self.training = training
         self.probes = checks.probes(bundle)
         self.limits = limits or sandbox.Limits()
         self.slot = slot
         self.points = case_points()
-        import io
+        # The sandbox gets the hidden inputs as plain arrays, never this module or the checks.
+        self.sandbox = sandbox.Sandbox({k: v.numpy() for k, v in self.probes.items()}, slot=slot,
+                                       memory_mb=self.limits.memory_mb, require=require)
 
-        buf = io.BytesIO()  # serialised once, written into every job folder
-        np.savez(buf, **{k: v.numpy() for k, v in self.probes.items()})
-        self._inputs = buf.getvalue()
+    @property
+    def isolation(self) -> str:
+        """The isolation level student code runs under here (starts the sandbox)."""
+        if not self.sandbox.level:
+            self.sandbox.start()
+        return self.sandbox.level
+
+    def close(self) -> None:
+        """Stop the sandbox's warm process."""
+        self.sandbox.close()
 
     def grade_notebook(self, nb: nbformat.NotebookNode) -> Report:
         """Run the notebook's code in the sandbox and judge every hidden case."""
-        report = Report()
-        root = Path(tempfile.mkdtemp(prefix="coursekit-job-"))
+        report = Report(isolation=self.isolation)
+        job = {"cells": gradable_cells(nb), "calls": [c.id for c in checks.CALLS],
+               "training": {k: self.training[k] for k in CHILD_TRAINING_KEYS if k in self.training}}
         try:
-            root.chmod(0o711)  # the unprivileged child must reach its job folder
-            job_dir = root / "job"
-            job_dir.mkdir()
-            (job_dir / "inputs.npz").write_bytes(self._inputs)
-            job = {"cells": gradable_cells(nb), "calls": [c.id for c in checks.CALLS],
-                   "training": self.training}
-            outcome = sandbox.run_job(job_dir, job, self.limits, self.slot)
-            outputs = _read_outputs(job_dir)
-        finally:
-            if not os.environ.get("COURSEKIT_KEEP_JOBS"):
-                shutil.rmtree(root, ignore_errors=True)
+            result = self.sandbox.run_job(job, self.limits, lambda c: checks.CALLS_BY_ID[c].target)
+        except sandbox.SandboxError as exc:
+            self.sandbox.close()  # the next submission starts a fresh one
+            return Report(status="error", message=f"not graded: {exc}", isolation=report.isolation,
+                          cases=[CaseResult(cid, c.question, self.points[cid], False,
+                                            f"{c.question}: not graded (the grader's sandbox failed)")
+                                 for cid, c in checks.CASES.items()])
+        outcome, outputs = result.outcome, _claims(result)
         for call, reason in outcome.failed_calls.items():
             if call in checks.CALLS_BY_ID:
                 outputs[call] = checks.StudentError(reason)

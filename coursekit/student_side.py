@@ -1,47 +1,30 @@
 """The untrusted side of grading: run a submission's cells, call its definitions on the
-hidden inputs, write plain arrays back.
+hidden inputs, send plain arrays back.
 
-Runs in a child process started by `coursekit.sandbox` (forked from a warm worker, under
-limits and, where the grader is root, as an unprivileged user). Everything it writes is
-treated as a claim: `coursekit.engine` parses it strictly (no pickle) and judges it in
-another process. Protocol, all inside the job folder:
-
-- reads  `job.json` (cells to run, calls to make, training settings) and `inputs.npz`;
-- appends `events.jsonl`: `{"cell": i}` before cell i, `{"call": id}` before a call,
-  `{"call": id, "error": kind}` when student code fails it;
-- writes `out-<call id>.npz` with the arrays of each call that returned.
+Runs in the job's init inside the sandbox (`coursekit.sandbox.zygote`), next to student
+code, so everything it sends is only a claim: the supervisor parses it strictly and
+`coursekit.engine` judges it in another process. It never imports the hidden checks:
+`coursekit.calls` says what to call, and the inputs arrive as tensors. It speaks only
+through its channel (`coursekit.sandbox.channel`): `cell` before cell i, `cells_done`,
+`call` before a call, `error` when student code fails it, `out` with its arrays, `done`.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import sys
-from pathlib import Path
 from typing import Any
 
 DEFINITIONS = ("lookup", "retrieve", "AttentionTest")
 
 
-def _event(path: Path, **fields: Any) -> None:
-    with path.open("a") as f:
-        f.write(json.dumps(fields) + "\n")
-
-
-def run_child(job_dir: str | Path) -> None:
-    """Run the job in `job_dir`; returns normally or the process dies (that is handled)."""
-    import numpy as np
+def run_child(job: dict[str, Any], inputs: dict[str, Any], fd: int) -> None:
+    """Run `job` (cells, calls, skips, training settings) on `inputs`, reporting on `fd`."""
     import torch
 
     from coursekit import calls
+    from coursekit.sandbox.channel import write_frame
 
-    job_dir = Path(job_dir)
-    job = json.loads((job_dir / "job.json").read_text())
-    events = job_dir / "events.jsonl"
-    with np.load(job_dir / "inputs.npz", allow_pickle=False) as data:
-        p = {k: torch.from_numpy(data[k].copy()) for k in data.files}
     torch.set_num_threads(1)  # deterministic, and fair to parallel jobs
-
+    p = {k: v.clone() for k, v in inputs.items()}
     from IPython.core.interactiveshell import InteractiveShell
 
     shell = InteractiveShell.instance()
@@ -50,32 +33,26 @@ def run_child(job_dir: str | Path) -> None:
     for i, source in enumerate(job["cells"]):
         if i in skip:
             continue
-        _event(events, cell=i)
+        write_frame(fd, "cell", i=i)
         try:
             shell.run_cell(source, store_history=False, silent=True)
         except BaseException:  # SystemExit and friends: the cell ends, grading goes on
             pass
     defs = {name: shell.user_ns.get(name) for name in DEFINITIONS}
-    _event(events, cell="done")
+    write_frame(fd, "cells_done")
 
     skip_calls = set(job["skip_calls"])
     for call_id in job["calls"]:
         if call_id in skip_calls:
             continue
-        _event(events, call=call_id)
+        write_frame(fd, "call", id=call_id)
         try:
             arrays = calls.evaluate(calls.CALLS_BY_ID[call_id], defs, p, job["training"])
         except calls.StudentError as err:
-            _event(events, call=call_id, error=err.kind)
+            write_frame(fd, "error", id=call_id, kind=err.kind)
             continue
         except BaseException as exc:  # e.g. sys.exit inside the student's function
-            _event(events, call=call_id, error=f"raised {calls._exception_name(exc)}")
+            write_frame(fd, "error", id=call_id, kind=f"raised {calls._exception_name(exc)}")
             continue
-        tmp = job_dir / f".out-{call_id}.npz"
-        np.savez(tmp, **arrays)
-        os.replace(tmp, job_dir / f"out-{call_id}.npz")
-    _event(events, call="done")
-
-
-if __name__ == "__main__":  # for running a job by hand: python -m coursekit.student_side DIR
-    run_child(sys.argv[1])
+        write_frame(fd, "out", arrays=arrays, id=call_id)
+    write_frame(fd, "done")

@@ -1,0 +1,110 @@
+"""Layer: resource limits, and how the supervisor measures and ends a job.
+
+Inside the job (`apply`): file size, core dumps, open files, processes (when the job has
+a uid of its own) and an address-space cap relative to what the fork inherited. Outside
+(`job_pids`, `memory_mb`, `kill`): the supervisor finds the job's processes by its PID
+namespace (or, without one, by its uid or session), counts their memory as PSS — shared
+pages split between the processes that share them, so 300 idle forks of one process
+cost what they really cost — and kills them all.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import time
+
+
+def apply(memory_mb: int, own_uid: bool) -> None:
+    """Set the job's rlimits (call in the job's init, before student code)."""
+    resource.setrlimit(resource.RLIMIT_FSIZE, (256 << 20, 256 << 20))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+    if own_uid:  # counted per uid: only safe where the uid is the job's alone
+        resource.setrlimit(resource.RLIMIT_NPROC, (256, 256))
+    with open("/proc/self/statm") as f:  # what the fork inherited, plus the limit
+        inherited = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    cap = inherited + ((memory_mb + 512) << 20)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
+
+def _ns(pid: int | str) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return None
+
+
+def job_pids(init: int, pid_ns: str | None, uid: int | None, sid: int | None) -> list[int]:
+    """The job's processes: those in its PID namespace, else of its uid or session."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        if pid_ns is not None:
+            if _ns(entry) == pid_ns:
+                pids.append(int(entry))
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            owner = os.stat(f"/proc/{entry}").st_uid
+        except (OSError, IndexError):
+            continue
+        if int(entry) == init or (uid is not None and owner == uid) or int(fields[3]) == sid:
+            pids.append(int(entry))
+    return pids
+
+
+def memory_mb(pids: list[int]) -> float:
+    """The processes' proportional set size (PSS), in MiB."""
+    total_kb = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total_kb += int(line.split()[1])
+                        break
+        except (OSError, ValueError, IndexError):
+            pass
+    return total_kb / 1024
+
+
+def kill(pids: list[int]) -> None:
+    """SIGKILL each pid (gone or not ours: ignored)."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def kill_uid(uid: int) -> None:
+    """Kill every process of `uid` (root only): a helper that takes the uid and calls
+    kill(-1), which reaches all of them at once, until none is left. Used where there is
+    no PID namespace to end."""
+    for _ in range(20):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.setgid(uid)
+                os.setuid(uid)
+                os.kill(-1, signal.SIGKILL)  # every process of this uid but the caller
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        if not _owned_by(uid):
+            return
+        time.sleep(0.01)
+
+
+def _owned_by(uid: int) -> bool:
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and os.stat(f"/proc/{entry}").st_uid == uid:
+                return True
+        except OSError:
+            continue
+    return False

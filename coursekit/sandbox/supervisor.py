@@ -1,0 +1,388 @@
+"""The trusted side of the sandbox: start the zygote, run jobs, keep the clock, read the
+channel, and survive whatever the job does.
+
+The supervisor never reads a file the job could write. Everything it learns comes from
+two places: the job's channel (a pipe, parsed by `channel.FrameReader`, strictly and
+within a byte budget) and the zygote's control messages (the zygote runs no student
+code). It measures time itself: a cell or call is timed from the moment the job
+announced it, and a job may only move forward through the cells and calls it was given,
+so repeating a progress message never buys time. Memory is the PSS of the job's
+processes. A job that runs over, crashes or breaks the protocol is killed and restarted
+past the cell or call that failed, in a fresh sandbox; `run_job` always returns.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import select
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+import course_config as cfg
+from coursekit.sandbox import limits as job_limits
+from coursekit.sandbox import uids
+from coursekit.sandbox.channel import ChannelError, Frame, FrameReader, MAX_JOB_BYTES
+
+LEVELS = ("namespaces", "landlock", "process")  # strongest first
+POLL_S = 0.05
+MEMORY_EVERY_S = 0.25
+START_TIMEOUT_S = 300  # the zygote imports torch: slow on a cold disk
+SETUP_FAILED = 121
+
+
+class SandboxError(RuntimeError):
+    """The sandbox itself failed (not the student's code): the zygote died or could not
+    set up a job."""
+
+
+class IsolationError(RuntimeError):
+    """The machine allows less isolation than required."""
+
+
+@dataclass
+class Limits:
+    """Per-submission limits (defaults from course_config.py)."""
+
+    total_s: float = cfg.TIME_LIMIT_S
+    cell_s: float = cfg.CELL_TIME_LIMIT_S
+    call_s: float = cfg.CALL_TIME_LIMIT_S
+    training_s: float = cfg.TRAINING_TIME_LIMIT_S
+    memory_mb: int = cfg.MEMORY_LIMIT_MB
+    max_restarts: int = 6
+
+
+@dataclass
+class JobOutcome:
+    """What happened to the job: cells and calls that failed at the process level."""
+
+    skipped_cells: dict[int, str] = field(default_factory=dict)  # cell index -> reason
+    failed_calls: dict[str, str] = field(default_factory=dict)  # call id -> reason
+    timed_out: bool = False  # the whole submission ran out of time
+    restarts: int = 0
+
+
+@dataclass
+class JobResult:
+    """The outcome plus what the job claimed: arrays per call, or an error kind per call."""
+
+    outcome: JobOutcome
+    outputs: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def level_rank(level: str) -> int:
+    """0 for the strongest level; higher is weaker."""
+    return LEVELS.index(level)
+
+
+def refused_layers() -> list[str]:
+    """Layers to treat as refused by the kernel (COURSEKIT_REFUSE=namespaces,landlock,...),
+    to test the fallbacks on a machine that allows them all."""
+    return [x for x in os.environ.get("COURSEKIT_REFUSE", "").replace(" ", "").split(",") if x]
+
+
+class Sandbox:
+    """One warm zygote and the jobs it runs, one at a time."""
+
+    def __init__(self, inputs: dict[str, np.ndarray], slot: int = 0,
+                 memory_mb: int = cfg.MEMORY_LIMIT_MB, require: str | None = None,
+                 preload: list[str] | None = None) -> None:
+        self.inputs = inputs
+        self.slot = slot
+        self.memory_mb = memory_mb
+        self.require = require
+        self.preload = list(cfg.PRELOAD_MODULES if preload is None else preload)
+        self.layers: list[str] = []
+        self.level = ""
+        self._proc: subprocess.Popen | None = None
+        self._sock: socket.socket | None = None
+        self._claim: uids.UidClaim | None = None
+        self._root: str | None = None
+        self._buf = b""
+
+    # --- the zygote ---------------------------------------------------------------
+
+    def start(self, probe_only: bool = False) -> None:
+        """Start the zygote and learn which layers work; raise IsolationError when the
+        level is below `require`."""
+        self.close()
+        self._claim = uids.claim(self.slot)
+        self._root = tempfile.mkdtemp(prefix="coursekit-sandbox-")
+        os.chmod(self._root, 0o711)  # job folders inside are the sandbox uid's own (fallback only)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        import coursekit
+
+        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": self._root,
+               "PYTHONPATH": str(Path(coursekit.__file__).resolve().parent.parent),
+               "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1", "MPLBACKEND": "Agg",
+               "MPLCONFIGDIR": os.path.join(self._root, "mpl"), "OMP_NUM_THREADS": "1",
+               "CUDA_VISIBLE_DEVICES": ""}
+        with open(os.path.join(self._root, "zygote.log"), "wb") as log:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-P", "-m", "coursekit.sandbox.zygote", str(theirs.fileno())],
+                pass_fds=[theirs.fileno()], env=env, cwd="/", stdin=subprocess.DEVNULL,
+                stdout=log, stderr=log, start_new_session=True)
+        theirs.close()
+        self._sock, self._buf = ours, b""
+        settings = {"uid": self._claim.uid, "refuse": refused_layers(), "memory_mb": self.memory_mb,
+                    "preload": self.preload, "job_root": self._root, "probe_only": probe_only,
+                    "debug": bool(os.environ.get("COURSEKIT_SANDBOX_DEBUG"))}
+        blob = json.dumps(settings).encode()
+        buf = io.BytesIO()
+        np.savez(buf, **self.inputs)
+        data = buf.getvalue()
+        try:
+            ours.sendall(len(blob).to_bytes(8, "big") + blob + len(data).to_bytes(8, "big") + data)
+            reply = self._recv(START_TIMEOUT_S)
+        except OSError:
+            reply = None
+        if not reply or not isinstance(reply.get("layers"), list):
+            log_tail = Path(self._root, "zygote.log").read_bytes()[-2000:].decode("utf-8", "replace")
+            self.close()
+            raise SandboxError(f"the sandbox did not start: {log_tail.strip()[-500:]}")
+        self.layers = [str(x) for x in reply["layers"]]
+        self.level = str(reply["level"])
+        if self.require and level_rank(self.level) > level_rank(self.require):
+            self.close()
+            raise IsolationError(f"isolation level '{self.level}' is below the required "
+                                 f"'{self.require}' (layers that work here: "
+                                 f"{', '.join(self.layers) or 'none'}; see docs/security.md)")
+
+    def close(self) -> None:
+        """Stop the zygote (and with it any job) and free the uid."""
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if self._proc is not None:
+            try:
+                self._proc.kill()
+            except OSError:
+                pass
+            self._proc.wait()
+            self._proc = None
+        if self._claim is not None:
+            self._claim.release()
+            self._claim = None
+        if self._root is not None:
+            if os.environ.get("COURSEKIT_SANDBOX_DEBUG"):
+                sys.stderr.write(Path(self._root, "zygote.log").read_text(errors="replace")[-5000:])
+            shutil.rmtree(self._root, ignore_errors=True)
+            self._root = None
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+    def _recv(self, timeout: float) -> dict[str, Any] | None:
+        """The zygote's next JSON line, or None on timeout or when it has gone."""
+        end = time.monotonic() + timeout
+        assert self._sock is not None
+        while b"\n" not in self._buf:
+            left = end - time.monotonic()
+            if left <= 0 or not select.select([self._sock], [], [], left)[0]:
+                return None
+            data = self._sock.recv(1 << 16)
+            if not data:
+                return None
+            self._buf += data
+        line, _, self._buf = self._buf.partition(b"\n")
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            return None
+        return msg if isinstance(msg, dict) else None
+
+    def _send(self, msg: dict[str, Any], fds: list[int] | None = None) -> None:
+        assert self._sock is not None
+        data = json.dumps(msg).encode() + b"\n"
+        if fds:
+            socket.send_fds(self._sock, [data[:1]], fds)
+            data = data[1:]
+        self._sock.sendall(data)
+
+    # --- jobs ---------------------------------------------------------------------
+
+    def run_job(self, job: dict[str, Any], limits: Limits, group: Callable[[str], str]) -> JobResult:
+        """Run `job` (cells, calls, training settings) under `limits`; always returns,
+        except for a failure of the sandbox itself (`SandboxError`).
+
+        `group(call_id)` names the function a call exercises: a function that hangs or
+        crashes on one hidden input is not retried on the others.
+        """
+        if self._proc is None or self._proc.poll() is not None:
+            self.start()
+        result = JobResult(JobOutcome())
+        outcome = result.outcome
+        deadline = time.monotonic() + limits.total_s
+        budget = [MAX_JOB_BYTES]
+        while True:
+            done_calls = set(result.outputs) | set(result.errors) | set(outcome.failed_calls)
+            run = {**job, "skip_cells": sorted(outcome.skipped_cells), "skip_calls": sorted(done_calls),
+                   "memory_mb": limits.memory_mb}
+            state = _Progress(run)
+            reason, status = self._run_once(run, limits, deadline, state, result, budget)
+            if state.finished or outcome.timed_out:
+                return result
+            if status == SETUP_FAILED and not state.seen_any:
+                raise SandboxError("the sandbox could not set up the job")
+            if not reason:
+                reason = "crashed the grading process" if status != 0 else "stopped grading"
+            if reason == "timed out" and time.monotonic() > deadline:
+                outcome.timed_out = True
+            kind, item = state.current
+            if kind == "call":
+                target = group(item)
+                for call in run["calls"]:
+                    if group(call) == target and call not in result.outputs and call not in result.errors:
+                        outcome.failed_calls.setdefault(call, reason)
+            elif kind == "cell":
+                outcome.skipped_cells[item] = reason
+            else:
+                outcome.failed_calls["*"] = reason
+                return result
+            outcome.restarts += 1
+            if outcome.restarts > limits.max_restarts or outcome.timed_out:
+                outcome.failed_calls["*"] = reason
+                return result
+
+    def _run_once(self, run: dict[str, Any], limits: Limits, deadline: float, state: "_Progress",
+                  result: JobResult, budget: list[int]) -> tuple[str, int]:
+        """One start of the job; returns (why it was stopped or "", exit status)."""
+        r, w = os.pipe()
+        try:
+            self._send({"job": run}, [w])
+        except OSError:
+            os.close(r)
+            os.close(w)
+            self.close()
+            raise SandboxError("the sandbox went away") from None
+        os.close(w)
+        started = self._recv(30)
+        if not started or not isinstance(started.get("init"), int):
+            os.close(r)
+            self.close()
+            raise SandboxError("the sandbox did not start the job")
+        init = started["init"]
+        pid_ns = None
+        if "namespaces" in self.layers:
+            pid_ns = job_limits._ns(init)
+        uid = started.get("uid") if isinstance(started.get("uid"), int) else None
+        reader = FrameReader(budget[0])
+        reason, exited, next_memory, eof = "", None, 0.0, False
+        try:
+            while exited is None:
+                now = time.monotonic()
+                if not reason:
+                    if now > deadline:
+                        reason = "timed out"
+                    elif now - state.since > state.limit(limits):
+                        reason = "timed out"
+                    elif now >= next_memory:
+                        next_memory = now + MEMORY_EVERY_S
+                        pids = job_limits.job_pids(init, pid_ns, uid, init)
+                        if job_limits.memory_mb(pids) > limits.memory_mb:
+                            reason = "out of memory"
+                    if reason:
+                        self._send({"kill": True})
+                waiting = [self._sock] + ([] if eof else [r])
+                ready = select.select(waiting, [], [], POLL_S)[0]
+                if r in ready:
+                    data = os.read(r, 1 << 20)
+                    eof = not data
+                    if data and not reason:
+                        try:
+                            for frame in reader.feed(data):
+                                state.take(frame, result)
+                        except ChannelError:
+                            reason = "sent malformed results to the grader"
+                            self._send({"kill": True})
+                if self._sock in ready:
+                    msg = self._recv(0.5)
+                    if msg is None:
+                        self.close()
+                        raise SandboxError("the sandbox went away")
+                    if "exited" in msg:
+                        exited = msg["exited"] if isinstance(msg["exited"], int) else -1
+            if not reason:  # frames written just before it ended
+                while select.select([r], [], [], 0.2)[0]:
+                    data = os.read(r, 1 << 20)
+                    if not data:
+                        break
+                    try:
+                        for frame in reader.feed(data):
+                            state.take(frame, result)
+                    except ChannelError:
+                        reason = "sent malformed results to the grader"
+                        break
+        finally:
+            os.close(r)
+            budget[0] = reader.budget
+        return reason, exited
+
+
+class _Progress:
+    """Where a job is: it may only move forward through the cells and calls it was given."""
+
+    def __init__(self, run: dict[str, Any]) -> None:
+        self.cells = len(run["cells"])
+        self.skip = set(run["skip_cells"])
+        self.calls = [c for c in run["calls"] if c not in set(run["skip_calls"])]
+        self.training = {c for c in self.calls if c == "training"}
+        self.phase = "cells"
+        self.last_cell = -1
+        self.next_call = 0
+        self.current: tuple[str, Any] = ("setup", None)
+        self.since = time.monotonic()
+        self.finished = False
+        self.seen_any = False
+
+    def limit(self, limits: Limits) -> float:
+        kind, item = self.current
+        if kind == "call":
+            return limits.training_s if item in self.training else limits.call_s
+        return limits.cell_s
+
+    def _move(self, kind: str, item: Any) -> None:
+        self.current, self.since = (kind, item), time.monotonic()
+
+    def take(self, frame: Frame, result: JobResult) -> None:
+        """Apply one frame; raise ChannelError for anything out of order."""
+        self.seen_any = True
+        kind, f = frame.kind, frame.fields
+        if kind == "cell" and self.phase == "cells":
+            i = f["i"]
+            if not (self.last_cell < i < self.cells) or i in self.skip:
+                raise ChannelError("a cell out of order")
+            self.last_cell = i
+            self._move("cell", i)
+        elif kind == "cells_done" and self.phase == "cells":
+            self.phase = "calls"
+            self._move("between", None)
+        elif kind == "call" and self.phase == "calls":
+            if self.next_call >= len(self.calls) or f["id"] != self.calls[self.next_call]:
+                raise ChannelError("a call out of order")
+            self.next_call += 1
+            self._move("call", f["id"])
+        elif kind in ("error", "out") and self.current == ("call", f.get("id")):
+            if kind == "error":
+                result.errors[f["id"]] = f["kind"]
+            else:
+                result.outputs[f["id"]] = frame.arrays
+            self._move("between", None)
+        elif kind == "done" and self.phase == "calls" and self.current[0] != "call":
+            self.phase, self.finished = "done", True
+        else:
+            raise ChannelError(f"an unexpected '{kind}' message")

@@ -1,0 +1,71 @@
+"""What student code may see of the machine: the lab's runtime and nothing else.
+
+The runtime is the Python install and its packages (the folders on `sys.path`) and the
+system libraries they load (`/usr` and its compatibility links), all read-only. Left out:
+the grader's own code (`coursekit`, `course_config.py`: a folder on `sys.path` that holds
+them, such as the repository, is not bound, and where they are installed inside
+site-packages they are masked), the course data, the submissions and every home folder.
+The namespaces layer mounts this view; the Landlock layer allows exactly these paths.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+
+SYSTEM = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin")
+FILES = ("/etc/ld.so.cache", "/etc/localtime")
+HIDDEN = ("coursekit", "course_config.py", "attention_checks.py", "coursekit.egg-link")
+
+
+@dataclass
+class View:
+    """Read-only bind mounts, symlinks to recreate, and installed grader files to mask."""
+
+    binds: list[str] = field(default_factory=list)
+    links: dict[str, str] = field(default_factory=dict)
+    masks: list[str] = field(default_factory=list)
+
+
+def _holds_grader(folder: str) -> bool:
+    return any(os.path.exists(os.path.join(folder, name)) for name in HIDDEN[:2])
+
+
+def runtime_view() -> View:
+    """The view for this interpreter (computed in the trusted process, passed on)."""
+    view = View()
+    for path in SYSTEM:
+        if os.path.islink(path):
+            view.links[path] = os.readlink(path)
+        elif os.path.isdir(path):
+            view.binds.append(path)
+    view.binds += [p for p in FILES if os.path.isfile(p)]
+    for entry in sys.path:
+        if not entry or not os.path.isdir(entry):
+            continue
+        real = os.path.realpath(entry)
+        if real == "/":
+            continue
+        if any(real == b or real.startswith(b + "/") for b in view.binds):
+            continue
+        if _holds_grader(real) and not real.endswith("-packages"):
+            continue  # the repository (or the autograder's folder) itself: never visible
+        view.binds.append(real)
+    for folder in view.binds:
+        if folder.endswith("-packages"):
+            view.masks += [os.path.join(folder, name) for name in HIDDEN
+                           if os.path.exists(os.path.join(folder, name))]
+    return view
+
+
+def readable_paths(view: View) -> list[str]:
+    """The paths a Landlock rule set lets student code read: the runtime, with the
+    entries of package folders listed one by one so that the grader's are left out."""
+    out = []
+    for folder in view.binds:
+        if folder.endswith("-packages") and os.path.isdir(folder):
+            out += [os.path.join(folder, e) for e in os.listdir(folder) if e not in HIDDEN]
+        else:
+            out.append(folder)
+    return out
