@@ -96,6 +96,7 @@ AUTOGRADER_REQUIREMENTS = [
     "numpy==2.4.6",
     "matplotlib==3.11.2",
     "tqdm==4.70.1",
+    "pyseccomp==0.1.2",  # the sandbox's seccomp layer (libseccomp2 is in Gradescope's image)
 ]
 # Per-submission limits of the sandbox that runs student code (coursekit grade and
 # the autograder alike): whole submission, one notebook cell, one call of student

@@ -26,8 +26,9 @@ from coursekit.master_format import SOLUTION_MARKER, raw_config, without_prompt
 CHECKS_MODULE = "attention_checks.py"  # name of coursekit/checks.py inside the autograder
 PLUGIN = "coursekit.otter_plugin.TrustedGrading"
 # The grading engine travels at the zip's root, where Gradescope's Python finds it.
-ENGINE_MODULES = ("__init__.py", "calls.py", "checks.py", "engine.py", "sandbox.py", "student_side.py",
-                  "otter_plugin.py", "data.py", "submission.py")
+ENGINE_MODULES = ("__init__.py", "calls.py", "checks.py", "engine.py", "student_side.py",
+                  "otter_plugin.py", "data.py", "submission.py", *(
+                      f"sandbox/{p.name}" for p in sorted((Path(__file__).parent / "sandbox").glob("*.py"))))
 SOLUTION_MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "# SOLUTION", "BEGIN PROMPT", "END PROMPT")
 HIDDEN_MARKERS = ("attention_checks", "hidden: true", "BEGIN TEST CONFIG", "run_case")
 

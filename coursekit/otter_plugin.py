@@ -50,9 +50,31 @@ class TrustedGrading(AbstractOtterPlugin):
         self.grader = default_grader(bundle_path=files / cfg.BUNDLE_FILE,
                                      settings_path=files / "attention_config.json")
         self.report = None
+        # Our own strict, size-capped reading of the upload (otter's parse is not graded).
+        from coursekit.engine import Report
+        from coursekit.submission import SubmissionError, read_submission
+
+        try:
+            self.notebook = read_submission(Path(self.submission_path))
+        except SubmissionError as exc:
+            self.notebook = None
+            self.report = Report(status="bad input", message=str(exc))
+        except OSError as exc:
+            self.notebook = None
+            self.report = Report(status="bad input", message=f"the submission cannot be read ({exc.strerror})")
 
     def before_execution(self, submission: nbformat.NotebookNode) -> nbformat.NotebookNode:
-        self.report = self.grader.grade_notebook(submission)
+        if self.notebook is not None:
+            try:
+                self.report = self.grader.grade_notebook(self.notebook)
+            finally:
+                self.grader.close()
+        if self.report is not None and not self.report.cases:  # bad input: every case fails
+            from coursekit.engine import CaseResult
+            from coursekit import checks
+
+            self.report.cases = [CaseResult(cid, c.question, self.grader.points[cid], False,
+                                            self.report.message) for cid, c in checks.CASES.items()]
         safe = nbformat.v4.new_notebook(metadata=submission.get("metadata", {}))
         safe.cells = [nbformat.v4.new_code_cell(SAFE_NOTEBOOK_NOTE)]
         return safe
@@ -73,8 +95,11 @@ class TrustedGrading(AbstractOtterPlugin):
                                message="✅ passed" if c.passed else f"❌ {c.message}")
                 for tc, c in zip(tcs, cases)]
             results.results[question] = tf
-        if self.report.status != "ok" or self.report.message:
-            results.output = f"{self.report.status}: {self.report.message}"
+        lines = [f"{self.report.status}: {self.report.message}"] if (
+            self.report.status != "ok" or self.report.message) else []
+        if self.report.isolation:
+            lines.append(f"graded in the sandbox (isolation: {self.report.isolation})")
+        results.output = "\n".join(lines) or None
 
 
 PLACEHOLDER_TEST = """from otter.test_files import test_case
