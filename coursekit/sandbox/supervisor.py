@@ -293,7 +293,7 @@ class Sandbox:
                     elif now >= next_memory:
                         next_memory = now + MEMORY_EVERY_S
                         pids = job_limits.job_pids(init, pid_ns, uid, init)
-                        if job_limits.memory_mb(pids) > limits.memory_mb:
+                        if job_limits.memory_mb(pids, limits.memory_mb) > limits.memory_mb:
                             reason = "out of memory"
                     if reason:
                         self._send({"kill": True})

@@ -33,6 +33,7 @@ from typing import Any
 from coursekit.sandbox import _libc, landlock, limits, namespaces, seccomp, view
 
 PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_SECUREBITS, PR_SET_NO_NEW_PRIVS = 1, 24, 28, 38
+PR_SET_CHILD_SUBREAPER = 36
 SECBIT_ALL_LOCKED_NOROOT = 0x2F  # NOROOT, NO_SETUID_FIXUP, KEEP_CAPS_LOCKED... (locked)
 SETUP_FAILED = 121  # exit code of a job whose sandbox could not be set up
 CHANNEL_FD = 3
@@ -123,6 +124,10 @@ class Zygote:
         with os.fdopen(ready_r, "rb") as f:
             init = int((f.readline().strip() or b"0"))
         pidfd = os.pidfd_open(leader)
+        try:  # a handle on init itself: a kill reaches it even if the leader is gone
+            init_fd = os.pidfd_open(init) if init > 0 else None
+        except OSError:
+            init_fd = None
         self._send({"started": leader, "init": init, "uid": self.uid})
         killed = False
         while True:
@@ -131,16 +136,37 @@ class Zygote:
                 break
             msg = self._recv()
             if msg is None or msg.get("kill"):
-                os.kill(leader, signal.SIGKILL)
+                for fd in (init_fd, pidfd):  # init first: its end ends its PID namespace
+                    if fd is not None:
+                        try:
+                            signal.pidfd_send_signal(fd, signal.SIGKILL)
+                        except OSError:
+                            pass
                 killed = True
                 if msg is None:
                     break
         status = os.waitstatus_to_exitcode(os.waitpid(leader, 0)[1])
         os.close(pidfd)
+        if init_fd is not None:
+            if killed:  # wait until init (reaped by the leader or by us) is really gone
+                select.select([init_fd], [], [], 10)
+            os.close(init_fd)
         self._sweep(init)
+        self._reap()
         if job_dir:
             shutil.rmtree(job_dir, ignore_errors=True)
         self._send({"exited": status, "killed": killed})
+
+    @staticmethod
+    def _reap() -> None:
+        """Collect the job processes orphaned to us (the zygote is a child subreaper)."""
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
 
     def _sweep(self, init: int) -> None:
         """End whatever the job left running where no PID namespace did it already."""
@@ -181,7 +207,6 @@ class Zygote:
         """The job's init: isolate, then run the student side. Never returns."""
         code = SETUP_FAILED
         try:
-            _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
             self.sock.close()
             os.dup2(channel, CHANNEL_FD, inheritable=True)
             devnull = os.open("/dev/null", os.O_RDWR)
@@ -197,8 +222,12 @@ class Zygote:
                 os.setsid()
                 work, writable = job_dir or "/nonexistent", [job_dir or "/nonexistent", "/dev/null"]
                 os.chdir(work)
-            limits.apply(int(job.get("memory_mb", self.settings["memory_mb"])), own_uid=self.as_root and self.uid is not None)
+            # RLIMIT_NPROC counts per uid (per user namespace since Linux 5.14): only where the
+            # job has a uid of its own or a user namespace of its own
+            own = (self.as_root and self.uid is not None) or (not self.as_root and "namespaces" in self.layers)
+            limits.apply(int(job.get("memory_mb", self.settings["memory_mb"])), own_uid=own)
             self._drop_privileges()
+            _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # after the uid change, which clears it
             if "landlock" in self.layers:
                 landlock.restrict(view.readable_paths(self.view) + ["/proc", "/dev/zero",
                                                                   "/dev/urandom", "/dev/random"],
@@ -260,6 +289,7 @@ class Zygote:
     def serve(self) -> None:
         """Answer the probe, then run jobs until the socket closes."""
         self._buf, self._fds = b"", []
+        _libc.prctl(PR_SET_CHILD_SUBREAPER, 1)  # a job's orphans come back to us, never to init
         self.probe()
         self._send({"layers": self.layers, "level": self.level})
         while True:

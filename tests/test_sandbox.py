@@ -1,0 +1,175 @@
+"""The sandbox package on its own: the channel's parser against hostile bytes, the job
+protocol's ordering, and a real sandbox (a small job, no MNIST) for limits and leftovers.
+
+Attacks through the three graders are in tests/test_isolation.py; these are the fast,
+direct checks of each layer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import time
+
+import numpy as np
+import pytest
+
+from coursekit.sandbox import Limits, Sandbox, channel
+from coursekit.sandbox.channel import ChannelError, FrameReader
+from coursekit.sandbox.supervisor import JobResult, JobOutcome, _Progress
+
+
+def _frame(header: bytes, payload: bytes = b"") -> bytes:
+    return struct.pack(">I", len(header)) + header + payload
+
+
+# --- the channel: hostile bytes -----------------------------------------------------------
+
+HOSTILE = {
+    "invalid utf-8": _frame(b'{"t": "cell", "i": 0, "x": "\xff\xfe"}'),
+    "deep json": _frame(b'{"t": "cell", "i": ' + b"[" * 5000 + b"]" * 5000 + b"}"),
+    "call as a list": _frame(b'{"t": "call", "id": [1, 2]}'),
+    "unknown kind": _frame(b'{"t": "pickle", "data": "x"}'),
+    "extra field": _frame(b'{"t": "done", "evil": 1}'),
+    "bool as index": _frame(b'{"t": "cell", "i": true}'),
+    "header too long": struct.pack(">I", channel.MAX_HEADER + 1) + b"{",
+    "header length zero": struct.pack(">I", 0),
+    "array too large": _frame(json.dumps({"t": "out", "id": "x", "arrays": [
+        ["a", "<f8", [1 << 20, 1 << 10]]]}).encode()),
+    "object dtype": _frame(json.dumps({"t": "out", "id": "x", "arrays": [["a", "|O", [1]]]}).encode()),
+    "negative shape": _frame(json.dumps({"t": "out", "id": "x", "arrays": [["a", "<f4", [-1]]]}).encode()),
+    "bad array name": _frame(json.dumps({"t": "out", "id": "x", "arrays": [["../a", "<f4", [1]]]}).encode()),
+    "too many dims": _frame(json.dumps({"t": "out", "id": "x", "arrays": [["a", "<f4", [1] * 9]]}).encode()),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_frames_are_refused_before_allocation(name):
+    with pytest.raises(ChannelError):
+        FrameReader().feed(HOSTILE[name])
+
+
+def test_the_byte_budget_is_enforced():
+    reader = FrameReader(budget=1000)
+    with pytest.raises(ChannelError, match="more data than allowed"):
+        reader.feed(b"\0" * 1001)
+
+
+def test_frames_round_trip_in_pieces():
+    r, w = os.pipe()
+    arrays = {"value": np.arange(6, dtype=np.float32).reshape(2, 3), "is_float": np.array(True)}
+    channel.write_frame(w, "call", id="lookup_soft_single")
+    channel.write_frame(w, "out", arrays=arrays, id="lookup_soft_single")
+    os.close(w)
+    data = os.read(r, 1 << 16)
+    os.close(r)
+    reader, frames = FrameReader(), []
+    for i in range(len(data)):  # one byte at a time: frames complete only when whole
+        frames += reader.feed(data[i:i + 1])
+    assert [f.kind for f in frames] == ["call", "out"]
+    assert np.array_equal(frames[1].arrays["value"], arrays["value"])
+    assert frames[1].arrays["is_float"].dtype == np.bool_
+
+
+# --- the job protocol: only forward --------------------------------------------------------
+
+def _progress() -> _Progress:
+    return _Progress({"cells": ["a", "b", "c"], "skip_cells": [], "calls": ["x", "y"], "skip_calls": []})
+
+
+def _take(p: _Progress, **header) -> None:
+    kind = header.pop("t")
+    p.take(channel.Frame(kind, header), JobResult(JobOutcome()))
+
+
+def test_a_repeated_cell_message_is_a_protocol_violation():
+    """A cell that re-announces itself to reset its clock (measured: 45 s past a 10 s
+    limit before) breaks the protocol instead."""
+    p = _progress()
+    _take(p, t="cell", i=0)
+    with pytest.raises(ChannelError):
+        _take(p, t="cell", i=0)
+
+
+def test_results_only_for_the_call_in_progress():
+    p = _progress()
+    _take(p, t="cells_done")
+    with pytest.raises(ChannelError):  # an answer for a call that was never announced
+        p.take(channel.Frame("out", {"id": "y"}, {}), JobResult(JobOutcome()))
+    _take(p, t="call", id="x")
+    with pytest.raises(ChannelError):  # calls in the given order only
+        _take(p, t="call", id="x")
+
+
+def test_the_clock_is_the_supervisors():
+    p = _progress()
+    _take(p, t="cell", i=0)
+    since = p.since
+    time.sleep(0.01)
+    _take(p, t="cell", i=2)
+    assert p.since > since and p.current == ("cell", 2)
+
+
+# --- a real sandbox -----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def box():
+    sandbox = Sandbox({"x": np.zeros(3, dtype=np.float32)}, slot=7, preload=["numpy"])
+    sandbox.start()
+    yield sandbox
+    sandbox.close()
+
+
+FAST = Limits(total_s=60, cell_s=10, call_s=5, training_s=5, memory_mb=1200)
+
+
+def _run(box: Sandbox, *cells: str) -> JobResult:
+    return box.run_job({"cells": list(cells), "calls": [], "training": {}}, FAST, lambda c: c)
+
+
+def test_this_machine_gets_every_layer(box):
+    """Kernel 6.18 with user namespaces, Landlock and seccomp: the full level, as root
+    or not (CI and this machine)."""
+    assert box.level == "namespaces"
+    assert {"namespaces", "landlock", "seccomp"} <= set(box.layers)
+
+
+def test_idle_forks_are_not_out_of_memory(box):
+    """Memory is PSS: forks share their pages (before: 300 sleeping forks were 'out of
+    memory'). 60 forks of the warm process add up to ~10 GB of resident sets here."""
+    result = _run(box, "import os, time\nkids = []\nfor _ in range(60):\n    pid = os.fork()\n"
+                       "    if pid == 0:\n        time.sleep(3)\n        os._exit(0)\n    kids.append(pid)\n"
+                       "for pid in kids:\n    os.waitpid(pid, 0)")
+    assert result.outcome.skipped_cells == {} and result.outcome.failed_calls == {}
+
+
+def test_a_fork_bomb_is_contained(box):
+    result = _run(box, "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass")
+    assert result.outcome.skipped_cells == {0: "timed out"}
+    assert _run(box, "x = 1").outcome.skipped_cells == {}  # the next job is unaffected
+
+
+def test_real_memory_is_limited(box):
+    """Pages really touched, 50 MB at a time: the supervisor stops the cell at the limit."""
+    result = _run(box, "import time\nhog = []\nwhile True:\n    hog.append(b'1' * 5 * 10**7)\n"
+                       "    time.sleep(0.1)")  # slower than the sampling, faster than the clock
+    assert result.outcome.skipped_cells == {0: "out of memory"}
+
+
+def test_a_cell_cannot_buy_time_by_writing_progress(box):
+    """Writing frames itself onto the channel (fd 3) ends the job as malformed."""
+    result = _run(box, "import os, struct, json, time\nfor _ in range(100):\n"
+                       "    h = json.dumps({'t': 'cell', 'i': 0}).encode()\n"
+                       "    os.write(3, struct.pack('>I', len(h)) + h)\n    time.sleep(0.2)")
+    assert result.outcome.skipped_cells == {0: "sent malformed results to the grader"}
+
+
+def test_nothing_survives_a_job(box):
+    """A detached, pid-changing survivor of one job never reaches the next one."""
+    _run(box, "import os, time\nif os.fork() == 0:\n    os.setsid()\n    while True:\n"
+              "        if os.fork():\n            os._exit(0)\n        open('/tmp/alive', 'w').write('x')\n"
+              "        time.sleep(0.05)")
+    result = _run(box, "import os, time\ntime.sleep(0.5)\nassert not os.path.exists('/tmp/alive')\n"
+                       "assert len([p for p in os.listdir('/proc') if p.isdigit()]) == 1")
+    assert result.outcome.skipped_cells == {} and result.outcome.failed_calls == {}
