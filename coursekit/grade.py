@@ -13,76 +13,142 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import html
+import io
 import json
+import math
 import multiprocessing as mp
 import os
+import re
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
+import unicodedata
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import asdict
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import course_config as cfg
 
 QUESTIONS = list(cfg.AUTOGRADED_POINTS)
 POSSIBLE = sum(cfg.AUTOGRADED_POINTS.values())
 SUFFIXES = (".ipynb", ".zip")
+MAX_ID_CHARS = 100
+MAX_SEARCH_DEPTH = 20  # a Gradescope export is 2 deep; deeper trees are not submissions
+MAX_METADATA_BYTES = 16 << 20
+MAX_REPORT_BYTES = 4 << 20
+MAX_REPORT_CASES = 1000
+MAX_REPORT_TEXT = 10_000
+WORKER_DIED = "the grading process died while grading it; it is retried on the next run"
 
 
 # --- finding submissions -------------------------------------------------------------
 
+_UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9._@+#-]+")
+
+
+def safe_student_id(raw: object) -> str:
+    """A student id that is safe as a folder name, a CSV cell and Markdown text.
+
+    Ids come from file names and Gradescope metadata, so they are hostile: accents are
+    dropped (José -> Jose), every run of other characters than letters, digits and
+    `._@+#-` (spaces, slashes, parentheses, control characters) becomes one `_`, `..`
+    becomes `.`, leading and trailing `._-` are stripped (no hidden files, no `..`, no
+    option-like names), and the id is cut to 100 characters; an empty result reads
+    `submission`. `alice (1).ipynb` -> `alice_1`, `sec1/bob.ipynb` -> `sec1__bob`.
+    """
+    text = unicodedata.normalize("NFKD", str(raw)[:4 * MAX_ID_CHARS])
+    text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    text = _UNSAFE_ID_CHARS.sub("_", text)
+    text = re.sub(r"\.{2,}", ".", text)
+    text = text.strip("._-")[:MAX_ID_CHARS].rstrip("._-")
+    return text or "submission"
+
+
+def _is_regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)  # lstat: a link is not a regular file
+    except OSError:
+        return False
+
+
+def _search(folder: Path, skip: tuple[str, ...] = (".ipynb_checkpoints", "__MACOSX")) -> list[Path]:
+    """Notebooks and zips under `folder` that are regular files, never through a link."""
+    found = []
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        depth = len(Path(root).relative_to(folder).parts)
+        dirs[:] = [d for d in dirs if d not in skip and depth < MAX_SEARCH_DEPTH
+                   and not os.path.islink(os.path.join(root, d))]
+        found += [Path(root, f) for f in files if f.endswith(SUFFIXES) and _is_regular(Path(root, f))]
+    return sorted(found, key=lambda p: p.relative_to(folder).parts)
+
+
 def _gradescope_names(folder: Path) -> dict[str, str]:
-    """Student names by submission folder, from a Gradescope export's submission_metadata.yml."""
+    """Raw student names by submission folder, from a Gradescope export's
+    submission_metadata.yml (hostile text: `find_submissions` makes them safe ids)."""
     meta = folder / "submission_metadata.yml"
-    if not meta.is_file():
+    if not _is_regular(meta) or meta.stat().st_size > MAX_METADATA_BYTES:
         return {}
     import yaml
 
     try:
-        data = yaml.safe_load(meta.read_text()) or {}
-    except yaml.YAMLError:
+        data = yaml.safe_load(meta.read_text(errors="replace"))
+    except Exception:  # noqa: BLE001 - YAMLError, RecursionError...: no names, folders instead
         return {}
     names = {}
     for sub_id, info in data.items() if isinstance(data, dict) else []:
-        people = (info or {}).get(":submitters") or []
-        ids = [str(p.get(":sid") or p.get(":email") or p.get(":name") or "") for p in people
-               if isinstance(p, dict)]
+        people = info.get(":submitters") if isinstance(info, dict) else None
+        ids = [str(p.get(":sid") or p.get(":email") or p.get(":name") or "")
+               for p in (people if isinstance(people, list) else []) if isinstance(p, dict)]
         if any(ids):
             names[str(sub_id)] = "+".join(i for i in ids if i)
     return names
 
 
-def find_submissions(paths: list[Path]) -> list[tuple[str, Path]]:
-    """(student id, file) for every submission under `paths`, in a stable order.
+def _unique(found: list[tuple[str, Path]]) -> list[tuple[str, Path]]:
+    """Ids made unique, ignoring case (a case-insensitive disk would merge their folders):
+    the same id twice (two files of one student) keeps both, numbered `#2`, `#3`."""
+    used: set[str] = set()
+    unique = []
+    for sid, f in found:
+        candidate, n = sid, 1
+        while candidate.lower() in used:
+            n += 1
+            candidate = f"{sid}#{n}"
+        used.add(candidate.lower())
+        unique.append((candidate, f))
+    return unique
 
-    Files are taken as they are; folders are searched for notebooks and zips. In a
-    Gradescope export (`submission_metadata.yml` beside `submission_<n>/` folders) each
-    folder is one submission named after its submitters; its notebook is preferred.
+
+def find_submissions(paths: list[Path]) -> list[tuple[str, Path]]:
+    """(safe student id, file) for every submission under `paths`, in a stable order.
+
+    Files named on the command line are taken as they are (reading refuses links);
+    folders are searched for notebooks and zips that are regular files, never following
+    a link. In a Gradescope export (`submission_metadata.yml` beside `submission_<n>/`
+    folders) each folder is one submission named after its submitters; its notebook is
+    preferred. Ids are made safe (`safe_student_id`) and unique.
     """
     found: list[tuple[str, Path]] = []
     for path in paths:
-        if path.is_file():
-            found.append((path.stem, path))
+        if not path.is_dir():  # a file, or a link the reader will refuse
+            if os.path.lexists(path):
+                found.append((safe_student_id(path.stem), path))
             continue
         names = _gradescope_names(path)
         if names:
-            for sub in sorted(p for p in path.iterdir() if p.is_dir()):
-                files = sorted(f for f in sub.rglob("*") if f.suffix in SUFFIXES and f.is_file())
-                files.sort(key=lambda f: f.suffix != ".ipynb")
+            for sub in sorted(p for p in path.iterdir() if p.is_dir() and not p.is_symlink()):
+                files = sorted(_search(sub), key=lambda f: f.suffix != ".ipynb")
                 if files:
-                    found.append((names.get(sub.name, sub.name), files[0]))
+                    found.append((safe_student_id(names.get(sub.name, sub.name)), files[0]))
             continue
-        for f in sorted(path.rglob("*")):
-            if f.is_file() and f.suffix in SUFFIXES and ".ipynb_checkpoints" not in f.parts:
-                found.append((str(f.relative_to(path).with_suffix("")), f))
-    seen: dict[str, int] = {}
-    unique = []
-    for sid, f in found:  # same id twice (two files of one student): keep both, numbered
-        seen[sid] = seen.get(sid, 0) + 1
-        unique.append((sid if seen[sid] == 1 else f"{sid}#{seen[sid]}", f))
-    return unique
+        for f in _search(path):
+            found.append((safe_student_id("__".join(f.relative_to(path).with_suffix("").parts)), f))
+    return _unique(found)
 
 
 # --- the grader's identity and stored reports ------------------------------------------
@@ -98,10 +164,24 @@ def grader_version() -> str:
 
 
 def content_key(path: Path, version: str) -> str:
-    h = hashlib.sha256(version.encode())
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
+    """The stored report's key: grader version, file name (messages quote it) and content.
+
+    Reads at most the size cap + 1 bytes, never through a link: a file that cannot be
+    read that way gets a key of its name alone, and the grader reports it as bad input.
+    """
+    h = hashlib.sha256(version.encode() + b"\0" + path.name.encode(errors="replace") + b"\0")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return h.hexdigest()[:32]
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        h.update(f"{st.st_size}\0".encode())
+        if stat.S_ISREG(st.st_mode):
+            left = (cfg.MAX_SUBMISSION_MB << 20) + 1  # beyond that it is refused anyway
+            while left > 0 and (block := f.read(min(left, 1 << 20))):
+                h.update(block)
+                left -= len(block)
     return h.hexdigest()[:32]
 
 
@@ -115,20 +195,103 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _text(value: Any, what: str, limit: int = MAX_REPORT_TEXT) -> str:
+    if not isinstance(value, str) or len(value) > limit:
+        raise ValueError(f"{what} is not a string of at most {limit} characters")
+    return value
+
+
+def _case_data(case: Any) -> dict[str, Any]:
+    """One stored case, validated field by field (unknown fields are dropped)."""
+    if not isinstance(case, dict):
+        raise ValueError("a case is not an object")
+    points = case.get("points")
+    if (isinstance(points, bool) or not isinstance(points, (int, float)) or not math.isfinite(points)
+            or not 0 <= points <= POSSIBLE):
+        raise ValueError("a case's points are not a number within the assignment's points")
+    if not isinstance(case.get("passed"), bool):
+        raise ValueError("a case's passed is not true or false")
+    question = _text(case.get("question"), "a case's question", 100)
+    if question not in QUESTIONS:
+        raise ValueError("a case's question is not one of the assignment's")
+    return {"case": _text(case.get("case"), "a case's id", 100), "question": question,
+            "points": float(points), "passed": case["passed"],
+            "message": _text(case.get("message", ""), "a case's message")}
+
+
+def _report_data(path: Path) -> dict[str, Any]:
+    """A stored report's fields, validated strictly; ValueError if unreadable or malformed."""
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_REPORT_BYTES + 1)
+        if len(raw) > MAX_REPORT_BYTES:
+            raise ValueError("the report is too large")
+        data = json.loads(raw)
+    except ValueError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - OSError, RecursionError, MemoryError
+        raise ValueError(f"the report cannot be read ({type(exc).__name__})") from None
+    if not isinstance(data, dict):
+        raise ValueError("the report is not an object")
+    cases = data.get("cases")
+    if not isinstance(cases, list) or len(cases) > MAX_REPORT_CASES:
+        raise ValueError(f"the report's cases are not a list of at most {MAX_REPORT_CASES}")
+    return {"status": _text(data.get("status"), "the status", 100),
+            "message": _text(data.get("message"), "the message"),
+            "isolation": _text(data.get("isolation", ""), "the isolation", 100),
+            "cases": [_case_data(c) for c in cases]}
+
+
+def _make_report(data: dict[str, Any]):
+    """A Report from validated fields (`isolation` only where the engine's Report has it)."""
+    from coursekit.engine import CaseResult, Report
+
+    extra = {"isolation": data["isolation"]} if "isolation" in {f.name for f in fields(Report)} else {}
+    return Report(status=data["status"], message=data["message"],
+                  cases=[CaseResult(**c) for c in data["cases"]], **extra)
+
+
+def _load_report(path: Path):
+    """A stored report, validated strictly (types of every field, cases bounded);
+    raises ValueError when it is unreadable or malformed, so that it is graded again."""
+    return _make_report(_report_data(path))
+
+
+def _error_report(message: str):
+    from coursekit.engine import Report
+
+    return Report(status="error", message=message)
+
+
 # --- workers -------------------------------------------------------------------------
 
 _GRADER = None
+_STARTED = None  # the pool's queue of task keys, put when a task starts
 
 
-def _init_worker(slots: "mp.Queue[int]") -> None:
+def _die_with_parent() -> None:
+    """Ask the kernel to kill this worker when `coursekit grade` dies (kill -9)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _load_grader(slot: int) -> None:
     global _GRADER
-    from coursekit.sandbox import _die_with_parent
-
-    _die_with_parent()  # kill -9 of `coursekit grade` leaves no workers behind
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     from coursekit.engine import default_grader
 
-    _GRADER = default_grader(slot=slots.get())
+    _GRADER = default_grader(slot=slot)
+
+
+def _init_worker(slots: "mp.Queue[int]", started: Any) -> None:
+    global _STARTED
+    _STARTED = started
+    _die_with_parent()  # kill -9 of `coursekit grade` leaves no workers behind
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    _load_grader(slots.get())
 
 
 def _grade_one(path: str, report_path: str) -> str:
@@ -137,14 +300,121 @@ def _grade_one(path: str, report_path: str) -> str:
     return report_path
 
 
+def _task(key: str, path: str, report_path: str) -> str:
+    # Said before grading, synchronously (SimpleQueue): if this worker dies, the parent
+    # knows which submission it was grading.
+    _STARTED.put(key)
+    return _grade_one(path, report_path)
+
+
+@dataclass(frozen=True)
+class _Todo:
+    sid: str
+    path: Path
+    key: str
+    report_path: Path
+
+
+def _run_pool(tasks: list[_Todo], jobs: int, bar) -> tuple[dict[str, str], list[_Todo], set[str]]:
+    """Grade `tasks` in one pool of `jobs` workers.
+
+    Returns the error message of each task that raised, the tasks left unfinished when a
+    worker died (the pool is then broken), and the keys of the tasks that had started.
+    """
+    ctx = mp.get_context("fork")  # workers inherit torch; none has touched CUDA
+    slots = ctx.Queue()
+    for i in range(jobs):
+        slots.put(i)
+    started_queue = ctx.SimpleQueue()
+    started: set[str] = set()
+    errors: dict[str, str] = {}
+    unfinished: list[_Todo] = []
+
+    def drain() -> None:
+        while not started_queue.empty():
+            started.add(started_queue.get())
+
+    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker,
+                             initargs=(slots, started_queue)) as pool:
+        pending = {}
+        for i, t in enumerate(tasks):
+            try:
+                pending[pool.submit(_task, t.key, str(t.path), str(t.report_path))] = t
+            except BrokenProcessPool:
+                unfinished += tasks[i:]
+                break
+        waiting = set(pending)
+        while waiting:
+            done, waiting = wait(waiting, return_when=FIRST_COMPLETED)
+            for fut in done:
+                exc = fut.exception()
+                if isinstance(exc, BrokenProcessPool):
+                    unfinished.append(pending[fut])
+                    continue
+                if exc is not None:  # the type only: the text may quote the submission
+                    errors[pending[fut].key] = (f"grading failed with an internal error "
+                                                f"({type(exc).__name__}); it is retried on the next run")
+                bar.update(1)
+            drain()
+    drain()
+    return errors, unfinished, started
+
+
+def _grade_batch(todo: list[_Todo], jobs: int, bar) -> dict[str, str]:
+    """Grade every task; one submission never stops the others.
+
+    A task that raises gets an error message. When a worker dies the pool breaks: tasks
+    that had not started go into a fresh pool, and those that were running are graded
+    again one per pool, so that only the one that kills its worker alone gets an error.
+    """
+    errors: dict[str, str] = {}
+    queue, alone = list(todo), []
+    idle_pools = 0
+    while queue or alone:
+        if alone:
+            batch, width = [alone.pop(0)], 1
+        else:
+            batch, queue = queue, []
+            width = min(jobs, len(batch))
+        failed, unfinished, started = _run_pool(batch, width, bar)
+        errors.update(failed)
+        progress = bool(started) or len(unfinished) < len(batch)
+        idle_pools = 0 if progress else idle_pools + 1
+        if idle_pools >= 3:  # workers die before grading anything: the grader is broken
+            raise RuntimeError("the grading workers stopped before grading anything "
+                               "(see the messages above)")
+        for t in unfinished:
+            if t.key not in started:
+                queue.append(t)
+            elif width == 1:  # it was the only submission being graded: it killed the worker
+                errors[t.key] = WORKER_DIED
+                bar.update(1)
+            else:
+                alone.append(t)
+    return errors
+
+
 # --- outputs -------------------------------------------------------------------------
 
-def _load_report(path: Path):
-    from coursekit.engine import CaseResult, Report
+def _html_text(text: object) -> str:
+    """Student-derived text for results.json: no raw HTML."""
+    return html.escape(str(text), quote=False)
 
-    data = json.loads(path.read_text())
-    return Report(status=data["status"], message=data["message"],
-                  cases=[CaseResult(**c) for c in data["cases"]])
+
+_MD_ESCAPES = str.maketrans({"\\": "\\\\", "`": "\\`", "|": "\\|", "*": "\\*", "[": "\\[",
+                             "]": "\\]", "<": "&lt;", ">": "&gt;", "&": "&amp;"})
+
+
+def _md_text(text: object) -> str:
+    """Student-derived text for one Markdown line or table cell: no HTML, no Markdown
+    markup, no line breaks (each run of control characters becomes one space)."""
+    return re.sub(r"[\x00-\x1f\x7f\u2028\u2029]+", " ", str(text)).translate(_MD_ESCAPES)
+
+
+def _csv_text(text: object) -> str:
+    """A text cell no spreadsheet runs as a formula: a leading = + - @ tab or CR gets a '."""
+    text = str(text)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def gradescope_results(report) -> dict:
@@ -152,39 +422,39 @@ def gradescope_results(report) -> dict:
     tests = []
     for q in QUESTIONS:
         cases = [c for c in report.cases if c.question == q]
-        lines = [f"{c.case}: " + ("✅ passed" if c.passed else f"❌ {c.message}") for c in cases]
+        lines = [f"{_html_text(c.case)}: " + ("✅ passed" if c.passed else f"❌ {_html_text(c.message)}")
+                 for c in cases]
         tests.append({"name": q, "score": report.scores[q], "max_score": float(cfg.AUTOGRADED_POINTS[q]),
                       "visibility": "visible", "output": "\n".join(lines)})
     out = {"score": report.total, "tests": tests}
     if report.message:
-        out["output"] = f"{report.status}: {report.message}"
+        out["output"] = f"{_html_text(report.status)}: {_html_text(report.message)}"
     return out
 
 
 def markdown_report(student: str, report) -> str:
-    """A readable per-student report."""
-    lines = [f"# {cfg.ASSIGNMENT_TITLE}: {student}", "",
+    """A readable per-student report; student-derived text is escaped."""
+    lines = [f"# {cfg.ASSIGNMENT_TITLE}: {_md_text(student)}", "",
              f"**Score: {report.total:g} / {POSSIBLE:g}** (autograded part; written answers are graded by hand)", ""]
     if report.status != "ok" or report.message:
-        lines += [f"> {report.status}: {report.message}", ""]
+        lines += [f"> {_md_text(report.status)}: {_md_text(report.message)}", ""]
     lines += ["| question | score | what failed |", "|---|---|---|"]
     feedback = report.feedback()
     for q in QUESTIONS:
-        failed = "<br>".join(feedback[q]) or "all checks passed"
+        failed = "<br>".join(_md_text(line) for line in feedback[q]) or "all checks passed"
         lines.append(f"| {q} | {report.scores[q]:g} / {cfg.AUTOGRADED_POINTS[q]:g} | {failed} |")
     return "\n".join(lines) + "\n"
 
 
 def write_csv(rows: list[tuple[str, object]], path: Path) -> None:
-    """grades.csv, atomically: student, one column per question, total, status, message."""
-    import io
-
+    """grades.csv, atomically: student, one column per question, total, status,
+    isolation (the sandbox level that graded it), message. Text cells are formula-safe."""
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["student", *QUESTIONS, "total", "status", "message"])
+    writer.writerow(["student", *QUESTIONS, "total", "status", "isolation", "message"])
     for student, r in rows:
-        writer.writerow([student, *(f"{r.scores[q]:g}" for q in QUESTIONS), f"{r.total:g}",
-                         r.status, r.message])
+        writer.writerow([_csv_text(student), *(f"{r.scores[q]:g}" for q in QUESTIONS), f"{r.total:g}",
+                         _csv_text(r.status), _csv_text(getattr(r, "isolation", "")), _csv_text(r.message)])
     _write_atomic(path, buf.getvalue())
 
 
@@ -231,43 +501,58 @@ def summarise(rows: list[tuple[str, object]], out_dir: Path) -> str:
 
 # --- the batch -------------------------------------------------------------------------
 
+def _stored(path: Path) -> dict[str, Any] | None:
+    """The stored report's validated fields, or None when missing, unreadable or malformed.
+    (Plain data: the engine is not imported before the workers fork.)"""
+    try:
+        return _report_data(path)
+    except ValueError:
+        return None
+
+
 def grade_all(paths: list[Path], out_dir: Path, jobs: int | None = None,
               progress: bool = True) -> list[tuple[str, object]]:
-    """Grade every submission under `paths` into `out_dir`; resumes an interrupted run."""
+    """Grade every submission under `paths` into `out_dir`; resumes an interrupted run.
+
+    One submission never stops the batch: if grading it raises or kills its worker, its
+    row has status `error` (not stored, so the next run tries again) and the others are
+    graded. A stored report that cannot be read or is malformed is graded again.
+    """
     from tqdm import tqdm
 
     out_dir.mkdir(parents=True, exist_ok=True)
     version = grader_version()
     subs = find_submissions(paths)
     report_dir = out_dir / ".reports"
-    todo = []
-    keys = {}
+    keys: dict[str, str] = {}
+    data: dict[str, dict[str, Any]] = {}
+    todo: dict[str, _Todo] = {}  # by key: identical files are graded once
     for sid, path in subs:
-        key = content_key(path, version)
-        keys[sid] = key
-        if not (report_dir / f"{key}.json").is_file():
-            todo.append((sid, path, key))
-    jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
+        key = keys[sid] = content_key(path, version)
+        if key in data or key in todo:
+            continue
+        stored = _stored(report_dir / f"{key}.json")
+        if stored is None:
+            todo[key] = _Todo(sid, path, key, report_dir / f"{key}.json")
+        else:
+            data[key] = stored
+    errors: dict[str, str] = {}
     if todo:
-        ctx = mp.get_context("fork")  # workers inherit torch; none has touched CUDA
-        slots = ctx.Queue()
-        for i in range(jobs):
-            slots.put(i)
+        report_dir.mkdir(parents=True, exist_ok=True)
+        jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo)))
         bar = tqdm(total=len(subs), initial=len(subs) - len(todo), unit="submission",
                    disable=not progress, desc="grading")
-        with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(slots,)) as pool:
-            pending = {pool.submit(_grade_one, str(path), str(report_dir / f"{key}.json"))
-                       for _, path, key in todo}
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    fut.result()
-                    bar.update(1)
+        errors = _grade_batch(list(todo.values()), jobs, bar)
         bar.close()
-    rows = [(sid, _load_report(report_dir / f"{keys[sid]}.json")) for sid, _ in subs]
+    reports = {}
+    for key in todo:
+        stored = None if key in errors else _stored(todo[key].report_path)
+        reports[key] = _make_report(stored) if stored else _error_report(
+            errors.get(key, "the grader wrote no readable report; it is retried on the next run"))
+    reports.update({key: _make_report(d) for key, d in data.items()})
+    rows = [(sid, reports[keys[sid]]) for sid, _ in subs]
     for sid, report in rows:
-        fb = out_dir / "feedback" / sid.replace("/", "__")
+        fb = out_dir / "feedback" / sid  # a safe id: one plain folder name
         _write_atomic(fb / "results.json", json.dumps(gradescope_results(report), indent=1))
         _write_atomic(fb / "report.md", markdown_report(sid, report))
     write_csv(rows, out_dir / "grades.csv")

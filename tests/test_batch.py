@@ -44,7 +44,8 @@ def _csv(path: Path) -> list[dict]:
 def test_csv_rows_feedback_and_charts(reference_run):
     rows = _csv(reference_run / "grades.csv")
     assert [r["student"] for r in rows] == sorted(NAMES + ["broken"])
-    assert list(rows[0]) == ["student", "lookup", "retrieve", "forward", "training", "total", "status", "message"]
+    assert list(rows[0]) == ["student", "lookup", "retrieve", "forward", "training", "total", "status",
+                            "isolation", "message"]
     by = {r["student"]: r for r in rows}
     assert (by["c01_at_operator"]["total"], by["c01_at_operator"]["status"]) == ("12", "ok")
     assert (by["w11_weights_detached"]["forward"], by["w11_weights_detached"]["training"]) == ("3", "0")
