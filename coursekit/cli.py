@@ -48,7 +48,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
     print(f"isolation: {probe.level} ({', '.join(probe.layers) or 'no layer'}; see docs/security.md)",
           file=sys.stderr)
     try:
-        rows = grade_all(args.submissions, args.out, jobs=args.jobs, progress=not args.quiet)
+        rows = grade_all(args.submissions, args.out, jobs=args.jobs, progress=not args.quiet,
+                         require=args.require_isolation)
     except KeyboardInterrupt:
         print("\ninterrupted: finished submissions are kept; run the same command again to "
               "grade the rest", file=sys.stderr)

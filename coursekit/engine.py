@@ -201,7 +201,7 @@ def course_bundle() -> Path:
 
 
 def default_grader(slot: int = 0, bundle_path: Path | None = None,
-                   settings_path: Path | None = None) -> Grader:
+                   settings_path: Path | None = None, require: str | None = None) -> Grader:
     """A grader with the course's training settings and the MNIST slice.
 
     Without paths (a TA's machine), the slice comes from `course_bundle()`; in the
@@ -211,4 +211,5 @@ def default_grader(slot: int = 0, bundle_path: Path | None = None,
     if settings_path is not None:
         training = json.loads(settings_path.read_text())
     training.pop("bundle_file", None)
-    return Grader(checks.load_bundle(bundle_path or course_bundle()), training, slot=slot)
+    return Grader(checks.load_bundle(bundle_path or course_bundle()), training, slot=slot,
+                  require=require)

@@ -279,11 +279,14 @@ def _die_with_parent() -> None:
         pass
 
 
+_REQUIRE: str | None = None  # --require-isolation, set before the workers fork
+
+
 def _load_grader(slot: int) -> None:
     global _GRADER
     from coursekit.engine import default_grader
 
-    _GRADER = default_grader(slot=slot)
+    _GRADER = default_grader(slot=slot, require=_REQUIRE)
 
 
 def _init_worker(slots: "mp.Queue[int]", started: Any) -> None:
@@ -479,6 +482,11 @@ def summarise(rows: list[tuple[str, object]], out_dir: Path) -> str:
     for _, r in rows:
         statuses[r.status] = statuses.get(r.status, 0) + 1
     lines.append("status: " + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())))
+    levels: dict[str, int] = {}
+    for _, r in rows:
+        level = getattr(r, "isolation", "") or "not run"
+        levels[level] = levels.get(level, 0) + 1
+    lines.append("isolation: " + ", ".join(f"{k} {v}" for k, v in sorted(levels.items())))
 
     fig, ax = plt.subplots(figsize=(6, 3.2))
     ax.hist(totals, bins=[x - 0.5 for x in range(int(POSSIBLE) + 2)], color="#4C72B0", edgecolor="white")
@@ -511,8 +519,11 @@ def _stored(path: Path) -> dict[str, Any] | None:
 
 
 def grade_all(paths: list[Path], out_dir: Path, jobs: int | None = None,
-              progress: bool = True) -> list[tuple[str, object]]:
+              progress: bool = True, require: str | None = None) -> list[tuple[str, object]]:
     """Grade every submission under `paths` into `out_dir`; resumes an interrupted run.
+
+    `require`: the weakest sandbox level allowed (a worker whose sandbox is weaker
+    refuses to grade; `coursekit grade` checks it once before starting).
 
     One submission never stops the batch: if grading it raises or kills its worker, its
     row has status `error` (not stored, so the next run tries again) and the others are
@@ -520,6 +531,8 @@ def grade_all(paths: list[Path], out_dir: Path, jobs: int | None = None,
     """
     from tqdm import tqdm
 
+    global _REQUIRE
+    _REQUIRE = require
     out_dir.mkdir(parents=True, exist_ok=True)
     version = grader_version()
     subs = find_submissions(paths)
