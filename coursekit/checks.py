@@ -219,8 +219,23 @@ def v_lookup_soft_softmax(o: Outputs, p: dict[str, torch.Tensor]) -> None:
             _fail("soft lookup: lookup(Q, K) without `soft` must default to soft=True")
 
 
+def _orders_like(weights: np.ndarray, scores: torch.Tensor) -> bool:
+    """Each row's weights rank the keys as its scores do (softmax is strictly increasing).
+
+    The key with the highest score gets (within tolerance, for near-ties) the largest
+    weight, and strictly more than the key with the lowest score: weights that ignore
+    the scores, constant ones included, fail.
+    """
+    s = scores.numpy()
+    top = np.take_along_axis(weights, s.argmax(-1)[..., None], -1)[..., 0]
+    bottom = np.take_along_axis(weights, s.argmin(-1)[..., None], -1)[..., 0]
+    largest = top >= weights.max(-1) - (ATOL + RTOL * np.abs(weights.max(-1)))
+    return bool(largest.all() and (top > bottom).all())
+
+
 def v_lookup_soft_rows(o: Outputs, p: dict[str, torch.Tensor]) -> None:
-    """Each row of the soft weights is a distribution: non-negative, summing to 1."""
+    """Each row of the soft weights is a distribution (non-negative, summing to 1) that
+    ranks the keys as the scores QKᵀ do."""
     for name in _LOOKUP_SHAPES:
         got = _value(o, f"lookup_sharp_{name}", f"soft lookup with {DESCRIBE[name]}",
                      _lookup_shape(p, name)).astype(np.float64)
@@ -228,6 +243,9 @@ def v_lookup_soft_rows(o: Outputs, p: dict[str, torch.Tensor]) -> None:
             _fail(f"soft lookup: the weights contain inf or nan for {DESCRIBE[name]}")
         if (got < 0).any() or not _close(got.sum(-1), np.ones(got.shape[:-1])):
             _fail(f"soft lookup: rows of the weights do not sum to 1 for {DESCRIBE[name]}")
+        if not _orders_like(got, _scores(p, f"qs_{name}", f"k_{name}")):
+            _fail("soft lookup: the weights do not order the keys as the scores Q Kᵀ do "
+                  f"(the best-matching key must get the largest weight) for {DESCRIBE[name]}")
 
 
 def v_retrieve_values(o: Outputs, p: dict[str, torch.Tensor]) -> None:
@@ -279,11 +297,20 @@ def v_forward_weights(o: Outputs, p: dict[str, torch.Tensor]) -> None:
 
 
 def v_forward_output(o: Outputs, p: dict[str, torch.Tensor]) -> None:
-    """The output is the retrieval weights @ image_database."""
-    _, output, w = _forward(o)
-    if not _close(output, torch.matmul(torch.from_numpy(w), p["model_db"].double()), atol=1e-4):
+    """The output is the retrieval with the model's attention weights @ image_database.
+
+    The weights are recomputed from the returned parameters (as in v_forward_weights), not
+    taken from forward: an output that ignores the model must not pass by matching its own
+    made-up weights.
+    """
+    out, output, _ = _forward(o)
+    model = _reference_model(out, "AttentionTest.forward")
+    db = p["model_db"].double()
+    with torch.no_grad():
+        expected = torch.matmul(model.weights(p["model_img"].double(), db), db)
+    if not _close(output, expected, atol=1e-4):
         _fail("AttentionTest.forward: the output is not the retrieval "
-              "attn_output_weights @ image_database")
+              "attn_output_weights @ image_database (with the attention weights of self.mha)")
 
 
 def heldout_mse(o: Outputs, p: dict[str, torch.Tensor]) -> float:

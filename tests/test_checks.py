@@ -96,6 +96,29 @@ class ModelDetached(_Base):
         return torch.bmm(w, image_database), w
 
 
+# Degenerate code that ignores its inputs: it may earn the shape points, nothing more.
+
+def lookup_constant(Q, K, soft=True):  # uniform weights whatever Q and K are
+    return torch.ones(*Q.shape[:-1], K.shape[-2]) / K.shape[-2]
+
+
+def lookup_zeros(Q, K, soft=True):
+    return torch.zeros(*Q.shape[:-1], K.shape[-2])
+
+
+class ModelIgnoresModel(_Base):  # uniform weights, output = weights @ database: no model
+    def forward(self, img, image_database):
+        w = torch.full((img.shape[0], 1, image_database.shape[1]), 1 / image_database.shape[1])
+        return w @ image_database, w
+
+
+class ModelRightWeightsWrongOutput(_Base):  # the model's weights, but not the retrieval
+    def forward(self, img, image_database):
+        x_q, x_v = self.img_mlp(img), self.img_mlp(image_database)
+        _, w = self.mha(x_q, x_v, x_v)
+        return image_database[:, :1, :] * 1.0, w
+
+
 
 def run(case: str, **defs) -> None:
     checks.run_case(case, training=TRAINING, bundle=BUNDLE, **defs)
@@ -255,3 +278,52 @@ def test_training_check_reads_bundled_settings(bundle, tmp_path, monkeypatch):
     bundled = importlib.import_module("attention_checks")
     with pytest.raises(bundled.CheckFailed, match="above the target 0.000"):
         bundled.run_case("training_mse", AttentionTest=ModelRef)
+
+
+# --- degenerate code earns only the shape points ------------------------------------
+
+def _outcomes(question: str, **defs) -> dict[str, bool]:
+    """Pass (True) or fail (False) of every hidden case of `question`."""
+    outcome = {}
+    for cid, case in checks.CASES.items():
+        if case.question != question:
+            continue
+        try:
+            run(cid, **defs)
+            outcome[cid] = True
+        except CheckFailed as exc:
+            assert "\n" not in str(exc)
+            outcome[cid] = False
+    return outcome
+
+
+@pytest.mark.parametrize("impl", [lookup_constant, lookup_zeros])
+def test_input_ignoring_lookup_earns_only_the_shape_case(impl):
+    assert _outcomes("lookup", lookup=impl) == {
+        "lookup_shapes": True, "lookup_hard_scores": False, "lookup_one_hot": False,
+        "lookup_soft_softmax": False, "lookup_soft_rows": False}
+
+
+def test_constant_soft_lookup_fails_rows_by_the_ordering_property():
+    with pytest.raises(CheckFailed) as info:
+        run("lookup_soft_rows", lookup=lookup_constant)
+    assert "soft lookup: the weights do not order the keys as the scores Q Kᵀ do" in str(info.value)
+
+
+@pytest.mark.parametrize("model, expected", [
+    (ModelIgnoresModel, {"forward_shapes": True, "forward_weights": False, "forward_output": False}),
+    (ModelUniform, {"forward_shapes": True, "forward_weights": False, "forward_output": False}),
+    (ModelRightWeightsWrongOutput,
+     {"forward_shapes": True, "forward_weights": True, "forward_output": False}),
+    (ModelCopiesQuery, {"forward_shapes": True, "forward_weights": True, "forward_output": False}),
+    (ModelRef, {"forward_shapes": True, "forward_weights": True, "forward_output": True}),
+])
+def test_forward_outcomes_per_case(model, expected):
+    assert _outcomes("forward", AttentionTest=model) == expected
+
+
+def test_model_ignoring_output_fails_as_not_the_models_retrieval():
+    with pytest.raises(CheckFailed) as info:
+        run("forward_output", AttentionTest=ModelIgnoresModel)
+    assert ("the output is not the retrieval attn_output_weights @ image_database"
+            in str(info.value))

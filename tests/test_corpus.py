@@ -26,13 +26,15 @@ EXPECTED: dict[str, tuple[float, float, float, float]] = {
     "w09_keys_from_query": (5, 2, 0, 0),
     "w10_average_attn_weights_false": (5, 2, 0, 0),
     "w11_weights_detached": (5, 2, 3, 0),
-    "w12_uniform_weights": (5, 2, 2, 0),
+    "w12_uniform_weights": (5, 2, 1, 0),  # output = uniform weights @ db is not the model's retrieval
     "w13_returns_query_image": (5, 2, 2, 0),
     "w14_only_lookup_done": (5, 0, 0, 0),
     "w15_stubs_left_in": (0, 0, 0, 0),
     "w16_cell_raises_before_def": (0, 2, 3, 2),
     "w17_lookup_2d_only": (0, 2, 3, 2),
     "w18_retrieve_wrong_order": (5, 0, 3, 2),
+    "w19_constant_lookup": (1, 2, 3, 2),  # only the shape case
+    "w20_forward_ignores_model": (5, 2, 1, 0),  # only the shape case; nothing to train
 }
 
 # the one-line message each wrong submission gets for a question it loses points on
@@ -55,6 +57,8 @@ MESSAGES = {
     "w16_cell_raises_before_def": "lookup with a single query: not defined (run the cell that defines it)",
     "w17_lookup_2d_only": "lookup with a batch of queries (3-D): raised RuntimeError",
     "w18_retrieve_wrong_order": "retrieve with a single query: returned a result of the wrong shape",
+    "w19_constant_lookup": "soft lookup: the weights do not order the keys as the scores Q Kᵀ do",
+    "w20_forward_ignores_model": "the output is not the retrieval attn_output_weights @ image_database",
 }
 
 

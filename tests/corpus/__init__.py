@@ -220,6 +220,15 @@ WRONG: dict[str, Spec] = {
         """, REF_RETRIEVE, REF_FORWARD),
     "w18_retrieve_wrong_order": Spec(REF_LOOKUP, "return V.transpose(-2, -1) @ weights.transpose(-2, -1)",
                                      REF_FORWARD),
+    # degenerate code that ignores its inputs: it may earn the shape points, nothing more
+    "w19_constant_lookup": Spec("return torch.ones(*Q.shape[:-1], K.shape[-2]) / K.shape[-2]",
+                                REF_RETRIEVE, REF_FORWARD),
+    "w20_forward_ignores_model": Spec(REF_LOOKUP, REF_RETRIEVE, """
+        n = image_database.shape[1]
+        attn_output_weights = torch.full((img.shape[0], 1, n), 1.0 / n)
+        output = torch.bmm(attn_output_weights, image_database)
+        return output, attn_output_weights
+        """),
 }
 
 SUBMISSIONS: dict[str, Spec] = {**CORRECT, **WRONG}
