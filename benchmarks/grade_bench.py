@@ -1,7 +1,9 @@
 """Batch grading speed: `coursekit grade --jobs 2` versus a sequential `otter run` loop.
 
 Makes N distinct submissions from the test corpus (correct and wrong mixed; each copy
-gets its own Markdown cell so no two files are alike), grades them both ways in one run,
+gets its own Markdown cell so no two files are alike), grades them both ways in one run
+(and `coursekit grade` once more with only the sandbox layers it had before issue 10:
+own uid and rlimits, no namespaces, Landlock or seccomp — the isolation's cost),
 and prints both wall times, the ratio, the time per submission and whether every
 per-question score agrees. Needs a built autograder zip (`make build`).
 
@@ -43,6 +45,14 @@ def make_submissions(folder: Path, n: int) -> list[Path]:
     return paths
 
 
+def _coursekit_grade(subs: Path, out: Path, jobs: int, env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "coursekit", "grade", str(subs), "--out", str(out),
+                    "--jobs", str(jobs), "--quiet"], check=True, cwd=ROOT,
+                   stdout=subprocess.DEVNULL, env={**os.environ, **env})
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-n", type=int, default=40, help="number of submissions")
@@ -55,11 +65,11 @@ def main() -> None:
         subs.mkdir()
         paths = make_submissions(subs, args.n)
 
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "coursekit", "grade", str(subs), "--out",
-                        str(Path(tmp) / "out"), "--jobs", str(args.jobs), "--quiet"],
-                       check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
-        ours = time.perf_counter() - start
+        # The same batch with only the layers the sandbox had before issue 10 (own uid,
+        # rlimits, forked child): the isolation's cost per submission, same run.
+        before = _coursekit_grade(subs, Path(tmp) / "out-before", args.jobs,
+                                  {"COURSEKIT_REFUSE": "namespaces,landlock,seccomp"})
+        ours = _coursekit_grade(subs, Path(tmp) / "out", args.jobs, {})
         import csv
 
         rows = {r["student"]: {q: float(r[q]) for q in cfg.AUTOGRADED_POINTS}
@@ -76,7 +86,10 @@ def main() -> None:
     diffs = [k for k in theirs if rows.get(k) != theirs[k]]
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"submissions: {args.n} ({len(set(p.stem.split('_', 1)[1] for p in paths))} distinct kinds)")
-    print(f"coursekit grade --jobs {args.jobs}: {ours:.1f} s ({ours / args.n:.2f} s per submission)")
+    print(f"coursekit grade --jobs {args.jobs}, uid + limits only (before issue 10): {before:.1f} s "
+          f"({before / args.n:.2f} s per submission)")
+    print(f"coursekit grade --jobs {args.jobs}: {ours:.1f} s ({ours / args.n:.2f} s per submission); "
+          f"isolation adds {(ours - before) / args.n:+.2f} s per submission (wall, {args.jobs} jobs)")
     print(f"sequential otter run loop: {loop:.1f} s ({loop / args.n:.2f} s per submission)")
     print(f"speed-up: {loop / ours:.1f}x")
     print(f"all per-question scores agree: {agree}" + (f" (differ: {diffs})" if diffs else ""))
