@@ -10,7 +10,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 # torch 2.15.0 / torchvision 0.29.2 pair must come from the registry instead.
 PIP := PIP_CONFIG_FILE=/dev/null $(VENV)/bin/pip
 
-.PHONY: venv build test selfcheck clean
+.PHONY: venv build test test-fast selfcheck clean
 
 venv: $(STAMP)
 
@@ -29,6 +29,10 @@ selfcheck: venv
 
 test: venv
 	$(PY) -m pytest -q --durations=15
+
+# The fast suites only (a few minutes): skips the tests marked slow.
+test-fast: venv
+	$(PY) -m pytest -q -m "not slow"
 
 clean:
 	rm -rf autograder/attention_basics .cache

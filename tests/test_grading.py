@@ -17,6 +17,8 @@ from tests.conftest import otter_run, question_scores
 from tests.corpus import SUBMISSIONS, make_notebook, write_corpus
 from tests.test_integrity import ATTACKS, RELEASE, SECRETS, _Marker, ref
 
+pytestmark = pytest.mark.slow  # end to end; `make test-fast` skips it
+
 FULL = {q: float(p) for q, p in cfg.AUTOGRADED_POINTS.items()}
 
 

@@ -48,6 +48,8 @@ import pytest
 import course_config as cfg
 from tests.corpus import REF_FORWARD, REF_LOOKUP, REF_RETRIEVE, Spec, make_notebook
 
+pytestmark = pytest.mark.slow  # end to end; `make test-fast` skips it
+
 REPO = cfg.REPO_ROOT
 A = cfg.ASSIGNMENT
 RELEASE = cfg.RELEASE_DIR / f"{A}.ipynb"

@@ -21,6 +21,8 @@ from tests.corpus import REF_FORWARD, REF_RETRIEVE, SUBMISSIONS, Spec, make_note
 from tests.test_build import _solution_lines
 from tests.test_corpus import EXPECTED
 
+pytestmark = pytest.mark.slow  # end to end; `make test-fast` skips it
+
 A = cfg.ASSIGNMENT
 FULL = tuple(float(p) for p in cfg.AUTOGRADED_POINTS.values())
 # Besides the corpus: the solution itself, the untouched release, and an infinite loop in
