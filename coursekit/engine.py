@@ -133,14 +133,14 @@ class Grader:
 
     def grade_notebook(self, nb: nbformat.NotebookNode) -> Report:
         """Run the notebook's code in the sandbox and judge every hidden case."""
-        report = Report(isolation=self.isolation)
         job = {"cells": gradable_cells(nb), "calls": [c.id for c in checks.CALLS],
                "training": {k: self.training[k] for k in CHILD_TRAINING_KEYS if k in self.training}}
         try:
+            report = Report(isolation=self.isolation)
             result = self.sandbox.run_job(job, self.limits, lambda c: checks.CALLS_BY_ID[c].target)
-        except sandbox.SandboxError as exc:
+        except (sandbox.SandboxError, sandbox.IsolationError) as exc:
             self.sandbox.close()  # the next submission starts a fresh one
-            return Report(status="error", message=f"not graded: {exc}", isolation=report.isolation,
+            return Report(status="error", message=f"not graded: {exc}", isolation=self.sandbox.level,
                           cases=[CaseResult(cid, c.question, self.points[cid], False,
                                             f"{c.question}: not graded (the grader's sandbox failed)")
                                  for cid, c in checks.CASES.items()])

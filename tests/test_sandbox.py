@@ -173,3 +173,29 @@ def test_nothing_survives_a_job(box):
     result = _run(box, "import os, time\ntime.sleep(0.5)\nassert not os.path.exists('/tmp/alive')\n"
                        "assert len([p for p in os.listdir('/proc') if p.isdigit()]) == 1")
     assert result.outcome.skipped_cells == {} and result.outcome.failed_calls == {}
+
+
+def test_a_runtime_the_sandbox_uid_cannot_reach_is_named(tmp_path):
+    """Without namespaces, a clone in a closed folder (`mktemp -d`, a 0700 home) would
+    leave the sandbox uid without its Python: the zygote says so instead of grading 0s."""
+    import socket
+
+    from coursekit.sandbox.zygote import Zygote
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root (a sandbox uid)")
+    closed = tmp_path / "closed"
+    (closed / "site-packages").mkdir(parents=True)
+    closed.chmod(0o700)
+    a, b = socket.socketpair()
+    zygote = Zygote(a, {"uid": 61234}, {})
+    zygote.layers = ["landlock", "seccomp", "uid"]
+    zygote.view.binds = ["/usr", str(closed / "site-packages")]
+    assert str(closed / "site-packages") in zygote.runtime_problem()
+    closed.chmod(0o755)
+    assert zygote.runtime_problem() == ""
+    zygote.layers = ["namespaces", "landlock", "seccomp", "uid"]  # the view binds it: fine
+    closed.chmod(0o700)
+    assert zygote.runtime_problem() == ""
+    a.close()
+    b.close()

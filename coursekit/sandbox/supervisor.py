@@ -153,6 +153,9 @@ class Sandbox:
             raise SandboxError(f"the sandbox did not start: {log_tail.strip()[-500:]}")
         self.layers = [str(x) for x in reply["layers"]]
         self.level = str(reply["level"])
+        if reply.get("problem"):
+            self.close()
+            raise SandboxError(str(reply["problem"]))
         if self.require and level_rank(self.level) > level_rank(self.require):
             self.close()
             raise IsolationError(f"isolation level '{self.level}' is below the required "

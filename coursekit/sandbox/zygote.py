@@ -92,6 +92,29 @@ class Zygote:
         if self.uid is not None:
             self.layers.append("uid")
 
+    def runtime_problem(self) -> str:
+        """Why the job could not run here, or "" — without a mount namespace, a job that
+        drops to the sandbox uid must reach the Python runtime through the host's folders
+        (a clone under a closed home or `mktemp -d` is out of its reach)."""
+        if "namespaces" in self.layers or self.uid is None:
+            return ""
+        paths = [p for p in self.view.binds if os.path.isdir(p)]
+
+        def check() -> None:
+            os.setgroups([])
+            os.setgid(self.uid)
+            os.setuid(self.uid)
+            for path in paths:
+                os.listdir(path)
+
+        if self._works(check):
+            return ""
+        blocked = next((p for p in paths if not self._works(lambda p=p: (
+            os.setgid(self.uid), os.setuid(self.uid), os.listdir(p)))), paths[0] if paths else "?")
+        return (f"the sandbox user cannot read the Python runtime at {blocked} (a folder above it "
+                "is closed to other users) and this machine allows no namespaces to show it; "
+                "install the project where other users can read it")
+
     @staticmethod
     def _seccomp_alone() -> None:
         _libc.prctl(PR_SET_NO_NEW_PRIVS, 1)
@@ -291,7 +314,7 @@ class Zygote:
         self._buf, self._fds = b"", []
         _libc.prctl(PR_SET_CHILD_SUBREAPER, 1)  # a job's orphans come back to us, never to init
         self.probe()
-        self._send({"layers": self.layers, "level": self.level})
+        self._send({"layers": self.layers, "level": self.level, "problem": self.runtime_problem()})
         while True:
             msg = self._recv()
             if msg is None:
@@ -325,7 +348,8 @@ def main() -> None:
     if settings.get("probe_only"):  # only which layers work here: no torch, no inputs
         zygote = Zygote(sock, settings, {})
         zygote.probe()
-        zygote._send({"layers": zygote.layers, "level": zygote.level})
+        zygote._send({"layers": zygote.layers, "level": zygote.level,
+                      "problem": zygote.runtime_problem()})
         return
     import torch
 
