@@ -175,16 +175,22 @@ def test_nothing_survives_a_job(box):
     assert result.outcome.skipped_cells == {} and result.outcome.failed_calls == {}
 
 
-def test_a_runtime_the_sandbox_uid_cannot_reach_is_named(tmp_path):
+def test_a_runtime_the_sandbox_uid_cannot_reach_is_named():
     """Without namespaces, a clone in a closed folder (`mktemp -d`, a 0700 home) would
     leave the sandbox uid without its Python: the zygote says so instead of grading 0s."""
     import socket
 
     from coursekit.sandbox.zygote import Zygote
 
+    import shutil
+    import tempfile
+    from pathlib import Path
+
     if os.geteuid() != 0:
         pytest.skip("needs root (a sandbox uid)")
-    closed = tmp_path / "closed"
+    base = Path(tempfile.mkdtemp())  # pytest's own tmp folders are closed to other users
+    base.chmod(0o755)
+    closed = base / "closed"
     (closed / "site-packages").mkdir(parents=True)
     closed.chmod(0o700)
     a, b = socket.socketpair()
@@ -199,3 +205,4 @@ def test_a_runtime_the_sandbox_uid_cannot_reach_is_named(tmp_path):
     assert zygote.runtime_problem() == ""
     a.close()
     b.close()
+    shutil.rmtree(base)
