@@ -6,6 +6,7 @@ the sandbox before issue 10) — it starts a warm grader with the other layers r
 (COURSEKIT_REFUSE) and measures, in the same process and on the same machine:
 
 - an empty job (no cell, no call): the sandbox's own cost of starting and ending a job;
+- the solutions' cells plus the training call, straight through the sandbox;
 - grading real submissions (the solutions and corpus entries), median per submission.
 
     .venv/bin/python benchmarks/isolation_bench.py            # 5 rounds
@@ -52,7 +53,10 @@ def main() -> None:
             nbformat.write(make_notebook(release, SUBMISSIONS[name]), path)
             paths.append(path)
         print(f"{len(paths)} submissions x {args.rounds} rounds, os.cpu_count()={os.cpu_count()}")
-        print(f"{'layers':<30} {'empty job':>10} {'per submission':>15}  level")
+        from coursekit.submission import gradable_cells, read_submission
+
+        cells = gradable_cells(read_submission(paths[0]))
+        print(f"{'layers':<30} {'empty job':>10} {'cells+training':>15} {'per submission':>15}  level")
         rows = []
         for label, refuse in SETS.items():
             os.environ["COURSEKIT_REFUSE"] = refuse
@@ -64,6 +68,13 @@ def main() -> None:
                 grader.sandbox.run_job({"cells": [], "calls": [], "training": {}}, grader.limits,
                                        lambda c: checks.CALLS_BY_ID[c].target)
                 empty.append(time.perf_counter() - t)
+            train = []
+            settings = {k: grader.training[k] for k in ("seed", "steps", "batch_size", "lr", "device")}
+            for _ in range(args.rounds):
+                t = time.perf_counter()
+                grader.sandbox.run_job({"cells": cells, "calls": ["training"], "training": settings},
+                                       grader.limits, lambda c: checks.CALLS_BY_ID[c].target)
+                train.append(time.perf_counter() - t)
             per_sub = []
             for _ in range(args.rounds):
                 for path in paths:
@@ -71,11 +82,14 @@ def main() -> None:
                     grader.grade_path(path)
                     per_sub.append(time.perf_counter() - t)
             grader.close()
-            rows.append((label, statistics.median(empty), statistics.median(per_sub), level))
-            print(f"{label:<30} {rows[-1][1]:>9.3f}s {rows[-1][2]:>14.3f}s  {level}", flush=True)
+            rows.append((label, statistics.median(empty), statistics.median(train),
+                         statistics.median(per_sub), level))
+            print(f"{label:<30} {rows[-1][1]:>9.3f}s {rows[-1][2]:>14.3f}s {rows[-1][3]:>14.3f}s  {level}",
+                  flush=True)
         base = rows[0]
-        for label, e, s, _ in rows[1:]:
-            print(f"{label}: +{e - base[1]:.3f} s per empty job, +{s - base[2]:.3f} s per submission")
+        for label, e, tr, s, _ in rows[1:]:
+            print(f"{label}: {e - base[1]:+.3f} s per empty job, {tr - base[2]:+.3f} s cells+training, "
+                  f"{s - base[3]:+.3f} s per submission")
 
 
 if __name__ == "__main__":
