@@ -206,3 +206,42 @@ def test_a_runtime_the_sandbox_uid_cannot_reach_is_named():
     a.close()
     b.close()
     shutil.rmtree(base)
+
+
+def test_a_job_dies_with_its_zygote():
+    """A zygote killed mid-job (out of memory, a crash) leaves no job running on its own:
+    the next grader would never see it, and no limit would stop it."""
+    import signal
+    import threading
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root (the job's uid tells its processes apart)")
+    from coursekit.sandbox import SandboxError
+
+    box = Sandbox({"x": np.zeros(3, dtype=np.float32)}, slot=9, preload=["numpy"])
+    box.start()
+    uid = box._claim.uid
+    zygote = box._proc.pid
+    threading.Timer(2.0, lambda: os.kill(zygote, signal.SIGKILL)).start()
+    with pytest.raises(SandboxError):
+        _run(box, "while True:\n    pass")
+    box.close()
+    time.sleep(1.0)
+    running = [e for e in os.listdir("/proc") if e.isdigit() and _owner(e) == uid
+               and _state(e) not in ("Z", "X", None)]  # a zombie is dead, waiting to be reaped
+    assert running == []
+
+
+def _owner(pid: str) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
+
+
+def _state(pid: str) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None

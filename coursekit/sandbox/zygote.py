@@ -215,6 +215,9 @@ class Zygote:
         try:
             if "namespaces" in self.layers:
                 namespaces.enter(self.as_root)
+            # If the zygote dies (killed, out of memory), the leader dies, and with it init
+            # (its own parent-death signal) and the job's PID namespace: no orphaned job.
+            _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
             init = os.fork()
             if init == 0:
                 os.close(ready)
