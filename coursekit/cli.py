@@ -98,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True, help="output folder (rerun to resume)")
     p.add_argument("--jobs", type=int, default=None, help="parallel graders (default: CPU cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--require-isolation", choices=["namespaces", "landlock", "process"], default=None,
+    from coursekit.sandbox import LEVELS
+
+    p.add_argument("--require-isolation", choices=LEVELS, default=None,
                    help="refuse to grade where the sandbox is weaker than this level")
     p.set_defaults(func=cmd_grade)
 

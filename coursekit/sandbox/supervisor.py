@@ -33,12 +33,12 @@ import course_config as cfg
 from coursekit.sandbox import limits as job_limits
 from coursekit.sandbox import uids
 from coursekit.sandbox.channel import ChannelError, Frame, FrameReader, MAX_JOB_BYTES
+from coursekit.sandbox.zygote import SETUP_FAILED
 
 LEVELS = ("namespaces", "landlock", "process")  # strongest first
 POLL_S = 0.05
 MEMORY_EVERY_S = 0.25
 START_TIMEOUT_S = 300  # the zygote imports torch: slow on a cold disk
-SETUP_FAILED = 121
 
 
 class SandboxError(RuntimeError):

@@ -37,7 +37,6 @@ PR_SET_CHILD_SUBREAPER = 36
 SECBIT_ALL_LOCKED_NOROOT = 0x2F  # NOROOT, NO_SETUID_FIXUP, KEEP_CAPS_LOCKED... (locked)
 SETUP_FAILED = 121  # exit code of a job whose sandbox could not be set up
 CHANNEL_FD = 3
-LEVELS = ("namespaces", "landlock", "process")  # strongest first
 
 
 class Zygote:
