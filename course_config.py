@@ -87,6 +87,26 @@ TRAINING_CHECK = {
     "device": "cpu",
 }
 
+# --- what students see of the grading, and when -----------------------------------
+# Gradescope's visibility values: "visible" (at once), "after_due_date",
+# "after_published" (once the instructor publishes grades) or "hidden" (never).
+# "public": the line saying the work was graded, the isolation level that graded it.
+# "hidden": each hidden test's verdict lines, the per-question scores and the total.
+# Both `coursekit grade`'s results.json and the autograder's (otter run, Gradescope)
+# follow it; report.md and grades.csv (the TA's files) show everything.
+RESULTS_VISIBILITY = {"public": "visible", "hidden": "after_published"}
+VISIBILITIES = ("visible", "after_due_date", "after_published", "hidden")
+
+
+def results_visibility() -> dict[str, str]:
+    """`RESULTS_VISIBILITY`, checked: ValueError unless both keys have one of `VISIBILITIES`."""
+    setting = RESULTS_VISIBILITY
+    if (not isinstance(setting, dict) or set(setting) != {"public", "hidden"}
+            or any(v not in VISIBILITIES for v in setting.values())):
+        raise ValueError(f"course_config.RESULTS_VISIBILITY must map 'public' and 'hidden' to one of "
+                         f"{', '.join(VISIBILITIES)}; it is {setting!r}")
+    return dict(setting)
+
 # --- the autograder --------------------------------------------------------------
 AUTOGRADER_PYTHON_VERSION = "3.11"
 # Pinned packages installed into the Gradescope image (otter adds its own defaults).

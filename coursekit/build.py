@@ -10,6 +10,7 @@ then writes normalised, byte-reproducible release and solution notebooks.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -20,10 +21,11 @@ import nbformat
 import yaml
 
 import course_config as cfg
-from coursekit import data, nbgrader_build
+from coursekit import data, nbgrader_build, questions, release_setup
 from coursekit.master_format import SOLUTION_MARKER, raw_config, without_prompt
 
 CHECKS_MODULE = "attention_checks.py"  # name of coursekit/checks.py inside the autograder
+PUBLIC_CHECKS_MODULE = "lab_checks.py"  # coursekit/public_checks.py, as students get it
 PLUGIN = "coursekit.otter_plugin.TrustedGrading"
 # The grading engine travels at the zip's root, where Gradescope's Python finds it.
 ENGINE_MODULES = ("__init__.py", "calls.py", "checks.py", "engine.py", "student_side.py",
@@ -45,12 +47,29 @@ def stage_master(master: Path, stage: Path, bundle: Path) -> Path:
     """Copy the master notebook into `stage` with the course settings stamped in.
 
     Points come from `course_config.py`; a question without points there (or points
-    without a question) is an error, so the two can never drift apart.
+    without a question) is an error, so the two can never drift apart. A question block
+    without its end marker is an error too, and the intro's list of what is graded is
+    written from the questions themselves (`coursekit.questions`).
     """
     try:
         nb = nbformat.read(master, as_version=4)
     except Exception as exc:
         raise BuildError(f"{master}: not a readable notebook ({exc})") from exc
+    from coursekit import checks
+
+    try:
+        found = questions.read_questions(nb)
+        questions.check_hidden_cases(nb, found, {cid: c.question for cid, c in checks.CASES.items()})
+    except questions.MarkupError as exc:
+        raise BuildError(f"{master}: {exc}") from None
+    both = sorted(set(cfg.AUTOGRADED_POINTS) & set(cfg.MANUAL_POINTS))
+    if both:
+        raise BuildError(f"course_config.py: {', '.join(both)} in both AUTOGRADED_POINTS and MANUAL_POINTS")
+    questions.fill_intro(nb, found)
+    try:
+        cfg.results_visibility()  # checked here, not when the first student's results are written
+    except ValueError as exc:
+        raise BuildError(f"course_config.py: {exc}") from None
     points = {**cfg.AUTOGRADED_POINTS, **cfg.MANUAL_POINTS}
     seen: list[str] = []
     found_config = False
@@ -62,7 +81,7 @@ def stage_master(master: Path, stage: Path, bundle: Path) -> Path:
                 "name": cfg.ASSIGNMENT,
                 "python_version": cfg.AUTOGRADER_PYTHON_VERSION,
                 "requirements": "requirements.txt",
-                "autograder_files": [CHECKS_MODULE, cfg.BUNDLE_FILE, "attention_config.json"],
+                "autograder_files": [CHECKS_MODULE, PUBLIC_CHECKS_MODULE, cfg.BUNDLE_FILE, "attention_config.json"],
                 "generate": {"show_stdout": False, "show_hidden": False, "pdf": False},
                 "plugins": [PLUGIN],
             })
@@ -74,9 +93,13 @@ def stage_master(master: Path, stage: Path, bundle: Path) -> Path:
             if name not in points:
                 raise BuildError(f"{master}: question '{name}' has no points in course_config.py")
             manual = bool(conf.get("manual"))
-            if manual != (name in cfg.MANUAL_POINTS):
-                raise BuildError(f"{master}: question '{name}' is {'manual' if manual else 'autograded'}"
-                                 f" in the notebook but not in course_config.py")
+            if name in cfg.MANUAL_POINTS and not manual:
+                raise BuildError(f"{master}: question '{name}' has points in MANUAL_POINTS (a written "
+                                 "question) but its BEGIN QUESTION cell lacks `manual: true`")
+            if name in cfg.AUTOGRADED_POINTS and manual:
+                raise BuildError(f"{master}: question '{name}' has points in AUTOGRADED_POINTS (an "
+                                 "autograded question) but its BEGIN QUESTION cell says `manual: true` "
+                                 "(written questions take their points from MANUAL_POINTS)")
             conf["points"] = points[name]
             cell.source = _dump_raw("BEGIN QUESTION", conf)
             seen.append(name)
@@ -91,6 +114,7 @@ def stage_master(master: Path, stage: Path, bundle: Path) -> Path:
     staged = stage / f"{cfg.ASSIGNMENT}.ipynb"
     nbformat.write(nb, staged)
     shutil.copy(Path(__file__).with_name("checks.py"), stage / CHECKS_MODULE)
+    shutil.copy(Path(__file__).with_name("public_checks.py"), stage / PUBLIC_CHECKS_MODULE)
     shutil.copy(bundle, stage / cfg.BUNDLE_FILE)
     settings = {**cfg.TRAINING_CHECK, "bundle_file": cfg.BUNDLE_FILE}
     (stage / "attention_config.json").write_text(json.dumps(settings, indent=1, sort_keys=True))
@@ -140,17 +164,127 @@ def add_engine(zip_path: Path) -> None:
     with zipfile.ZipFile(zip_path, "a", zipfile.ZIP_DEFLATED) as zf:
         for name in ENGINE_MODULES:
             zf.write(package / name, f"coursekit/{name}")
-        zf.write(cfg.REPO_ROOT / "course_config.py", "course_config.py")
+        # The settings this build used (the zip grades by them, whatever is installed
+        # where it runs: see coursekit.otter_plugin.TrustedGrading).
+        zf.write(Path(cfg.__file__).resolve(), "course_config.py")
+
+
+def solution_definitions(staged: Path) -> tuple[dict, list[str]]:
+    """Run the solution's gradable code (trusted: the master's own) in this process.
+
+    The code cells the grader runs (not tagged otter_ignore, not test cells), with otter's
+    prompts and markers dropped; returns their globals and one line per cell that raised.
+    """
+    import contextlib
+    import io
+    import traceback
+
+    nb = nbformat.read(staged, as_version=4)
+    tests = {i for q in questions.read_questions(nb) for i in q.test_cells}
+    namespace: dict = {"__name__": "__solution__"}
+    problems = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or i in tests or cfg.IGNORE_TAG in cell.metadata.get("tags", []):
+            continue
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                exec(compile(clean_solution_source(cell.source), f"<solution cell {i}>", "exec"), namespace)
+        except Exception as exc:  # noqa: BLE001 - reported, and the later cells still run
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            problems.append(f"  cell {i} (line {where.lineno} of {where.filename}) raised "
+                            f"{type(exc).__name__}: {exc}")
+    return namespace, problems
+
+
+def _exception_lines(log: str) -> list[str]:
+    """The final `Type: message` line of each traceback in `log`, once each."""
+    found: list[str] = []
+    lines = log.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("Traceback (most recent call last):"):
+            last = next((ln for ln in lines[i + 1:] if ln and not ln.startswith(" ")), "")
+            if last and last not in found:
+                found.append(last.strip())
+    return found
+
+
+def check_solution(staged: Path) -> None:
+    """Grade the solution against every hidden case in this process, before otter assign:
+    one line per failed case, with the exception the solution raised (no traceback)."""
+    import contextlib
+    import io
+
+    from coursekit import checks
+
+    settings = json.loads((staged.parent / "attention_config.json").read_text())
+    bundle = checks.load_bundle(staged.parent / settings["bundle_file"])
+    import torch
+
+    namespace, failed = solution_definitions(staged)
+    reserved = {"case_id", "training", "bundle"}
+    defs = {k: v for k, v in namespace.items() if not k.startswith("__") and k not in reserved}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the grader: the training case takes ~2 s, not 30 on a busy box
+    try:
+        for case_id, case in checks.CASES.items():
+            log = io.StringIO()
+            try:
+                with contextlib.redirect_stderr(log), contextlib.redirect_stdout(io.StringIO()):
+                    checks.run_case(case_id, settings, bundle, **defs)
+            except checks.CheckFailed as exc:
+                message = str(exc)
+            except Exception as exc:  # noqa: BLE001 - the check itself broke: say how
+                message = f"the check raised {type(exc).__name__}: {exc}"
+            else:
+                continue
+            raised = _exception_lines(log.getvalue())
+            failed.append(f"  {case_id} ({case.question}): {message}"
+                          + (f" [{'; '.join(raised[:2])}]" if raised else ""))
+    finally:
+        torch.set_num_threads(threads)
+    if failed:
+        raise BuildError(f"{cfg.SOURCE_NOTEBOOK}: the solution fails its own hidden tests "
+                         "(fix the solution or the check):\n" + "\n".join(failed))
+
+
+_OTTER_NOISE = ("[IPKernelApp]", "During handling of the above exception",
+                "The above exception was the direct cause")
+
+
+def otter_failure_lines(output: str, limit: int = 40) -> list[str]:
+    """What matters in otter's output when it fails: no traceback frames, no kernel
+    warnings, no passing tests; the exception's own text and otter's summary stay."""
+    kept, in_traceback = [], False
+    for line in output.splitlines():
+        if line.startswith("Traceback (most recent call last):"):
+            in_traceback = True
+            continue
+        if in_traceback:
+            if not line.strip() or line.startswith(" "):
+                continue
+            in_traceback = False
+        if (not line.strip() or line.startswith(_OTTER_NOISE) or "All test cases passed" in line
+                or line.strip() == "✅ passed"):
+            continue
+        kept.append(line.rstrip())
+    return kept[:limit] + ([f"... ({len(kept) - limit} more lines)"] if len(kept) > limit else [])
 
 
 def _run_otter_assign(staged: Path, dist: Path, run_tests: bool) -> None:
     cmd = [sys.executable, "-m", "otter", "assign", str(staged), str(dist)]
-    if not run_tests:
+    if run_tests:
+        check_solution(staged)  # first: one line per failed case, which otter cannot give
+    else:
         cmd.append("--no-run-tests")
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=staged.parent)
+    # otter assign grades the solution with the plugin: the coursekit and course_config.py
+    # of this build, not whichever are installed.
+    engine_root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [engine_root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=staged.parent, env=env)
     if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-30:])
-        raise BuildError(f"otter assign failed on {cfg.SOURCE_NOTEBOOK}:\n{tail}")
+        lines = otter_failure_lines(proc.stdout + "\n" + proc.stderr)
+        raise BuildError(f"otter assign failed on {cfg.SOURCE_NOTEBOOK}:\n" + "\n".join(lines))
 
 
 def build(*, run_tests: bool = True, out_root: Path | None = None, quiet: bool = False) -> dict[str, Path]:
@@ -172,14 +306,21 @@ def build(*, run_tests: bool = True, out_root: Path | None = None, quiet: bool =
         say(f"data: bundling the MNIST test-split slice from {cfg.mnist_root()}")
         bundle = data.make_bundle(tmp_path / cfg.BUNDLE_FILE)
         staged = stage_master(cfg.SOURCE_NOTEBOOK, tmp_path / "stage", bundle)
+        if out_root is None and questions.update_readme(cfg.REPO_ROOT / "README.md", cfg.SOURCE_NOTEBOOK):
+            say("README.md: rewrote the list of tasks and written questions from the master notebook")
         dist = tmp_path / "dist"
         say("otter assign: generating the release and autograder"
             + (", grading the solution against every test" if run_tests else ""))
         _run_otter_assign(staged, dist, run_tests)
 
-        student = normalise(nbformat.read(dist / "student" / staged.name, as_version=4))
-        solution = make_solutions(
-            normalise(nbformat.read(dist / "autograder" / staged.name, as_version=4)), student)
+        student = nbformat.read(dist / "student" / staged.name, as_version=4)
+        # The public tests travel in the first cell (Colab has no tests/ folder and refuses
+        # tests kept in notebook metadata), not in the metadata.
+        public_tests = student.metadata["otter"].pop("tests", {})
+        student.metadata["otter"].pop("OK_FORMAT", None)  # otter requires it only with tests
+        student = normalise(release_setup.with_setup_cell(student, public_tests))
+        solution = make_solutions(normalise(release_setup.with_setup_cell(
+            nbformat.read(dist / "autograder" / staged.name, as_version=4), public_tests)), student)
         for nb, dst in ((student, release_nb), (solution, solution_nb)):
             dst.parent.mkdir(parents=True, exist_ok=True)
             nbformat.write(nb, dst)

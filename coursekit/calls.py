@@ -159,6 +159,27 @@ def evaluate(call: Call, defs: dict[str, Any], p: dict[str, torch.Tensor],
     return _train(fn, p, **(training or {}))
 
 
+NO_GRADIENT = "loss cannot be back-propagated: the output does not depend on the model's parameters"
+
+
+def _shape_text(shape: tuple[int, ...], batch: int) -> str:
+    """`(B, 1, 32)`: a shape with the batch size (a training setting) written as B."""
+    return "(" + ", ".join("B" if i == 0 and d == batch else str(d) for i, d in enumerate(shape)) + ")"
+
+
+def _loss_failure(output: Any, x_q: torch.Tensor) -> str:
+    """Why the training loss (output - query images)² cannot be computed: the shape, mostly."""
+    if not isinstance(output, torch.Tensor):
+        return f"returned {_type_name(output)}, not a torch.Tensor"
+    if tuple(output.shape) == tuple(x_q.shape):
+        return "loss cannot be back-propagated"
+    want = _shape_text(tuple(x_q.shape), x_q.shape[0])
+    if output.dim() > 8:
+        return f"output does not have the query images' shape {want}: the training loss cannot be computed"
+    return (f"output has shape {_shape_text(tuple(output.shape), x_q.shape[0])}, not the query "
+            f"images' {want}: the training loss cannot be computed")
+
+
 def _train(AttentionTest: Any, p: dict[str, torch.Tensor], *, steps: int, batch_size: int,
            lr: float, seed: int, device: str = "cpu", **_: Any) -> Arrays:
     """Train the student's model as the lab does (Adam on the MSE of output vs query).
@@ -186,6 +207,11 @@ def _train(AttentionTest: Any, p: dict[str, torch.Tensor], *, steps: int, batch_
         output, _w = _pair(_student(model, x_q, db))
         try:
             loss = (output - x_q).pow(2).mean()
+        except Exception:
+            raise StudentError(_loss_failure(output, x_q)) from None
+        if not (isinstance(loss, torch.Tensor) and loss.requires_grad):
+            raise StudentError(NO_GRADIENT)
+        try:
             optimizer.zero_grad()
             loss.backward()
         except Exception:

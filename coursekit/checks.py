@@ -145,78 +145,202 @@ def _scores(p: dict[str, torch.Tensor], q: str, k: str) -> torch.Tensor:
 
 Outputs = dict[str, "Arrays | StudentError"]
 
+# What the lab's mistakes look like, named where a verdict recognises one (issue 11).
+HARD_SOFTMAX = "applies a softmax when soft=False (hard attention returns the raw scores Q Kᵀ)"
+HARD_SCALED = "scales by √d when soft=False (hard attention: raw scores Q Kᵀ, no scaling)"
+HARD_OTHER = "the result is not the raw scores Q Kᵀ (soft=False: no softmax, no scaling)"
+SOFT_SCALED = "scales the scores by √d: the lab's softmax(Q Kᵀ) has no scaling"
+SOFT_OVER_QUERIES = "softmax over the queries, not the keys (take it over the last dimension)"
+SOFT_OVER_BATCH = "softmax over the batch, not the keys (take it over the last dimension)"
+SOFT_RAW = "the weights are not softmax(Q Kᵀ): these are the raw scores (soft=True applies a softmax over the keys)"
+SOFT_OTHER = "the weights are not softmax(Q Kᵀ) over the keys"
+# The input kinds of retrieve's hidden cases (DESCRIBE names lookup's).
+DESCRIBE_WEIGHTS = {"single": "the weights of a single query", "multi": "the weights of multiple queries",
+                    "batched": "a batch of weights (3-D)"}
+_BATCHED = {"lookup": DESCRIBE["batched"], "retrieve": DESCRIBE_WEIGHTS["batched"]}
+
+
+class _Why(Exception):
+    """Why one call fails a property, without saying which call: the verdict says where.
+    `student`: the student's code failed (raised, not implemented...), not a property."""
+
+    def __init__(self, text: str, student: bool = False, where: str | None = None) -> None:
+        super().__init__(text)
+        self.student = student
+        self.where = where  # says where, instead of the verdict's mode (`hard lookup`)
+
+
+def _arrays(outputs: Outputs, call_id: str) -> Arrays:
+    out = outputs.get(call_id)
+    if isinstance(out, StudentError):
+        raise _Why(out.kind, student=True)
+    if out is None:
+        raise _Why("gave no result", student=True)
+    return out
+
 
 def _get(outputs: Outputs, call_id: str, what: str) -> Arrays:
     """The arrays of one call, or a failure naming what went wrong in the student's code."""
-    out = outputs.get(call_id)
-    if isinstance(out, StudentError):
-        _fail(f"{what}: {out.kind}")
-    if out is None:
-        _fail(f"{what}: gave no result")
-    return out
+    try:
+        return _arrays(outputs, call_id)
+    except _Why as why:
+        _fail(f"{what}: {why}")
+
+
+def _checked(outputs: Outputs, call_id: str, shape: tuple[int, ...], need_float: bool = True) -> np.ndarray:
+    """One call's value, of the expected shape and type; else `_Why`."""
+    out = _arrays(outputs, call_id)
+    value = out.get("value")
+    if value is None or tuple(value.shape) != shape:
+        raise _Why(f"returned a result of the wrong shape (expected {shape})")
+    if need_float and not bool(out.get("is_float", np.array(False))):
+        raise _Why("must return a float tensor, not an integer one")
+    if value.dtype.kind not in "fiub":
+        raise _Why("returned values that are not numbers")
+    return value
 
 
 def _value(outputs: Outputs, call_id: str, what: str, shape: tuple[int, ...],
            need_float: bool = True) -> np.ndarray:
-    out = _get(outputs, call_id, what)
-    value = out.get("value")
-    if value is None or tuple(value.shape) != shape:
-        _fail(f"{what}: returned a result of the wrong shape (expected {shape})")
-    if need_float and not bool(out.get("is_float", np.array(False))):
-        _fail(f"{what}: must return a float tensor, not an integer one")
-    if value.dtype.kind not in "fiub":
-        _fail(f"{what}: returned values that are not numbers")
-    return value
+    try:
+        return _checked(outputs, call_id, shape, need_float)
+    except _Why as why:
+        _fail(f"{what}: {why}")
+
+
+def _student_error_line(o: Outputs, target: str, why: _Why) -> str | None:
+    """One line for a failure of the student's code that is not this case's alone.
+
+    When every call of `target` the grader made failed the same way, the line names the
+    function only (`lookup: not implemented yet`); when exactly the batched ones did, it
+    names the batched input (`lookup with a batch of queries (3-D): raised RuntimeError`).
+    Then every case of the question says the same line, which the feedback lists once.
+    """
+    ids = [c.id for c in CALLS if c.target == target and c.id in o]
+    failing = [c for c in ids if isinstance(o[c], StudentError) and o[c].kind == str(why)]
+    if failing and failing == ids:
+        return f"{target}: {why}"
+    if failing and failing == [c for c in ids if c.endswith("_batched")]:
+        return f"{target} with {_BATCHED[target]}: {why}"
+    return None
+
+
+def _judge_all(o: Outputs, target: str, modes: dict[str, str], kinds: dict[str, str],
+               judge: Callable[[str, str], None]) -> None:
+    """Run `judge(mode, kind)` for every mode and input kind; fail with one line.
+
+    The line gives the first failure's cause and names exactly where that cause occurs:
+    the modes (`soft lookup`, `hard lookup`; `lookup` when all) and input kinds that fail
+    with it (none named when every kind does).
+    """
+    failures: list[tuple[str, str, _Why]] = []
+    for mode in modes:
+        for kind in kinds:
+            try:
+                judge(mode, kind)
+            except _Why as why:
+                failures.append((mode, kind, why))
+    if not failures:
+        return
+    mode, kind, why = failures[0]
+    if why.student and (line := _student_error_line(o, target, why)):
+        _fail(line)
+    same = {(m, k) for m, k, w in failures if str(w) == str(why)}
+    fail_modes = [m for m in modes if any(m == fm for fm, _ in same)]
+    fail_kinds = [k for k in kinds if any(k == fk for _, fk in same)]
+    if same != {(m, k) for m in fail_modes for k in fail_kinds}:  # not a rectangle: the first only
+        fail_modes, fail_kinds = [mode], [kind]
+    where = why.where or (modes[fail_modes[0]] if len(fail_modes) == 1 else target)
+    if len(fail_kinds) < len(kinds):
+        where += " with " + " and ".join(kinds[k] for k in fail_kinds)
+    _fail(f"{where}: {why}")
 
 
 def _lookup_shape(p: dict[str, torch.Tensor], name: str) -> tuple[int, ...]:
     return tuple(p[f"q_{name}"].shape[:-1]) + (p[f"k_{name}"].shape[-2],)
 
 
+def _looks_softmaxed(got: np.ndarray, scores: torch.Tensor) -> bool:
+    """Rows in [0, 1] summing to 1 that rank the keys as the scores do: a softmax was applied."""
+    got = np.asarray(got, dtype=np.float64)
+    return bool(np.isfinite(got).all() and (got >= 0).all() and (got <= 1 + ATOL).all()
+                and _close(got.sum(-1), np.ones(got.shape[:-1])) and _orders_like(got, scores))
+
+
+def _hard_cause(got: np.ndarray, scores: torch.Tensor, d: int) -> _Why:
+    """Why hard weights are not the raw scores: a softmax, the √d scaling, or else."""
+    if _close(got, scores / d ** 0.5):
+        return _Why(HARD_SCALED)
+    if _looks_softmaxed(got, scores):
+        return _Why(HARD_SOFTMAX)
+    return _Why(HARD_OTHER)
+
+
+def _soft_cause(got: np.ndarray, scores: torch.Tensor, d: int) -> _Why | None:
+    """The recognised mistake behind soft weights that are not softmax(QKᵀ), if any."""
+    if _close(got, torch.softmax(scores / d ** 0.5, dim=-1)):
+        return _Why(SOFT_SCALED)
+    for dim in range(scores.dim() - 1):
+        if _close(got, torch.softmax(scores, dim=dim)):
+            return _Why(SOFT_OVER_QUERIES if dim == scores.dim() - 2 else SOFT_OVER_BATCH)
+    if _close(got, scores):
+        return _Why(SOFT_RAW)
+    return None
+
+
+_SOFT, _HARD = {"soft": "soft lookup"}, {"hard": "hard lookup"}
+
+
 def v_lookup_shapes(o: Outputs, p: dict[str, torch.Tensor]) -> None:
     """Soft and hard lookup give (n_q, n_k) or (B, n_q, n_k) weights."""
-    for name in _LOOKUP_SHAPES:
-        for mode in ("soft", "hard"):
-            _value(o, f"lookup_{mode}_{name}", f"{mode} lookup with {DESCRIBE[name]}",
-                   _lookup_shape(p, name))
+    _judge_all(o, "lookup", {**_SOFT, **_HARD}, DESCRIBE, lambda mode, name: _checked(
+        o, f"lookup_{mode}_{name}", _lookup_shape(p, name)))
 
 
 def v_lookup_hard_scores(o: Outputs, p: dict[str, torch.Tensor]) -> None:
     """Hard lookup (`soft=False`) returns the raw scores QKᵀ: no softmax, no scaling."""
-    for name in _LOOKUP_SHAPES:
-        got = _value(o, f"lookup_hard_{name}", f"hard lookup with {DESCRIBE[name]}",
-                     _lookup_shape(p, name))
-        if not _close(got, _scores(p, f"q_{name}", f"k_{name}")):
-            _fail(f"hard lookup: with soft=False the result must be the raw scores Q Kᵀ "
-                  f"(no softmax, no scaling), wrong for {DESCRIBE[name]}")
+    def judge(mode: str, name: str) -> None:
+        got = _checked(o, f"lookup_hard_{name}", _lookup_shape(p, name))
+        scores = _scores(p, f"q_{name}", f"k_{name}")
+        if not _close(got, scores):
+            raise _hard_cause(got, scores, p[f"q_{name}"].shape[-1])
+
+    _judge_all(o, "lookup", _HARD, DESCRIBE, judge)
 
 
 def v_lookup_one_hot(o: Outputs, p: dict[str, torch.Tensor]) -> None:
     """Integer one-hot queries against shuffled one-hot keys find exactly the right key."""
     expected = np.zeros((5, NUM_DB))
     expected[np.arange(5), torch.argsort(p["onehot_perm"])[p["onehot_idx"]].numpy()] = 1.0
-    got = _value(o, "lookup_onehot", "hard lookup of one-hot integer tensors", (5, NUM_DB))
-    if not np.array_equal(got.astype(np.float64), expected):
-        _fail("hard lookup: one-hot queries against shuffled one-hot keys must give exactly "
-              "one 1 per row, at the matching key")
-    got = _value(o, "lookup_onehot_batched", "batched hard lookup of one-hot integer tensors",
-                 (2, 5, NUM_DB))
-    if not np.array_equal(got.astype(np.float64), np.broadcast_to(expected, (2, 5, NUM_DB))):
-        _fail("hard lookup: batched one-hot queries do not find their matching keys")
+    wanted = {"2d": expected, "batched": np.broadcast_to(expected, (2, 5, NUM_DB))}
+
+    def judge(mode: str, kind: str) -> None:
+        want = wanted[kind]
+        got = _checked(o, "lookup_onehot" + ("_batched" if kind == "batched" else ""), want.shape)
+        if not np.array_equal(got.astype(np.float64), want):
+            why = _hard_cause(got.astype(np.float64), torch.from_numpy(np.ascontiguousarray(want)), NUM_DB)
+            if str(why) == HARD_OTHER:
+                why = _Why("one-hot queries against shuffled one-hot keys must give exactly one 1 "
+                           "per row, at the matching key")
+            why.where = "hard lookup"  # a softmax or scaling reads as in the raw-scores case
+            raise why
+
+    _judge_all(o, "lookup", {"hard": "hard lookup of one-hot integer tensors"},
+               {"2d": "2-D inputs", "batched": "batched inputs (3-D)"}, judge)
 
 
 def v_lookup_soft_softmax(o: Outputs, p: dict[str, torch.Tensor]) -> None:
     """Soft lookup (also the default) equals softmax(QKᵀ) over the keys."""
-    for name in _LOOKUP_SHAPES:
-        reference = torch.softmax(_scores(p, f"q_{name}", f"k_{name}"), dim=-1)
-        got = _value(o, f"lookup_soft_{name}", f"soft lookup with {DESCRIBE[name]}",
-                     tuple(reference.shape))
-        if not _close(got, reference):
-            _fail(f"soft lookup: the weights are not softmax(Q Kᵀ) over the keys for {DESCRIBE[name]}")
-        got = _value(o, f"lookup_default_{name}", "lookup without the soft argument",
-                     tuple(reference.shape))
-        if not _close(got, reference):
-            _fail("soft lookup: lookup(Q, K) without `soft` must default to soft=True")
+    def judge(mode: str, name: str) -> None:
+        scores = _scores(p, f"q_{name}", f"k_{name}")
+        got = _checked(o, f"lookup_{mode}_{name}", tuple(scores.shape))
+        if not _close(got, torch.softmax(scores, dim=-1)):
+            if mode == "default":
+                raise _Why("does not default to soft=True")
+            raise _soft_cause(got, scores, p[f"q_{name}"].shape[-1]) or _Why(SOFT_OTHER)
+
+    _judge_all(o, "lookup", _SOFT, DESCRIBE, judge)
+    _judge_all(o, "lookup", {"default": "lookup(Q, K) without `soft`"}, DESCRIBE, judge)
 
 
 def _orders_like(weights: np.ndarray, scores: torch.Tensor) -> bool:
@@ -236,35 +360,42 @@ def _orders_like(weights: np.ndarray, scores: torch.Tensor) -> bool:
 def v_lookup_soft_rows(o: Outputs, p: dict[str, torch.Tensor]) -> None:
     """Each row of the soft weights is a distribution (non-negative, summing to 1) that
     ranks the keys as the scores QKᵀ do."""
-    for name in _LOOKUP_SHAPES:
-        got = _value(o, f"lookup_sharp_{name}", f"soft lookup with {DESCRIBE[name]}",
-                     _lookup_shape(p, name)).astype(np.float64)
+    def judge(mode: str, name: str) -> None:
+        got = _checked(o, f"lookup_sharp_{name}", _lookup_shape(p, name)).astype(np.float64)
+        scores = _scores(p, f"qs_{name}", f"k_{name}")
         if not np.isfinite(got).all():
-            _fail(f"soft lookup: the weights contain inf or nan for {DESCRIBE[name]}")
+            raise _Why("the weights contain inf or nan")
         if (got < 0).any() or not _close(got.sum(-1), np.ones(got.shape[:-1])):
-            _fail(f"soft lookup: rows of the weights do not sum to 1 for {DESCRIBE[name]}")
-        if not _orders_like(got, _scores(p, f"qs_{name}", f"k_{name}")):
-            _fail("soft lookup: the weights do not order the keys as the scores Q Kᵀ do "
-                  f"(the best-matching key must get the largest weight) for {DESCRIBE[name]}")
+            raise _soft_cause(got, scores, p[f"qs_{name}"].shape[-1]) or _Why(
+                "rows of the weights do not sum to 1")
+        if not _orders_like(got, scores):
+            raise _soft_cause(got, scores, p[f"qs_{name}"].shape[-1]) or _Why(
+                "the weights do not order the keys as the scores Q Kᵀ do "
+                "(the best-matching key must get the largest weight)")
+
+    _judge_all(o, "lookup", _SOFT, DESCRIBE, judge)
 
 
 def v_retrieve_values(o: Outputs, p: dict[str, torch.Tensor]) -> None:
     """retrieve(weights, V) equals weights @ V, for 2-D and batched inputs."""
-    for name in _LOOKUP_SHAPES:
+    def judge(mode: str, name: str) -> None:
         reference = torch.matmul(p[f"w_{name}"].double(), p[f"v_{name}"].double())
-        got = _value(o, f"retrieve_{name}", f"retrieve with {DESCRIBE[name].replace('queries', 'weights')}",
-                     tuple(reference.shape), need_float=False)
+        got = _checked(o, f"retrieve_{name}", tuple(reference.shape), need_float=False)
         if not _close(got, reference):
-            _fail(f"retrieve: the result is not weights @ V for "
-                  f"{DESCRIBE[name].replace('queries', 'weights')}")
+            raise _Why("the result is not weights @ V")
+
+    _judge_all(o, "retrieve", {"retrieve": "retrieve"}, DESCRIBE_WEIGHTS, judge)
 
 
 def v_retrieve_one_hot(o: Outputs, p: dict[str, torch.Tensor]) -> None:
     """One-hot weights over shuffled values retrieve exactly the matching image."""
-    got = _value(o, "retrieve_onehot", "retrieve with one-hot weights", (3, IMAGE_DIM),
-                 need_float=False)
-    if not np.array_equal(got.astype(np.float32), p["ret_images"][p["ret_wanted"]].numpy()):
-        _fail("retrieve: one-hot weights over shuffled values must return exactly the matching image")
+    def judge(mode: str, kind: str) -> None:
+        got = _checked(o, "retrieve_onehot", (3, IMAGE_DIM), need_float=False)
+        if not np.array_equal(got.astype(np.float32), p["ret_images"][p["ret_wanted"]].numpy()):
+            raise _Why("one-hot weights over shuffled values must return exactly the matching image",
+                       where="retrieve")
+
+    _judge_all(o, "retrieve", {"retrieve": "retrieve with one-hot weights"}, {"onehot": ""}, judge)
 
 
 def _forward(o: Outputs) -> tuple[Arrays, np.ndarray, np.ndarray]:

@@ -27,8 +27,9 @@ def cmd_grade(args: argparse.Namespace) -> int:
     from coursekit.grade import grade_all, summarise
 
     try:
+        cfg.results_visibility()  # a wrong setting stops here, before grading the class
         course_bundle()  # once, here: the workers share it
-    except DataError as exc:
+    except (DataError, ValueError) as exc:
         print(f"coursekit grade: {exc}", file=sys.stderr)
         return 1
     missing = [p for p in args.submissions if not p.exists()]
@@ -60,22 +61,36 @@ def cmd_grade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _graded_questions(results: dict) -> tuple[dict[str, float], float]:
+    """Scores per question and the points possible, as the zip that wrote `results`
+    counts them (its own course_config.py: it may differ from this checkout's)."""
+    scores, possible = {}, 0.0
+    for test in results.get("tests", []):
+        if test.get("max_score") is not None:
+            scores[test["name"]] = float(test.get("score") or 0.0)
+            possible += float(test["max_score"])
+    order = list(cfg.AUTOGRADED_POINTS)  # the course's order first, then any other question
+    ordered = sorted(scores, key=lambda q: (order.index(q) if q in order else len(order), q))
+    return {q: scores[q] for q in ordered}, possible
+
+
 def cmd_selfcheck(args: argparse.Namespace) -> int:
     """Grade the solutions (must earn every point) and the release (must earn none)
-    with `otter run` and the built zip, as Gradescope will."""
-    from coursekit.grade import otter_run, scores_from_results
+    with `otter run` and the built zip, as Gradescope will; the points are the zip's."""
+    from coursekit.grade import otter_run
 
-    possible = sum(cfg.AUTOGRADED_POINTS.values())
     ok = True
-    for label, folder, want in (("solutions", cfg.SOLUTIONS_DIR, possible), ("release", cfg.RELEASE_DIR, 0.0)):
+    for label, folder, full in (("solutions", cfg.SOLUTIONS_DIR, True), ("release", cfg.RELEASE_DIR, False)):
         try:
-            scores = scores_from_results(otter_run(folder / f"{cfg.ASSIGNMENT}.ipynb", args.autograder))
+            scores, possible = _graded_questions(
+                otter_run(folder / f"{cfg.ASSIGNMENT}.ipynb", args.autograder))
         except (OSError, RuntimeError) as exc:
             print(f"self-check {label}: FAILED ({exc})")
             ok = False
             continue
+        want = possible if full else 0.0
         total = sum(scores.values())
-        good = total == want
+        good = bool(scores) and abs(total - want) < 1e-9
         ok &= good
         detail = ", ".join(f"{q} {s:g}" for q, s in scores.items())
         print(f"self-check {label}: {total:g}/{possible:g} (want {want:g}) [{detail}] "

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import html
 import io
 import json
 import math
@@ -399,11 +398,6 @@ def _grade_batch(todo: list[_Todo], jobs: int, bar) -> dict[str, str]:
 
 # --- outputs -------------------------------------------------------------------------
 
-def _html_text(text: object) -> str:
-    """Student-derived text for results.json: no raw HTML."""
-    return html.escape(str(text), quote=False)
-
-
 _MD_ESCAPES = str.maketrans({"\\": "\\\\", "`": "\\`", "|": "\\|", "*": "\\*", "[": "\\[",
                              "]": "\\]", "<": "&lt;", ">": "&gt;", "&": "&amp;"})
 
@@ -421,18 +415,12 @@ def _csv_text(text: object) -> str:
 
 
 def gradescope_results(report) -> dict:
-    """A Gradescope-format results.json for one report (the autograder's own layout)."""
-    tests = []
-    for q in QUESTIONS:
-        cases = [c for c in report.cases if c.question == q]
-        lines = [f"{_html_text(c.case)}: " + ("✅ passed" if c.passed else f"❌ {_html_text(c.message)}")
-                 for c in cases]
-        tests.append({"name": q, "score": report.scores[q], "max_score": float(cfg.AUTOGRADED_POINTS[q]),
-                      "visibility": "visible", "output": "\n".join(lines)})
-    out = {"score": report.total, "tests": tests}
-    if report.message:
-        out["output"] = f"{_html_text(report.status)}: {_html_text(report.message)}"
-    return out
+    """A Gradescope-format results.json for one report: the autograder's own layout
+    (`coursekit.engine.gradescope_results`), hidden verdicts and scores shown when
+    `course_config.RESULTS_VISIBILITY` says."""
+    from coursekit.engine import gradescope_results as results
+
+    return results(report)
 
 
 def markdown_report(student: str, report) -> str:
@@ -459,6 +447,44 @@ def write_csv(rows: list[tuple[str, object]], path: Path) -> None:
         writer.writerow([_csv_text(student), *(f"{r.scores[q]:g}" for q in QUESTIONS), f"{r.total:g}",
                          _csv_text(r.status), _csv_text(getattr(r, "isolation", "")), _csv_text(r.message)])
     _write_atomic(path, buf.getvalue())
+
+
+def score_bins(totals: list[float], possible: float, step: float = 0.5) -> tuple[list[float], list[int]]:
+    """Histogram bins centred on each multiple of `step` from 0 to `possible`: (centres,
+    counts). A score counts in the bin of the nearest multiple (11.5 in 11.5, not 12)."""
+    n = int(round(possible / step))
+    counts = [0] * (n + 1)
+    for total in totals:
+        counts[min(max(int(round(total / step)), 0), n)] += 1
+    return [i * step for i in range(n + 1)], counts
+
+
+def plot_score_histogram(totals: list[float], possible: float, path: Path) -> dict[str, list]:
+    """Draw the class's score histogram (half-point bins, whole submissions on the count
+    axis) into `path`; return what was drawn: bin centres, bar heights, count ticks."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    centres, counts = score_bins(totals, possible)
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    bars = ax.bar(centres, counts, width=0.45, color="#4C72B0", edgecolor="white")
+    ax.set_xlim(-0.5, possible + 0.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel(f"autograded score (of {possible:g})")
+    ax.set_ylabel("submissions")
+    ax.set_title(f"{cfg.ASSIGNMENT_TITLE}: scores")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    low, high = ax.get_ylim()
+    drawn = {"centres": [float(b.get_x() + b.get_width() / 2) for b in bars],
+             "heights": [int(b.get_height()) for b in bars],
+             "count_ticks": [float(t) for t in ax.get_yticks() if low <= t <= high]}
+    plt.close(fig)
+    return drawn
 
 
 def summarise(rows: list[tuple[str, object]], out_dir: Path) -> str:
@@ -488,14 +514,7 @@ def summarise(rows: list[tuple[str, object]], out_dir: Path) -> str:
         levels[level] = levels.get(level, 0) + 1
     lines.append("isolation: " + ", ".join(f"{k} {v}" for k, v in sorted(levels.items())))
 
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    ax.hist(totals, bins=[x - 0.5 for x in range(int(POSSIBLE) + 2)], color="#4C72B0", edgecolor="white")
-    ax.set_xlabel(f"autograded score (of {POSSIBLE:g})")
-    ax.set_ylabel("submissions")
-    ax.set_title(f"{cfg.ASSIGNMENT_TITLE}: scores")
-    fig.tight_layout()
-    fig.savefig(out_dir / "score_histogram.png", dpi=100)
-    plt.close(fig)
+    plot_score_histogram(totals, POSSIBLE, out_dir / "score_histogram.png")
     fig, ax = plt.subplots(figsize=(6, 3.2))
     ax.bar(list(rates), [100 * v for v in rates.values()], color="#55A868")
     ax.set_ylabel("% with full marks")
@@ -533,6 +552,7 @@ def grade_all(paths: list[Path], out_dir: Path, jobs: int | None = None,
 
     global _REQUIRE
     _REQUIRE = require
+    cfg.results_visibility()  # a wrong setting fails now, not after grading the class
     out_dir.mkdir(parents=True, exist_ok=True)
     version = grader_version()
     subs = find_submissions(paths)

@@ -18,6 +18,7 @@ nbgrader's cell metadata, so there is no second copy of the lab to maintain:
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import nbformat
@@ -133,7 +134,7 @@ def to_nbgrader(staged: nbformat.NotebookNode) -> nbformat.NotebookNode:
                 case_id, new.source = _hidden_test(body, name, points)
                 _meta(new, case_id, grade=True, locked=True, points=points[case_id])
             else:
-                new.source = "# Public check: run it to test your code (it earns no points).\n" + body
+                new.source = _public_check(name)
                 locked += 1
                 _meta(new, f"{name}_public", locked=True)
         else:
@@ -147,6 +148,15 @@ def to_nbgrader(staged: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
+def _public_check(question: str) -> str:
+    """A read-only public check cell: it prints one line per failed property."""
+    from coursekit.public_checks import QUESTIONS
+
+    return ("# Public check: run it to test your code (it earns no points).\n"
+            "import lab_checks  # the file next to this notebook\n"
+            f"lab_checks.report({question!r}, {QUESTIONS[question]})")
+
+
 def write_course(staged_path: Path, course_dir: Path) -> Path:
     """Write `<course_dir>/source/<assignment>/<assignment>.ipynb`, nbgrader_config.py and
     a .gitignore for nbgrader's working folders; return the source notebook's path."""
@@ -154,6 +164,8 @@ def write_course(staged_path: Path, course_dir: Path) -> Path:
     source = course_dir / "source" / cfg.ASSIGNMENT / f"{cfg.ASSIGNMENT}.ipynb"
     source.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, source)
+    # nbgrader releases the files beside the notebook: the public checks go with it
+    shutil.copy(Path(__file__).with_name("public_checks.py"), source.parent / "lab_checks.py")
     (course_dir / "nbgrader_config.py").write_text(CONFIG_TEMPLATE)
     (course_dir / ".gitignore").write_text(GITIGNORE)
     return source

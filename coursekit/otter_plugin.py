@@ -16,8 +16,10 @@ autograder's otter_config.json):
 
 from __future__ import annotations
 
+import importlib
 import os
 import stat
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +28,51 @@ from otter.plugins import AbstractOtterPlugin
 
 import course_config as cfg
 
+# What the zip carries of the grader: these top-level modules always come from the zip.
+ENGINE_TOP_LEVEL = ("coursekit", "course_config", "attention_checks")
+
+
+def zip_source_dir(submission_path: str | Path) -> Path:
+    """The folder the autograder zip was unpacked into (otter's `<ag>/source`, beside the
+    `<ag>/submission` folder that holds the submission)."""
+    return Path(submission_path).resolve().parent.parent / "source"
+
+
+def load_zip_plugin(source: Path) -> Any:
+    """Import the zip's own copy of this module, and with it the zip's engine, checks and
+    course_config.py: the zip's folder goes first on `sys.path` and every grader module
+    imported so far (from an installed coursekit, another checkout) is forgotten."""
+    for name in list(sys.modules):
+        if name.split(".")[0] in ENGINE_TOP_LEVEL:
+            del sys.modules[name]
+    folder = str(source.resolve())
+    sys.path[:] = [folder] + [p for p in sys.path if p != folder]
+    importlib.invalidate_caches()
+    module = importlib.import_module("coursekit.otter_plugin")
+    want = (source / "coursekit" / "otter_plugin.py").resolve()
+    if Path(module.__file__).resolve() != want:
+        raise ImportError(f"the autograder's own plugin {want} was not the one imported "
+                          f"({module.__file__})")
+    return module
+
+
 SAFE_NOTEBOOK_NOTE = "# The submission was graded by coursekit's sandboxed grader; nothing runs here."
 
 
 class TrustedGrading(AbstractOtterPlugin):
-    """Grade with `coursekit.engine` and report its verdicts through otter's results."""
+    """Grade with `coursekit.engine` and report its verdicts through otter's results.
+
+    otter imports this class by name, so under `otter run` it may come from whatever
+    coursekit is installed; the zip's own copy (plugin, engine, checks, settings) then
+    takes over, so that a zip always grades by what it was built with.
+    """
+
+    def __new__(cls, submission_path: str, *args: Any, **kwargs: Any) -> "TrustedGrading":
+        source = zip_source_dir(submission_path)
+        own = source / "coursekit" / "otter_plugin.py"
+        if own.is_file() and own.resolve() != Path(__file__).resolve():
+            return load_zip_plugin(source).TrustedGrading(submission_path, *args, **kwargs)
+        return super().__new__(cls)
 
     def _ag_dir(self) -> Path:
         return Path(self.submission_path).resolve().parent.parent
@@ -87,7 +129,7 @@ class TrustedGrading(AbstractOtterPlugin):
             return
         for question in cfg.AUTOGRADED_POINTS:
             cases = [c for c in self.report.cases if c.question == question]
-            tcs = [TestCase(name=c.case, body="", hidden=False, points=c.points,
+            tcs = [TestCase(name=c.case, body="", hidden=True, points=c.points,
                             success_message=None, failure_message=None) for c in cases]
             tf = ExceptionTestFile(question, f"tests/{question}.py", tcs, all_or_nothing=False)
             tf.test_case_results = [
@@ -100,6 +142,38 @@ class TrustedGrading(AbstractOtterPlugin):
         if self.report.isolation:
             lines.append(f"graded in the sandbox (isolation: {self.report.isolation})")
         results.output = "\n".join(lines) or None
+        _write_engine_results(results, self.report)
+
+
+def _write_engine_results(results: Any, report: Any) -> None:
+    """Make otter write the engine's results.json for `report` (`engine.gradescope_results`,
+    the same `coursekit grade` writes), which follows `course_config.RESULTS_VISIBILITY`.
+
+    otter makes results.json in `GradingResults.to_gradescope_dict` from its own config:
+    a visible "Public Tests" entry summing up every case not marked hidden, and one
+    visibility for every question ("hidden", or "after_published" with show_hidden):
+    neither `visible` nor `after_due_date`, no note that the work was graded, no
+    top-level visibility. So the results object becomes a subclass whose to_gradescope_dict
+    returns the engine's dict. It pickles (otter's results.pkl) as a plain
+    GradingResults: reading it back needs otter only, not coursekit.
+    """
+    import copy
+    import copyreg
+
+    from otter.test_files import GradingResults
+
+    from coursekit.engine import gradescope_results
+
+    data = gradescope_results(report)
+
+    class EngineResults(GradingResults):
+        def to_gradescope_dict(self, ag_config: Any) -> dict[str, Any]:
+            return copy.deepcopy(data)
+
+        def __reduce_ex__(self, protocol: Any) -> tuple:
+            return copyreg._reconstructor, (GradingResults, object, None), dict(self.__dict__)
+
+    results.__class__ = EngineResults
 
 
 PLACEHOLDER_TEST = """from otter.test_files import test_case

@@ -237,9 +237,9 @@ def check_forward(AttentionTest):
         except Exception:  # the student changed __init__: the lines above say what breaks
             own = None
     if own is not None and not _close(weights, own.float()):
-        failures.append(f"{what} with {kind}: attn_output_weights are not the weights of"
-                        " self.mha(X_q, X_k, X_v) with X_q = self.img_mlp(img) and"
-                        " X_k = X_v = self.img_mlp(image_database)")
+        failures.append(f"{what} with {kind}: attn_output_weights are not the weights self.mha"
+                        " gives for the embedded query images (self.img_mlp of img) against the"
+                        " embedded database images, used as both keys and values")
     if not _close(output, torch.bmm(weights, db)):
         failures.append(f"{what} with {kind}: output is not the retrieval from the database,"
                         " attn_output_weights @ image_database (not the output of self.mha)")

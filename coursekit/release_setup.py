@@ -16,6 +16,7 @@ runs it (it carries the `otter_ignore` tag, and coursekit.submission skips it as
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import nbformat
@@ -80,3 +81,13 @@ def with_setup_cell(nb: nbformat.NotebookNode, public_tests: dict[str, str]) -> 
         del nb.cells[i]
     nb.cells.insert(0, setup_cell(public_tests))
     return nb
+
+
+def files_in_setup_cell(source: str) -> dict[str, str]:
+    """The files a set-up cell writes (for tests and checks): its dict literal, parsed safely."""
+    literal = source.split("_lab_files = ", 1)[1].split("\n}\n", 1)[0] + "\n}"
+    files = ast.literal_eval(literal)
+    if not (isinstance(files, dict) and all(isinstance(k, str) and isinstance(v, str)
+                                            for k, v in files.items())):
+        raise ValueError("the set-up cell's files are not a dict of texts")
+    return files

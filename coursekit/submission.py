@@ -298,7 +298,8 @@ def gradable_cells(nb: nbformat.NotebookNode, name: str = "the submission") -> l
             continue
         src = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
         code = [ln.strip() for ln in src.splitlines() if ln.strip() and not ln.strip().startswith("#")]
-        if "otter.Notebook(" in src or (code and all(ln.startswith("grader.") for ln in code)):
-            continue  # otter's init, check, check_all and export cells
+        if ("otter.Notebook(" in src or "LabNotebook(" in src
+                or (code and all(ln.startswith("grader.") for ln in code))):
+            continue  # the set-up (otter's init) cell, the check, check_all and export cells
         cells.append(src)
     return cells

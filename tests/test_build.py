@@ -10,6 +10,7 @@ import nbformat
 import pytest
 
 import course_config as cfg
+from coursekit.release_setup import files_in_setup_cell
 from coursekit import build as B
 
 
@@ -38,7 +39,7 @@ def test_committed_outputs_match_fresh_build(built):
 
 def test_committed_nbgrader_course_matches_fresh_build(built):
     fresh, committed = built["nbgrader_course"], cfg.NBGRADER_COURSE_DIR
-    for rel in ("nbgrader_config.py", ".gitignore",
+    for rel in ("nbgrader_config.py", ".gitignore", f"source/{cfg.ASSIGNMENT}/lab_checks.py",
                 f"source/{cfg.ASSIGNMENT}/{cfg.ASSIGNMENT}.ipynb"):
         assert (committed / rel).read_bytes() == (fresh / rel).read_bytes(), (
             f"{committed / rel} differs from a fresh build: run `make build` and commit")
@@ -80,7 +81,9 @@ def test_release_has_no_hidden_tests(built):
     for name in ("attention_checks", "test_lookup_shapes", "test_forward_output",
                  "test_training_mse", "hidden=True", "training_check"):
         assert name not in text
-    tests = nb.metadata["otter"]["tests"]
+    assert "tests" not in nb.metadata["otter"]  # the public tests travel in the set-up cell
+    files = files_in_setup_cell(nb.cells[0].source)
+    tests = {name[len("tests/"):-3]: text for name, text in files.items() if name.startswith("tests/")}
     assert set(tests) == set(cfg.AUTOGRADED_POINTS)
     for source in tests.values():
         assert "hidden=False" in source and "hidden=True" not in source
@@ -88,7 +91,8 @@ def test_release_has_no_hidden_tests(built):
 
 def test_release_stubs_raise_not_implemented(built):
     nb = nbformat.read(built["release"], as_version=4)
-    stubs = [c.source for c in nb.cells if "NotImplementedError" in c.source]
+    assert nb.cells[0].metadata["cellView"] == "form"  # the set-up cell (it ships lab_checks.py)
+    stubs = [c.source for c in nb.cells[1:] if "NotImplementedError" in c.source]
     assert len(stubs) == 3
     for src in stubs:
         assert re.search(r'raise NotImplementedError\("(lookup|retrieve|AttentionTest.forward) is not', src)
@@ -96,10 +100,11 @@ def test_release_stubs_raise_not_implemented(built):
 
 def test_solutions_are_clean_and_public_only(built):
     nb = nbformat.read(built["solutions"], as_version=4)
-    text = built["solutions"].read_text()
+    text = "\n".join(c.source for c in nb.cells[1:])  # after the set-up cell
     assert "NotImplementedError" not in text and "BEGIN SOLUTION" not in text
-    assert set(nb.metadata["otter"]["tests"]) == set(cfg.AUTOGRADED_POINTS)
-    assert "attention_checks" not in text
+    release = nbformat.read(built["release"], as_version=4)
+    assert nb.cells[0].source == release.cells[0].source  # the same public checks
+    assert "attention_checks" not in built["solutions"].read_text()
 
 
 def test_manual_questions_have_model_answers(built):
@@ -142,3 +147,202 @@ def test_unreadable_master_is_named(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(B.BuildError, match=f"{bad}: not a readable notebook"):
         B.stage_master(bad, tmp_path / "stage", _fake_bundle(tmp_path))
+
+
+# --- the master's markup: broken blocks and written/autograded mix-ups (issue 11) -------
+
+def _master_without(tmp_path: Path, drop) -> Path:
+    """A copy of the master notebook without the first cell for which `drop(i, cell)` holds."""
+    nb = nbformat.read(cfg.SOURCE_NOTEBOOK, as_version=4)
+    index = next(i for i, c in enumerate(nb.cells) if drop(i, c))
+    del nb.cells[index]
+    path = tmp_path / "master.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def _end_of(question: str, marker: str):
+    """Finds the cell `# END <marker>` that closes `question`'s block."""
+    state = {"in": False}
+
+    def drop(i, cell):
+        if cell.cell_type != "raw":
+            return False
+        if cell.source.startswith("# BEGIN QUESTION"):
+            state["in"] = f"name: {question}\n" in cell.source + "\n"
+        return state["in"] and cell.source.strip() == f"# END {marker}"
+    return drop
+
+
+@pytest.mark.parametrize("question, marker", [("retrieve", "QUESTION"), ("q6_4", "QUESTION"),
+                                              ("lookup", "TESTS"), ("q3_1", "SOLUTION"),
+                                              ("forward", "SOLUTION")])
+def test_missing_end_marker_is_an_error(tmp_path, question, marker):
+    master = _master_without(tmp_path, _end_of(question, marker))
+    with pytest.raises(B.BuildError) as err:
+        B.stage_master(master, tmp_path / "stage", _fake_bundle(tmp_path))
+    text = str(err.value)
+    assert text.startswith(f"{master}: ")
+    assert f"question '{question}'" in text and f"# END {marker}" in text
+
+
+def test_missing_in_cell_end_solution_is_an_error(tmp_path):
+    nb = nbformat.read(cfg.SOURCE_NOTEBOOK, as_version=4)
+    cell = next(c for c in nb.cells if c.cell_type == "code" and "def retrieve(" in c.source)
+    cell.source = cell.source.replace("# END SOLUTION", "")
+    master = tmp_path / "master.ipynb"
+    nbformat.write(nb, master)
+    with pytest.raises(B.BuildError, match=r"question 'retrieve': .*'# BEGIN SOLUTION' line without its "
+                                           r"'# END SOLUTION'"):
+        B.stage_master(master, tmp_path / "stage", _fake_bundle(tmp_path))
+
+
+def _master_with(tmp_path: Path, question: str, edit) -> Path:
+    nb = nbformat.read(cfg.SOURCE_NOTEBOOK, as_version=4)
+    cell = next(c for c in nb.cells if c.cell_type == "raw" and c.source.startswith("# BEGIN QUESTION")
+                and f"name: {question}\n" in c.source + "\n")
+    cell.source = edit(cell.source)
+    path = tmp_path / "master.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def test_written_question_without_manual_true_is_named(tmp_path):
+    master = _master_with(tmp_path, "q3_1", lambda s: s.replace("manual: true", "").strip())
+    with pytest.raises(B.BuildError) as err:
+        B.stage_master(master, tmp_path / "stage", _fake_bundle(tmp_path))
+    assert str(err.value) == (
+        f"{master}: question 'q3_1' has points in MANUAL_POINTS (a written question) but its "
+        "BEGIN QUESTION cell lacks `manual: true`")
+
+
+def test_autograded_question_marked_manual_is_named(tmp_path):
+    master = _master_with(tmp_path, "retrieve", lambda s: s + "\nmanual: true")
+    with pytest.raises(B.BuildError) as err:
+        B.stage_master(master, tmp_path / "stage", _fake_bundle(tmp_path))
+    assert str(err.value) == (
+        f"{master}: question 'retrieve' has points in AUTOGRADED_POINTS (an autograded question) but "
+        "its BEGIN QUESTION cell says `manual: true` (written questions take their points from MANUAL_POINTS)")
+
+
+# --- the lists of graded work are generated from the questions (issue 11) ----------------
+
+GRADED_WORK = ("You implement three pieces of code: `lookup` (section 3), `retrieve` (section 3) and "
+               "`AttentionTest.forward` (section 6.3), and you answer the written questions 3.1, 3.2, "
+               "4.1, 6.1, 6.2 and 6.4 in the Markdown cells below them.")
+
+
+def _intro(path: Path) -> str:
+    nb = nbformat.read(path, as_version=4)
+    return next(c.source for c in nb.cells if c.cell_type == "markdown"
+                and c.source.startswith("# Attention Basics"))
+
+
+def test_master_intro_has_the_placeholder_not_a_list():
+    from coursekit import questions
+
+    intro = _intro(cfg.SOURCE_NOTEBOOK)
+    assert questions.INTRO_PLACEHOLDER in intro and "3.1, 3.2" not in intro
+
+
+def test_intro_lists_the_graded_work_from_the_questions(tmp_path, monkeypatch):
+    staged = B.stage_master(cfg.SOURCE_NOTEBOOK, tmp_path / "stage", _fake_bundle(tmp_path))
+    assert GRADED_WORK in _intro(staged)
+    # drop written question 6.4 (its whole block) and rename 4.1: the intro follows
+    nb = nbformat.read(cfg.SOURCE_NOTEBOOK, as_version=4)
+    start = next(i for i, c in enumerate(nb.cells) if c.cell_type == "raw" and "name: q6_4" in c.source)
+    end = next(i for i in range(start, len(nb.cells)) if nb.cells[i].source.strip() == "# END QUESTION")
+    del nb.cells[start:end + 1]
+    for c in nb.cells:
+        if c.cell_type == "markdown" and c.source.startswith("### 4.1 Question"):
+            c.source = c.source.replace("### 4.1 Question", "### 4.5 Question")
+    master = tmp_path / "master.ipynb"
+    nbformat.write(nb, master)
+    monkeypatch.setattr(cfg, "MANUAL_POINTS", {q: p for q, p in cfg.MANUAL_POINTS.items() if q != "q6_4"})
+    staged = B.stage_master(master, tmp_path / "stage2", _fake_bundle(tmp_path))
+    assert "the written questions 3.1, 3.2, 4.5, 6.1 and 6.2 in the Markdown cells" in _intro(staged)
+
+
+def test_release_intro_lists_the_graded_work(built):
+    from coursekit import questions
+
+    intro = _intro(built["release"])
+    assert GRADED_WORK in intro and questions.INTRO_PLACEHOLDER not in intro
+
+
+def test_committed_readme_lists_what_the_build_would_write():
+    from coursekit import questions
+
+    readme = (cfg.REPO_ROOT / "README.md").read_text()
+    assert questions.README_BEGIN in readme and questions.README_END in readme
+    assert questions.readme_with_questions(readme, cfg.SOURCE_NOTEBOOK) == readme, (
+        "README.md's generated list of questions is stale: run `make build` and commit")
+
+
+def test_build_rewrites_a_stale_readme_block(tmp_path):
+    from coursekit import questions
+
+    readme = tmp_path / "README.md"
+    committed = (cfg.REPO_ROOT / "README.md").read_text()
+    readme.write_text(committed.replace(GRADED_WORK, "You answer question 9.9."))
+    assert questions.update_readme(readme, cfg.SOURCE_NOTEBOOK) is True
+    assert readme.read_text() == committed
+    assert questions.update_readme(readme, cfg.SOURCE_NOTEBOOK) is False
+
+
+# --- a solution that fails its own tests: one line per failed case (issue 11) ------------
+
+def test_solution_failing_its_tests_names_each_case(tmp_path, monkeypatch):
+    from coursekit import checks
+
+    nb = nbformat.read(cfg.SOURCE_NOTEBOOK, as_version=4)
+    cell = next(c for c in nb.cells if c.cell_type == "code" and "def lookup(" in c.source)
+    assert "K.float().transpose(-2, -1)" in cell.source
+    cell.source = cell.source.replace("K.float().transpose(-2, -1)", "K.float()")  # forgot Kᵀ
+    master = tmp_path / "master.ipynb"
+    nbformat.write(nb, master)
+    monkeypatch.setattr(cfg, "SOURCE_NOTEBOOK", master)
+    with pytest.raises(B.BuildError) as err:
+        B.build(out_root=tmp_path / "out", quiet=True)
+    text = str(err.value)
+    assert "Traceback" not in text and 'File "' not in text
+    head, *lines = text.splitlines()
+    assert head.startswith(f"{master}: the solution fails its own hidden tests")
+    lookup_cases = [cid for cid, c in checks.CASES.items() if c.question == "lookup"]
+    assert [ln.split()[0] for ln in lines] == lookup_cases  # one line per failed case, no other
+    raising = [ln for ln in lines if "raised RuntimeError" in ln]
+    assert raising, text
+    for line in raising:  # the exception text the solution raised, not only its type
+        assert "[RuntimeError: " in line and "mat1 and mat2 shapes cannot be multiplied" in line
+
+
+def test_otter_failure_keeps_only_meaningful_lines():
+    output = """[IPKernelApp] WARNING | Kernel is running over TCP without encryption.
+Traceback (most recent call last):
+  File "<frozen runpy>", line 198, in _run_module_as_main
+  File "/venv/otter/assign/utils.py", line 244, in run_tests
+    raise RuntimeError(
+RuntimeError: Some autograder tests failed in the autograder notebook:
+    forward results: All test cases passed!
+
+    lookup results:
+        lookup_shapes result:
+            ❌ lookup: raised RuntimeError
+"""
+    assert B.otter_failure_lines(output) == [
+        "RuntimeError: Some autograder tests failed in the autograder notebook:",
+        "    lookup results:", "        lookup_shapes result:", "            ❌ lookup: raised RuntimeError"]
+
+
+def test_hidden_test_cells_and_checks_cases_cannot_drift(tmp_path):
+    master = _master_without(tmp_path, lambda i, c: c.cell_type == "code" and "def test_retrieve_one_hot(" in c.source)
+    with pytest.raises(B.BuildError, match=r"question 'retrieve': coursekit/checks.py CASES scores "
+                                           r"retrieve_one_hot for it, but no hidden test cell runs it"):
+        B.stage_master(master, tmp_path / "stage", _fake_bundle(tmp_path))
+    nb = nbformat.read(cfg.SOURCE_NOTEBOOK, as_version=4)
+    cell = next(c for c in nb.cells if c.cell_type == "code" and "def test_retrieve_one_hot(" in c.source)
+    cell.source = cell.source.replace('"retrieve_one_hot"', '"retrieve_new_case"')
+    nbformat.write(nb, tmp_path / "master2.ipynb")
+    with pytest.raises(B.BuildError, match=r"question 'retrieve': its hidden test cells run retrieve_new_case, "
+                                           r"not a case of coursekit/checks.py CASES"):
+        B.stage_master(tmp_path / "master2.ipynb", tmp_path / "stage", _fake_bundle(tmp_path))

@@ -162,13 +162,17 @@ def test_every_case_belongs_to_a_configured_question():
 
 
 @pytest.mark.parametrize("impl, case, message", [
-    (lookup_wrong_dim, "lookup_soft_rows", "soft lookup: rows of the weights do not sum to 1"),
-    (lookup_wrong_dim, "lookup_soft_softmax", "soft lookup: the weights are not softmax(Q Kᵀ)"),
-    (lookup_softmax_always, "lookup_hard_scores", "hard lookup: with soft=False the result must be the raw scores"),
-    (lookup_scaled, "lookup_hard_scores", "hard lookup: with soft=False the result must be the raw scores"),
-    (lookup_scaled, "lookup_soft_softmax", "soft lookup: the weights are not softmax(Q Kᵀ)"),
+    (lookup_wrong_dim, "lookup_soft_rows", "softmax over the queries, not the keys"),
+    (lookup_wrong_dim, "lookup_soft_softmax", "softmax over the queries, not the keys"),
+    (lookup_softmax_always, "lookup_hard_scores", "hard lookup: applies a softmax when soft=False"),
+    (lookup_softmax_always, "lookup_one_hot", "hard lookup: applies a softmax when soft=False"),
+    (lookup_scaled, "lookup_hard_scores", "hard lookup: scales by √d when soft=False"),
+    (lookup_scaled, "lookup_one_hot", "hard lookup: scales by √d when soft=False"),
+    (lookup_scaled, "lookup_soft_softmax", "soft lookup: scales the scores by √d"),
+    (lookup_constant, "lookup_hard_scores", "hard lookup: the result is not the raw scores Q Kᵀ"),
+    (lookup_constant, "lookup_soft_softmax", "soft lookup: the weights are not softmax(Q Kᵀ) over the keys"),
     (lookup_no_float, "lookup_one_hot", "must return a float tensor, not an integer one"),
-    (lookup_2d_only, "lookup_shapes", "soft lookup with a batch of queries (3-D): raised RuntimeError"),
+    (lookup_2d_only, "lookup_shapes", "lookup with a batch of queries (3-D): raised RuntimeError"),
 ])
 def test_wrong_lookup_fails_with_its_property(impl, case, message):
     with pytest.raises(CheckFailed) as info:
@@ -202,7 +206,7 @@ def test_unimplemented_and_undefined_are_named():
     def lookup(Q, K, soft=True):
         raise NotImplementedError("lookup is not implemented yet")
 
-    with pytest.raises(CheckFailed, match="soft lookup with a single query: not implemented yet"):
+    with pytest.raises(CheckFailed, match="^lookup: not implemented yet$"):
         run("lookup_shapes", lookup=lookup)
     with pytest.raises(CheckFailed, match="not defined"):
         run("lookup_shapes")
@@ -220,10 +224,10 @@ def test_student_exception_text_never_reaches_the_message():
 
     with pytest.raises(CheckFailed) as info:
         run("lookup_shapes", lookup=lookup)
-    assert str(info.value) == "soft lookup with a single query: raised ValueError"
+    assert str(info.value) == "lookup: raised ValueError"
     with pytest.raises(CheckFailed) as info:
         run("lookup_shapes", lookup=lookup2)
-    assert str(info.value) == "soft lookup with a single query: raised an exception"
+    assert str(info.value) == "lookup: raised an exception"
 
 
 # --- the training check ------------------------------------------------------------
@@ -240,8 +244,10 @@ def _mse(model) -> float:
 
 @pytest.mark.parametrize("model, message", [
     (ModelUniform, "the weights returned by forward are not the attention weights"),
-    (ModelDetached, "loss cannot be back-propagated"),
+    (ModelDetached, "loss cannot be back-propagated: the output does not depend on the model's parameters"),
     (ModelCopiesQuery, "loss cannot be back-propagated"),
+    (ModelMhaOutput, "output has shape (B, 1, 32), not the query images' (B, 1, 784): "
+                     "the training loss cannot be computed"),
 ])
 def test_training_no_learning_fails(model, message):
     with pytest.raises(CheckFailed) as info:

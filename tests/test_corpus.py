@@ -35,14 +35,19 @@ EXPECTED: dict[str, tuple[float, float, float, float]] = {
     "w18_retrieve_wrong_order": (5, 0, 3, 2),
     "w19_constant_lookup": (1, 2, 3, 2),  # only the shape case
     "w20_forward_ignores_model": (5, 2, 1, 0),  # only the shape case; nothing to train
+    "w21_scaled_only_when_soft": (4, 2, 3, 2),
+    "w22_forward_own_lookup": (5, 2, 1, 0),  # weights not from self.mha
+    "w23_scaled_only_when_hard": (3, 2, 3, 2),  # raw scores and one-hot cases
+    "w24_softmax_over_queries": (3, 2, 3, 2),  # softmax and rows cases
+    "w25_retrieve_2d_only": (5, 1, 3, 2),  # batched weights only
 }
 
 # the one-line message each wrong submission gets for a question it loses points on
 MESSAGES = {
-    "w01_softmax_wrong_dim": "soft lookup: rows of the weights do not sum to 1",
-    "w02_softmax_in_hard_mode": "hard lookup: with soft=False the result must be the raw scores",
-    "w03_no_softmax": "soft lookup: the weights are not softmax(Q Kᵀ) over the keys",
-    "w04_scaled_by_sqrt_d": "hard lookup: with soft=False the result must be the raw scores",
+    "w01_softmax_wrong_dim": "softmax over the queries, not the keys",
+    "w02_softmax_in_hard_mode": "hard lookup: applies a softmax when soft=False",
+    "w03_no_softmax": "soft lookup: the weights are not softmax(Q Kᵀ): these are the raw scores",
+    "w04_scaled_by_sqrt_d": "hard lookup: scales by √d when soft=False",
     "w05_weights_transposed": "returned a result of the wrong shape (expected (1, 100))",
     "w06_retrieve_mean": "retrieve: the result is not weights @ V",
     "w07_integer_scores": "must return a float tensor, not an integer one",
@@ -52,13 +57,43 @@ MESSAGES = {
     "w11_weights_detached": "training: AttentionTest.forward: loss cannot be back-propagated",
     "w12_uniform_weights": "the weights are not the attention weights of self.mha",
     "w13_returns_query_image": "the output is not the retrieval attn_output_weights @ image_database",
-    "w14_only_lookup_done": "retrieve with a single query: not implemented yet",
+    "w14_only_lookup_done": "retrieve: not implemented yet",
     "w15_stubs_left_in": "not implemented yet",
-    "w16_cell_raises_before_def": "lookup with a single query: not defined (run the cell that defines it)",
+    "w16_cell_raises_before_def": "lookup: not defined (run the cell that defines it)",
     "w17_lookup_2d_only": "lookup with a batch of queries (3-D): raised RuntimeError",
-    "w18_retrieve_wrong_order": "retrieve with a single query: returned a result of the wrong shape",
+    "w18_retrieve_wrong_order": "retrieve with the weights of a single query: returned a result of the wrong shape",
     "w19_constant_lookup": "soft lookup: the weights do not order the keys as the scores Q Kᵀ do",
     "w20_forward_ignores_model": "the output is not the retrieval attn_output_weights @ image_database",
+}
+
+
+# The exact first feedback line of the question each mistake breaks: the cause, named
+# (issue 11: these read "the raw scores", "one 1 per row", "cannot be back-propagated" or
+# "with a single query" before, whatever the mistake was).
+FIRST_LINES = {
+    "w01_softmax_wrong_dim": ("lookup", "soft lookup with a single query and multiple queries: "
+                              "softmax over the queries, not the keys (take it over the last dimension)"),
+    "w02_softmax_in_hard_mode": ("lookup", "hard lookup: applies a softmax when soft=False "
+                                 "(hard attention returns the raw scores Q Kᵀ)"),
+    "w03_no_softmax": ("lookup", "soft lookup: the weights are not softmax(Q Kᵀ): these are the raw "
+                       "scores (soft=True applies a softmax over the keys)"),
+    "w04_scaled_by_sqrt_d": ("lookup", "hard lookup: scales by √d when soft=False "
+                             "(hard attention: raw scores Q Kᵀ, no scaling)"),
+    "w21_scaled_only_when_soft": ("lookup", "soft lookup: scales the scores by √d: "
+                                  "the lab's softmax(Q Kᵀ) has no scaling"),
+    "w23_scaled_only_when_hard": ("lookup", "hard lookup: scales by √d when soft=False "
+                                  "(hard attention: raw scores Q Kᵀ, no scaling)"),
+    "w24_softmax_over_queries": ("lookup", "soft lookup: softmax over the queries, not the keys "
+                                 "(take it over the last dimension)"),
+    "w08_forward_returns_mha_output": ("training", "training: AttentionTest.forward: output has shape "
+                                       "(B, 1, 32), not the query images' (B, 1, 784): the training "
+                                       "loss cannot be computed"),
+    "w11_weights_detached": ("training", "training: AttentionTest.forward: loss cannot be back-propagated: "
+                             "the output does not depend on the model's parameters"),
+    "w14_only_lookup_done": ("retrieve", "retrieve: not implemented yet"),
+    "w15_stubs_left_in": ("lookup", "lookup: not implemented yet"),
+    "w17_lookup_2d_only": ("lookup", "lookup with a batch of queries (3-D): raised RuntimeError"),
+    "w25_retrieve_2d_only": ("retrieve", "retrieve with a batch of weights (3-D): raised RuntimeError"),
 }
 
 
@@ -89,6 +124,22 @@ def test_feedback_names_the_property(graded, name):
         assert "\n" not in line and len(line) < 200
         for secret in ("_SEED", "probe", "randn", "Traceback", "attention_checks"):
             assert secret not in line
+
+
+@pytest.mark.parametrize("name", sorted(FIRST_LINES))
+def test_first_line_names_the_cause(graded, name):
+    question, line = FIRST_LINES[name]
+    assert graded[name].feedback()[question][0] == line
+
+
+def test_each_failed_property_is_listed_once(graded):
+    for name in set(SUBMISSIONS) - set(CORRECT):
+        for question, lines in graded[name].feedback().items():
+            assert len(lines) == len(set(lines)), (name, question, lines)
+    assert graded["w15_stubs_left_in"].feedback() == {
+        "lookup": ["lookup: not implemented yet"], "retrieve": ["retrieve: not implemented yet"],
+        "forward": ["AttentionTest.forward: not implemented yet"],
+        "training": ["training: AttentionTest.forward: not implemented yet"]}
 
 
 def test_correct_submissions_get_no_feedback_lines(graded):

@@ -397,7 +397,9 @@ def test_gradescope_results_escape_html():
                            message="lookup: <img src=x> & more")
     out = grade.gradescope_results(_report("bad input", "a<b>.ipynb is empty", cases=[case]))
     assert out["output"] == "bad input: a&lt;b&gt;.ipynb is empty"
-    assert out["tests"][0]["output"] == "lookup_1: ❌ lookup: &lt;img src=x&gt; &amp; more"
+    lookup = next(t for t in out["tests"] if t["name"] == "lookup")
+    assert "❌ lookup: &lt;img src=x&gt; &amp; more" in lookup["output"].splitlines()
+    assert "<" not in json.dumps(out)
 
 
 # --- grade.py: stored reports -------------------------------------------------------------

@@ -139,7 +139,7 @@ def test_feedback_never_shows_hidden_tests(course):
 
 def test_feedback_gives_the_one_line_reasons(course):
     html = (course / "feedback" / "w01_softmax_wrong_dim" / A / f"{A}.html").read_text()
-    assert "soft lookup: rows of the weights do not sum to 1" in html
+    assert "softmax over the queries, not the keys" in html
     loop = (course / "feedback" / "loop_in_lookup" / A / f"{A}.html").read_text()
     assert "timed out" in loop
 

@@ -39,6 +39,9 @@ LEVELS = ("namespaces", "landlock", "process")  # strongest first
 POLL_S = 0.05
 MEMORY_EVERY_S = 0.25
 START_TIMEOUT_S = 300  # the zygote imports torch: slow on a cold disk
+# The folder that holds the coursekit package this module belongs to: the zygote imports
+# the same engine (in the autograder, the zip's own), never another one found by name.
+ENGINE_ROOT = Path(__file__).resolve().parents[2]
 
 
 class SandboxError(RuntimeError):
@@ -121,10 +124,8 @@ class Sandbox:
         self._root = tempfile.mkdtemp(prefix="coursekit-sandbox-")
         os.chmod(self._root, 0o711)  # job folders inside are the sandbox uid's own (fallback only)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        import coursekit
-
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": self._root,
-               "PYTHONPATH": str(Path(coursekit.__file__).resolve().parent.parent),
+               "PYTHONPATH": str(ENGINE_ROOT),
                "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1", "MPLBACKEND": "Agg",
                "MPLCONFIGDIR": os.path.join(self._root, "mpl"), "OMP_NUM_THREADS": "1",
                "CUDA_VISIBLE_DEVICES": ""}

@@ -229,6 +229,28 @@ WRONG: dict[str, Spec] = {
         output = torch.bmm(attn_output_weights, image_database)
         return output, attn_output_weights
         """),
+    # measured mistakes that passed every public check before issue 11
+    "w21_scaled_only_when_soft": Spec("""
+        scores = Q.float() @ K.float().transpose(-2, -1)
+        return F.softmax(scores / Q.shape[-1] ** 0.5, dim=-1) if soft else scores
+        """, REF_RETRIEVE, REF_FORWARD),
+    "w22_forward_own_lookup": Spec(REF_LOOKUP, REF_RETRIEVE, """
+        X_q = self.img_mlp(img)
+        X_k = self.img_mlp(image_database)
+        attn_output_weights = lookup(X_q, X_k)
+        output = retrieve(attn_output_weights, image_database)
+        return output, attn_output_weights
+        """),
+    # mistakes whose hidden message used to name the wrong cause (issue 11)
+    "w23_scaled_only_when_hard": Spec("""
+        scores = Q.float() @ K.float().transpose(-2, -1)
+        return F.softmax(scores, dim=-1) if soft else scores / Q.shape[-1] ** 0.5
+        """, REF_RETRIEVE, REF_FORWARD),
+    "w24_softmax_over_queries": Spec("""
+        scores = Q.float() @ K.float().transpose(-2, -1)
+        return F.softmax(scores, dim=-2) if soft else scores
+        """, REF_RETRIEVE, REF_FORWARD),
+    "w25_retrieve_2d_only": Spec(REF_LOOKUP, "return torch.mm(weights, V)", REF_FORWARD),
 }
 
 SUBMISSIONS: dict[str, Spec] = {**CORRECT, **WRONG}

@@ -1,0 +1,160 @@
+"""When students see what the grader says (course_config.RESULTS_VISIBILITY).
+
+Before grades are published a student sees only the results.json entries whose
+visibility is `visible` (and the top-level `output`): no hidden verdict line may be
+there, and the scores stay hidden. With the setting `visible` the verdicts show at once.
+Both `coursekit grade`'s results.json and `otter run`'s (the autograder zip) obey it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import course_config as cfg
+from coursekit.grade import grade_all
+from tests.conftest import otter_run, question_scores
+from tests.corpus import write_corpus
+
+RELEASE = cfg.RELEASE_DIR / f"{cfg.ASSIGNMENT}.ipynb"
+NAMES = ["w02_softmax_in_hard_mode", "w14_only_lookup_done", "w15_stubs_left_in"]
+QUESTIONS = list(cfg.AUTOGRADED_POINTS)
+VISIBLE_AT_ONCE = {"public": "visible", "hidden": "visible"}
+
+
+def shown_before_publishing(results: dict) -> str:
+    """Everything a student sees before grades are published (nor after the due date)."""
+    default = results.get("visibility", "visible")
+    texts = [results.get("output", "")]
+    for test in results["tests"]:
+        if test.get("visibility", default) == "visible":
+            texts += [test.get("name", ""), test.get("output", "")]
+    return "\n".join(texts)
+
+
+def hidden_lines(results: dict) -> list[str]:
+    """The verdict lines of the per-question entries (what the hidden checks said)."""
+    lines = []
+    for test in results["tests"]:
+        if test.get("name") in QUESTIONS:
+            lines += [ln.strip() for ln in test.get("output", "").splitlines() if "❌" in ln]
+    return lines
+
+
+def assert_hidden_until_published(results: dict, messages: list[str]) -> None:
+    shown = shown_before_publishing(results)
+    assert messages, "the submission should have failed some hidden case"
+    for message in messages:
+        assert message not in shown, message
+    assert "not implemented yet" not in shown and "❌" not in shown
+    # scores: every question's entry is hidden until published, and so is the total
+    default = results.get("visibility", "visible")
+    for test in results["tests"]:
+        if test.get("name") in QUESTIONS or "score" in test:
+            assert test.get("visibility", default) == "after_published", test["name"]
+    assert default == "after_published"
+    assert "after grades are published" in shown  # the student learns the work was graded
+
+
+def assert_visible_at_once(results: dict, messages: list[str]) -> None:
+    shown = shown_before_publishing(results)
+    for message in messages:
+        assert message in shown, message
+    default = results.get("visibility", "visible")
+    assert default == "visible"
+    for test in results["tests"]:
+        assert test.get("visibility", default) == "visible", test["name"]
+
+
+# --- coursekit grade -------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory) -> tuple[Path, dict]:
+    subs = tmp_path_factory.mktemp("subs")
+    write_corpus(RELEASE, subs, NAMES)
+    out = tmp_path_factory.mktemp("out")
+    rows = dict(grade_all([subs], out, jobs=2, progress=False))
+    return subs, out, rows
+
+
+def _messages(report) -> list[str]:
+    return [c.message for c in report.cases if not c.passed]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_coursekit_grade_hides_verdicts_until_published(graded, name):
+    _, out, rows = graded
+    results = json.loads((out / "feedback" / name / "results.json").read_text())
+    assert_hidden_until_published(results, _messages(rows[name]))
+    assert "isolation:" in shown_before_publishing(results)
+
+
+def test_coursekit_grade_shows_verdicts_when_visible(graded, tmp_path, monkeypatch):
+    subs, out, rows = graded
+    monkeypatch.setattr(cfg, "RESULTS_VISIBILITY", dict(VISIBLE_AT_ONCE))
+    again = tmp_path / "out"
+    shutil.copytree(out / ".reports", again / ".reports")  # nothing is graded again
+    grade_all([subs], again, jobs=1, progress=False)
+    for name in NAMES:
+        results = json.loads((again / "feedback" / name / "results.json").read_text())
+        assert_visible_at_once(results, _messages(rows[name]))
+
+
+def test_feedback_lists_each_line_once(graded):
+    _, out, rows = graded
+    for name in NAMES:
+        report = (out / "feedback" / name / "report.md").read_text()
+        results = json.loads((out / "feedback" / name / "results.json").read_text())
+        for q, lines in rows[name].feedback().items():
+            assert len(lines) == len(set(lines)), (name, q, lines)
+        lines = hidden_lines(results)
+        assert len(lines) == len(set(lines)), (name, lines)
+        assert report.count("not implemented yet") <= len(QUESTIONS), report
+
+
+def test_bad_visibility_setting_is_refused(monkeypatch):
+    from coursekit.engine import results_visibility
+
+    monkeypatch.setattr(cfg, "RESULTS_VISIBILITY", {"public": "visible", "hidden": "later"})
+    with pytest.raises(ValueError, match="after_published"):
+        results_visibility()
+
+
+# --- otter run (the autograder zip) -----------------------------------------------------
+
+def _zip_with_visibility(zip_path: Path, out: Path, setting: dict) -> Path:
+    """A copy of the autograder zip whose course_config.py ends with another setting."""
+    with zipfile.ZipFile(zip_path) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "course_config.py":
+                data += f"\nRESULTS_VISIBILITY = {setting!r}\n".encode()
+            dst.writestr(item, data)
+    return out
+
+
+@pytest.mark.slow
+def test_otter_run_hides_verdicts_until_published(built, tmp_path):
+    results = otter_run(built["zip"], built["release"], tmp_path / "release")
+    lines = hidden_lines(results)
+    assert any("not implemented yet" in ln for ln in lines)
+    assert_hidden_until_published(results, lines)
+    assert question_scores(results) == {q: 0.0 for q in QUESTIONS}
+
+    path = write_corpus(RELEASE, tmp_path / "subs", ["w02_softmax_in_hard_mode"])[0]
+    results = otter_run(built["zip"], path, tmp_path / "w02")
+    assert_hidden_until_published(results, hidden_lines(results))
+    assert question_scores(results) == {"lookup": 3.0, "retrieve": 2.0, "forward": 3.0, "training": 2.0}
+
+
+@pytest.mark.slow
+def test_otter_run_shows_verdicts_when_visible(built, tmp_path):
+    zip_path = _zip_with_visibility(built["zip"], tmp_path / "visible.zip", VISIBLE_AT_ONCE)
+    results = otter_run(zip_path, built["release"], tmp_path / "release")
+    lines = hidden_lines(results)
+    assert any("not implemented yet" in ln for ln in lines)
+    assert_visible_at_once(results, lines)
