@@ -203,6 +203,13 @@ def _model(AttentionTest, what):
     return model
 
 
+def _images(seed, batch):
+    """Query images (batch×1×784) and a database (batch×100×784), pixels in [-1, 1] as in the lab."""
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(batch, 1, 784, generator=g) * 2 - 1,
+            torch.rand(batch, 100, 784, generator=g) * 2 - 1)
+
+
 def _forward(model, img, db, what, kind):
     result = _call(what, kind, model, img, db)
     if not (isinstance(result, tuple) and len(result) == 2):
@@ -214,8 +221,7 @@ def _forward(model, img, db, what, kind):
 def check_forward(AttentionTest):
     """One line per failed property of `AttentionTest.forward(img, image_database)`."""
     what = "AttentionTest.forward"
-    g = torch.Generator().manual_seed(5)
-    img, db = torch.rand(2, 1, 784, generator=g) * 2 - 1, torch.rand(2, 100, 784, generator=g) * 2 - 1
+    img, db = _images(5, 2)
     kind = "a batch of 2 queries (img 2×1×784, image_database 2×100×784)"
     try:
         model = _model(AttentionTest, what)
@@ -249,8 +255,7 @@ def check_forward(AttentionTest):
 def check_training(AttentionTest):
     """One line per failed property of a training step of `AttentionTest`."""
     what = "training"
-    g = torch.Generator().manual_seed(6)
-    img, db = torch.rand(4, 1, 784, generator=g) * 2 - 1, torch.rand(4, 100, 784, generator=g) * 2 - 1
+    img, db = _images(6, 4)
     kind = "a training step on 4 queries"
     try:
         model = _model(AttentionTest, what)
