@@ -175,25 +175,15 @@ def solution_definitions(staged: Path) -> tuple[dict, list[str]]:
     The code cells the grader runs (not tagged otter_ignore, not test cells), with otter's
     prompts and markers dropped; returns their globals and one line per cell that raised.
     """
-    import contextlib
-    import io
-    import traceback
+    from coursekit.notebook_defs import run_cells
 
     nb = nbformat.read(staged, as_version=4)
     tests = {i for q in questions.read_questions(nb) for i in q.test_cells}
-    namespace: dict = {"__name__": "__solution__"}
-    problems = []
-    for i, cell in enumerate(nb.cells):
-        if cell.cell_type != "code" or i in tests or cfg.IGNORE_TAG in cell.metadata.get("tags", []):
-            continue
-        try:
-            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-                exec(compile(clean_solution_source(cell.source), f"<solution cell {i}>", "exec"), namespace)
-        except Exception as exc:  # noqa: BLE001 - reported, and the later cells still run
-            where = traceback.extract_tb(exc.__traceback__)[-1]
-            problems.append(f"  cell {i} (line {where.lineno} of {where.filename}) raised "
-                            f"{type(exc).__name__}: {exc}")
-    return namespace, problems
+    cells = [(f"{i}", clean_solution_source(cell.source)) for i, cell in enumerate(nb.cells)
+             if cell.cell_type == "code" and i not in tests
+             and cfg.IGNORE_TAG not in cell.metadata.get("tags", [])]
+    namespace, problems = run_cells(cells, "__solution__", quiet=True)
+    return namespace, [f"  {line}" for line in problems]
 
 
 def _exception_lines(log: str) -> list[str]:
@@ -278,9 +268,10 @@ def _run_otter_assign(staged: Path, dist: Path, run_tests: bool) -> None:
         cmd.append("--no-run-tests")
     # otter assign grades the solution with the plugin: the coursekit and course_config.py
     # of this build, not whichever are installed.
-    engine_root = str(Path(__file__).resolve().parent.parent)
+    from coursekit import ENGINE_ROOT
+
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [engine_root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
+        [str(ENGINE_ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=staged.parent, env=env)
     if proc.returncode != 0:
         lines = otter_failure_lines(proc.stdout + "\n" + proc.stderr)

@@ -92,11 +92,6 @@ _GRADED = {
 }
 
 
-def results_visibility() -> dict[str, str]:
-    """When the public and the hidden results show (`course_config.RESULTS_VISIBILITY`, checked)."""
-    return cfg.results_visibility()
-
-
 def gradescope_results(report: Any) -> dict[str, Any]:
     """The Gradescope results.json of a report: what `coursekit grade` writes per student
     and what the autograder (otter run, Gradescope) writes through the plugin.
@@ -108,7 +103,7 @@ def gradescope_results(report: Any) -> dict[str, Any]:
     """
     import html
 
-    vis = results_visibility()
+    vis = cfg.results_visibility()
     esc = lambda text: html.escape(str(text), quote=False)  # noqa: E731
     if report.status == "bad input":
         public = [f"Your submission could not be read: {esc(report.message)}"]

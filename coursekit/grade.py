@@ -414,15 +414,6 @@ def _csv_text(text: object) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def gradescope_results(report) -> dict:
-    """A Gradescope-format results.json for one report: the autograder's own layout
-    (`coursekit.engine.gradescope_results`), hidden verdicts and scores shown when
-    `course_config.RESULTS_VISIBILITY` says."""
-    from coursekit.engine import gradescope_results as results
-
-    return results(report)
-
-
 def markdown_report(student: str, report) -> str:
     """A readable per-student report; student-derived text is escaped."""
     lines = [f"# {cfg.ASSIGNMENT_TITLE}: {_md_text(student)}", "",
@@ -584,9 +575,11 @@ def grade_all(paths: list[Path], out_dir: Path, jobs: int | None = None,
             errors.get(key, "the grader wrote no readable report; it is retried on the next run"))
     reports.update({key: _make_report(d) for key, d in data.items()})
     rows = [(sid, reports[keys[sid]]) for sid, _ in subs]
+    from coursekit import engine
+
     for sid, report in rows:
         fb = out_dir / "feedback" / sid  # a safe id: one plain folder name
-        _write_atomic(fb / "results.json", json.dumps(gradescope_results(report), indent=1))
+        _write_atomic(fb / "results.json", json.dumps(engine.gradescope_results(report), indent=1))
         _write_atomic(fb / "report.md", markdown_report(sid, report))
     write_csv(rows, out_dir / "grades.csv")
     return rows

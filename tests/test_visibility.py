@@ -117,7 +117,7 @@ def test_feedback_lists_each_line_once(graded):
 
 
 def test_bad_visibility_setting_is_refused(monkeypatch):
-    from coursekit.engine import results_visibility
+    from course_config import results_visibility
 
     monkeypatch.setattr(cfg, "RESULTS_VISIBILITY", {"public": "visible", "hidden": "later"})
     with pytest.raises(ValueError, match="after_published"):

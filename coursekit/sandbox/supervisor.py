@@ -33,15 +33,13 @@ import course_config as cfg
 from coursekit.sandbox import limits as job_limits
 from coursekit.sandbox import uids
 from coursekit.sandbox.channel import ChannelError, Frame, FrameReader, MAX_JOB_BYTES
+from coursekit import ENGINE_ROOT  # the zygote imports this same engine
 from coursekit.sandbox.zygote import SETUP_FAILED
 
 LEVELS = ("namespaces", "landlock", "process")  # strongest first
 POLL_S = 0.05
 MEMORY_EVERY_S = 0.25
 START_TIMEOUT_S = 300  # the zygote imports torch: slow on a cold disk
-# The folder that holds the coursekit package this module belongs to: the zygote imports
-# the same engine (in the autograder, the zip's own), never another one found by name.
-ENGINE_ROOT = Path(__file__).resolve().parents[2]
 
 
 class SandboxError(RuntimeError):
