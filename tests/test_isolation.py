@@ -404,7 +404,10 @@ seen = set()
 for root in {extra_roots!r} + ["/autograder", "/tmp", "/work", "/home", "/root", "/srv", "/opt", "/"]:
     for folder, dirs, files in os.walk(root):
         real = os.path.realpath(folder)
-        if real in seen or real.startswith(own) or real.startswith(("/proc", "/sys", "/dev")):
+        # installed packages are public (otter's own templates hold a `run_autograder`);
+        # the grader's copies inside them are masked, which other probes check
+        if (real in seen or real.startswith(own) or real.startswith(("/proc", "/sys", "/dev"))
+                or "-packages" in real):
             dirs[:] = []
             continue
         seen.add(real)

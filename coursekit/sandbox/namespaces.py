@@ -53,7 +53,7 @@ def _keep_flags(path: str) -> int:
     return out
 
 
-def _bind(fd: int, target: str, source_path: str) -> None:
+def _bind(fd: int, target: str) -> None:
     src = f"/proc/self/fd/{fd}"
     if os.path.isdir(src):
         os.makedirs(target, exist_ok=True)
@@ -61,7 +61,9 @@ def _bind(fd: int, target: str, source_path: str) -> None:
         os.makedirs(os.path.dirname(target), exist_ok=True)
         open(target, "a").close()
     _libc.mount(src, target, None, MS_BIND | MS_REC)
-    _libc.mount(None, target, None, MS_BIND | MS_REMOUNT | _keep_flags(source_path))
+    # the flags through the fd: once the stage's tmpfs covers /tmp, a source path under
+    # /tmp (a clone in /tmp/...) no longer resolves by name
+    _libc.mount(None, target, None, MS_BIND | MS_REMOUNT | _keep_flags(src))
 
 
 def build_root(view: View, uid: int, gid: int) -> None:
@@ -70,8 +72,14 @@ def build_root(view: View, uid: int, gid: int) -> None:
     binds = [(os.open(p, os.O_PATH | os.O_CLOEXEC), p) for p in view.binds]
     devs = [(os.open(f"/dev/{d}", os.O_PATH | os.O_CLOEXEC), f"/dev/{d}") for d in DEVICES]
     _libc.mount("tmpfs", STAGE, "tmpfs", MS_NOSUID | MS_NODEV, "size=16m,mode=0755")
+    opts = f"{TMP_SIZE},mode=1777,uid={uid},gid={gid}"
+    # The private /tmp and /job first: a runtime that lives under /tmp (a clone in
+    # /tmp/...) is then bound on top of it, not hidden below it.
+    for path in ("/tmp", "/job"):
+        os.makedirs(STAGE + path, exist_ok=True)
+        _libc.mount("tmpfs", STAGE + path, "tmpfs", MS_NOSUID | MS_NODEV, opts)
     for fd, path in binds:
-        _bind(fd, STAGE + path, path)
+        _bind(fd, STAGE + path)
     for link, target in view.links.items():
         os.makedirs(os.path.dirname(STAGE + link), exist_ok=True)
         os.symlink(target, STAGE + link)
@@ -83,14 +91,12 @@ def build_root(view: View, uid: int, gid: int) -> None:
     os.makedirs(STAGE + "/dev", exist_ok=True)
     _libc.mount("tmpfs", STAGE + "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,mode=0755")
     for fd, path in devs:
-        _bind(fd, STAGE + path, path)
+        _bind(fd, STAGE + path)
     for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
                          ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
         os.symlink(target, f"{STAGE}/dev/{name}")
-    opts = f"{TMP_SIZE},mode=1777,uid={uid},gid={gid}"
-    for path in ("/dev/shm", "/tmp", "/job"):
-        os.makedirs(STAGE + path, exist_ok=True)
-        _libc.mount("tmpfs", STAGE + path, "tmpfs", MS_NOSUID | MS_NODEV, opts)
+    os.makedirs(STAGE + "/dev/shm", exist_ok=True)  # after /dev's own tmpfs, which would hide it
+    _libc.mount("tmpfs", STAGE + "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, opts)
     os.makedirs(STAGE + "/proc", exist_ok=True)
     _libc.mount("proc", STAGE + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     os.makedirs(STAGE + "/etc", exist_ok=True)
