@@ -81,11 +81,19 @@ TRAINING_CHECK = {
     # Held-out MSE must be below this. Uniform weights (no learning) give ~0.275 and
     # the reference reaches ~0.165 on CPU: see docs/calibration.md for the margins.
     "target_mse": 0.22,
-    # Always the CPU: a score must not depend on the grading machine (Gradescope has no
-    # GPU; a TA's box may), and code that forgets `.to(device)` works on the CPU only.
-    # The budget takes ~2 s there (one thread); docs/calibration-cuda.md shows CUDA gives the same MSEs.
-    "device": "cpu",
+    # "auto": on CUDA where the grading machine has a usable NVIDIA GPU, else on the CPU;
+    # "cpu" or "cuda" force one ("cuda" without a GPU stops grading with an error). The
+    # score does not depend on it: the MSEs agree (docs/calibration-cuda.md), code that
+    # only works on the CPU fails a device check on every machine, and a model that
+    # fails on CUDA for another reason is trained on the CPU (docs/gpu.md).
+    "device": "auto",
 }
+# Each sandbox that trains on a GPU may hold this much GPU memory (torch's allocator is
+# capped there, and the grader kills a job whose processes hold more, read through NVML).
+GPU_MEMORY_LIMIT_MB = 4096
+# How many sandboxes of one grader share one GPU, each under its own cap; sandboxes past
+# GPUs x this train on the CPU (`coursekit grade --jobs N` says how many did).
+GPU_SANDBOXES_PER_DEVICE = 4
 
 # --- what students see of the grading, and when -----------------------------------
 # Gradescope's visibility values: "visible" (at once), "after_due_date",

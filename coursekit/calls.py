@@ -8,6 +8,7 @@ sandbox never imports. The inputs it is called on arrive as arrays.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -78,6 +79,10 @@ def _array(value: Any) -> np.ndarray:
     return arr.numpy().copy()
 
 
+GPU_MEMORY = "ran out of GPU memory (a submission may use {mb} MB)"
+GPU_MEMORY_MB = [0]  # the job's cap, set by the training call: for the message above
+
+
 def _student(fn: Callable, *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
@@ -85,6 +90,8 @@ def _student(fn: Callable, *args: Any, **kwargs: Any) -> Any:
         raise StudentError("not implemented yet") from None
     except StudentError:
         raise
+    except torch.OutOfMemoryError:  # torch's allocator cap (the supervisor's NVML check is the other)
+        raise StudentError(GPU_MEMORY.format(mb=GPU_MEMORY_MB[0])) from None
     except Exception as exc:  # only the exception's type reaches the student
         import traceback
 
@@ -180,8 +187,48 @@ def _loss_failure(output: Any, x_q: torch.Tensor) -> str:
             f"images' {want}: the training loss cannot be computed")
 
 
-def _train(AttentionTest: Any, p: dict[str, torch.Tensor], *, steps: int, batch_size: int,
-           lr: float, seed: int, device: str = "cpu", **_: Any) -> Arrays:
+# Where the training check ran: the `device` array of its result.
+DEVICES = {0: "cpu", 1: "cuda", 2: "cpu (CUDA failed in the sandbox)", 3: "cpu (the model failed on CUDA)"}
+DEVICE_MIX = ("forward mixes devices: it makes a tensor on the CPU while the model is on another device; "
+              "create it with device=img.device (the grader may train on a GPU)")
+_MIXED = re.compile(r"not on the expected device|same device|two devices|Expected .{0,80}device", re.I)
+
+
+def _portability(AttentionTest: Any, p: dict[str, torch.Tensor], seed: int) -> None:
+    """The same verdict on every machine: forward once on the CPU (what fails there fails
+    everywhere, e.g. a hard-coded `.cuda()`), then with the model and inputs on the `meta`
+    device, where a tensor made without `device=` is on the CPU and torch refuses to mix
+    the two, as it does on a GPU. Only that refusal counts: `meta` cannot run every op."""
+    x_q = p["data_train"][:2].unsqueeze(1)
+    db = p["data_database"].unsqueeze(0).expand(2, -1, -1)
+    _pair(_student(_new_model(AttentionTest, seed), x_q.clone(), db.clone()))
+    try:
+        model = _new_model(AttentionTest, seed).to("meta")
+        model(torch.empty(x_q.shape, device="meta"), torch.empty(db.shape, device="meta"))
+    except Exception as exc:  # noqa: BLE001 - everything but mixing devices is fine here
+        if isinstance(exc, RuntimeError) and _MIXED.search(str(exc)):
+            raise StudentError(DEVICE_MIX) from None
+
+
+def _train(AttentionTest: Any, p: dict[str, torch.Tensor], *, device: str = "cpu",
+           cuda_failed: bool = False, gpu_memory_mb: int = 0, **settings: Any) -> Arrays:
+    """The training check on `device`, after the portability probe; on CUDA, a model that
+    fails there for another reason is trained on the CPU (so the verdict is the CPU's)."""
+    GPU_MEMORY_MB[0] = gpu_memory_mb
+    _portability(AttentionTest, p, settings["seed"])
+    if device != "cuda":
+        return {**_train_on(AttentionTest, p, device="cpu", **settings),
+                "device": np.array(2 if cuda_failed else 0, dtype=np.int8)}
+    try:
+        return {**_train_on(AttentionTest, p, device="cuda", **settings), "device": np.array(1, dtype=np.int8)}
+    except StudentError as err:
+        if err.kind == GPU_MEMORY.format(mb=gpu_memory_mb):
+            raise
+    return {**_train_on(AttentionTest, p, device="cpu", **settings), "device": np.array(3, dtype=np.int8)}
+
+
+def _train_on(AttentionTest: Any, p: dict[str, torch.Tensor], *, steps: int, batch_size: int,
+              lr: float, seed: int, device: str = "cpu", **_: Any) -> Arrays:
     """Train the student's model as the lab does (Adam on the MSE of output vs query).
 
     Returns the trained parameters and the weights its forward gives on the held-out

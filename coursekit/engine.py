@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+import numpy as np
 
 import course_config as cfg
+from coursekit import calls as checks_calls
 from coursekit import checks, sandbox
 from coursekit.submission import SubmissionError, gradable_cells, read_submission  # noqa: F401
 
@@ -33,6 +35,7 @@ SAFE_KINDS = [re.compile(p) for p in (
     r"output has shape \((?:(?:B|\d{1,9})(?:, \d{1,9}){0,7})?\), not the query images' "
     r"\(B, 1, 784\): the training loss cannot be computed",
     r"output does not have the query images' shape \(B, 1, 784\): the training loss cannot be computed",
+    re.escape(checks_calls.DEVICE_MIX), r"ran out of GPU memory \(a submission may use \d{1,7} MB\)",
 )]
 
 
@@ -55,6 +58,7 @@ class Report:
     message: str = ""
     isolation: str = ""  # the sandbox level that ran the code (coursekit.sandbox.LEVELS)
     cases: list[CaseResult] = field(default_factory=list)
+    device: str = ""  # where the training check ran (calls.DEVICES), "" where it did not run
 
     @property
     def scores(self) -> dict[str, float]:
@@ -114,6 +118,8 @@ def gradescope_results(report: Any) -> dict[str, Any]:
         public = [_GRADED[vis["hidden"]]]
     if report.isolation:
         public.append(f"graded in the sandbox (isolation: {esc(report.isolation)})")
+    if getattr(report, "device", ""):
+        public.append(f"training check run on: {esc(report.device)}")
     tests: list[dict[str, Any]] = [{"name": "Public Tests", "visibility": vis["public"],
                                     "output": "\n".join(public)}]
     if report.message and report.status not in ("bad input", "error"):
@@ -158,8 +164,22 @@ def _claims(result: sandbox.JobResult) -> dict[str, Any]:
     return outputs
 
 
-# What the untrusted side needs of the training settings (not the target it is judged by).
-CHILD_TRAINING_KEYS = ("seed", "steps", "batch_size", "lr", "device")
+# What the untrusted side needs of the training settings (not the target it is judged by);
+# the device is the sandbox's to decide.
+CHILD_TRAINING_KEYS = ("seed", "steps", "batch_size", "lr")
+
+
+def _training_device(result: sandbox.JobResult, asked: str) -> str:
+    """Where the training check ran: the job's claim (a 0-d int8 array naming one of
+    `calls.DEVICES`), "" where it did not finish."""
+    arrays = result.outputs.get("training")
+    if not arrays:
+        return ""
+    code = arrays.get("device")
+    if (isinstance(code, np.ndarray) and code.shape == () and code.dtype == np.int8
+            and int(code) in checks_calls.DEVICES):
+        return checks_calls.DEVICES[int(code)]
+    return asked
 
 
 class Grader:
@@ -178,7 +198,8 @@ class Grader:
         self.points = case_points()
         # The sandbox gets the hidden inputs as plain arrays, never this module or the checks.
         self.sandbox = sandbox.Sandbox({k: v.numpy() for k, v in self.probes.items()}, slot=slot,
-                                       memory_mb=self.limits.memory_mb, require=require)
+                                       memory_mb=self.limits.memory_mb, require=require,
+                                       device=training.get("device"))
 
     @property
     def isolation(self) -> str:
@@ -205,6 +226,7 @@ class Grader:
                                             f"{c.question}: not graded (the grader's sandbox failed)")
                                  for cid, c in checks.CASES.items()])
         outcome, outputs = result.outcome, _claims(result)
+        report.device = _training_device(result, self.sandbox.device)
         for call, reason in outcome.failed_calls.items():
             if call in checks.CALLS_BY_ID:
                 outputs[call] = checks.StudentError(reason)

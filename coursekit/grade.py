@@ -235,17 +235,23 @@ def _report_data(path: Path) -> dict[str, Any]:
     cases = data.get("cases")
     if not isinstance(cases, list) or len(cases) > MAX_REPORT_CASES:
         raise ValueError(f"the report's cases are not a list of at most {MAX_REPORT_CASES}")
+    from coursekit.calls import DEVICES
+
+    device = data.get("device", "")
+    if device not in ("", *DEVICES.values()):
+        raise ValueError("the report's device is not one the training check runs on")
     return {"status": _text(data.get("status"), "the status", 100),
             "message": _text(data.get("message"), "the message"),
             "isolation": _text(data.get("isolation", ""), "the isolation", 100),
-            "cases": [_case_data(c) for c in cases]}
+            "device": device, "cases": [_case_data(c) for c in cases]}
 
 
 def _make_report(data: dict[str, Any]):
-    """A Report from validated fields (`isolation` only where the engine's Report has it)."""
+    """A Report from validated fields (`isolation`, `device` only where the engine's Report has them)."""
     from coursekit.engine import CaseResult, Report
 
-    extra = {"isolation": data["isolation"]} if "isolation" in {f.name for f in fields(Report)} else {}
+    names = {f.name for f in fields(Report)}
+    extra = {k: data[k] for k in ("isolation", "device") if k in names and k in data}
     return Report(status=data["status"], message=data["message"],
                   cases=[CaseResult(**c) for c in data["cases"]], **extra)
 
@@ -430,13 +436,15 @@ def markdown_report(student: str, report) -> str:
 
 def write_csv(rows: list[tuple[str, object]], path: Path) -> None:
     """grades.csv, atomically: student, one column per question, total, status,
-    isolation (the sandbox level that graded it), message. Text cells are formula-safe."""
+    isolation (the sandbox level that graded it), device (where the training check ran),
+    message. Text cells are formula-safe."""
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["student", *QUESTIONS, "total", "status", "isolation", "message"])
+    writer.writerow(["student", *QUESTIONS, "total", "status", "isolation", "device", "message"])
     for student, r in rows:
         writer.writerow([_csv_text(student), *(f"{r.scores[q]:g}" for q in QUESTIONS), f"{r.total:g}",
-                         _csv_text(r.status), _csv_text(getattr(r, "isolation", "")), _csv_text(r.message)])
+                         _csv_text(r.status), _csv_text(getattr(r, "isolation", "")),
+                         _csv_text(getattr(r, "device", "")), _csv_text(r.message)])
     _write_atomic(path, buf.getvalue())
 
 
@@ -504,6 +512,11 @@ def summarise(rows: list[tuple[str, object]], out_dir: Path) -> str:
         level = getattr(r, "isolation", "") or "not run"
         levels[level] = levels.get(level, 0) + 1
     lines.append("isolation: " + ", ".join(f"{k} {v}" for k, v in sorted(levels.items())))
+    devices: dict[str, int] = {}
+    for _, r in rows:
+        device = getattr(r, "device", "") or "not trained"
+        devices[device] = devices.get(device, 0) + 1
+    lines.append("training check on: " + ", ".join(f"{k} {v}" for k, v in sorted(devices.items())))
 
     plot_score_histogram(totals, POSSIBLE, out_dir / "score_histogram.png")
     fig, ax = plt.subplots(figsize=(6, 3.2))

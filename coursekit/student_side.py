@@ -24,6 +24,12 @@ def run_child(job: dict[str, Any], inputs: dict[str, Any], fd: int) -> None:
     from coursekit.sandbox.channel import write_frame
 
     torch.set_num_threads(1)  # deterministic, and fair to parallel jobs
+    training = dict(job["training"])
+    if training.get("device") == "cuda":  # before any student code: CUDA, capped
+        from coursekit.sandbox import gpu
+
+        if gpu.start_job(int(job.get("gpu_memory_mb", 1024))):
+            training["device"], training["cuda_failed"] = "cpu", True
     p = {k: v.clone() for k, v in inputs.items()}
     from IPython.core.interactiveshell import InteractiveShell
 
@@ -47,7 +53,7 @@ def run_child(job: dict[str, Any], inputs: dict[str, Any], fd: int) -> None:
             continue
         write_frame(fd, "call", id=call_id)
         try:
-            arrays = calls.evaluate(calls.CALLS_BY_ID[call_id], defs, p, job["training"])
+            arrays = calls.evaluate(calls.CALLS_BY_ID[call_id], defs, p, training)
         except calls.StudentError as err:
             write_frame(fd, "error", id=call_id, kind=err.kind)
             continue

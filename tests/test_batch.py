@@ -45,9 +45,10 @@ def test_csv_rows_feedback_and_charts(reference_run):
     rows = _csv(reference_run / "grades.csv")
     assert [r["student"] for r in rows] == sorted(NAMES + ["broken"])
     assert list(rows[0]) == ["student", "lookup", "retrieve", "forward", "training", "total", "status",
-                            "isolation", "message"]
+                            "isolation", "device", "message"]
     by = {r["student"]: r for r in rows}
     assert (by["c01_at_operator"]["total"], by["c01_at_operator"]["status"]) == ("12", "ok")
+    assert (by["c01_at_operator"]["device"], by["broken"]["device"]) == ("cpu", "")  # auto: no GPU here
     assert (by["w11_weights_detached"]["forward"], by["w11_weights_detached"]["training"]) == ("3", "0")
     assert by["broken"]["status"] == "bad input" and "invalid JSON" in by["broken"]["message"]
     results = json.loads((reference_run / "feedback" / "w01_softmax_wrong_dim" / "results.json").read_text())
@@ -64,6 +65,9 @@ def test_summary_and_charts(reference_run, capsys):
     rows = [(p.stem, _load_report(p)) for p in sorted((reference_run / ".reports").glob("*.json"))]
     text = summarise(rows, reference_run)
     assert f"{len(NAMES) + 1} submissions" in text and "lookup" in text and "status: bad input 1, ok 8" in text
+    trained = sum(r.device == "cpu" for _, r in rows)  # auto: the CPU here
+    assert trained >= 5 and all(r.device in ("cpu", "") for _, r in rows)
+    assert f"training check on: cpu {trained}, not trained {len(rows) - trained}" in text
     for chart in ("score_histogram.png", "question_pass_rates.png"):
         assert (reference_run / chart).read_bytes()[:4] == b"\x89PNG"
 

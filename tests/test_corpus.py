@@ -40,6 +40,8 @@ EXPECTED: dict[str, tuple[float, float, float, float]] = {
     "w23_scaled_only_when_hard": (3, 2, 3, 2),  # raw scores and one-hot cases
     "w24_softmax_over_queries": (3, 2, 3, 2),  # softmax and rows cases
     "w25_retrieve_2d_only": (5, 1, 3, 2),  # batched weights only
+    "w26_forward_cpu_only": (5, 2, 3, 0),  # trains on the CPU, not on a GPU: 0 everywhere
+    "w27_forward_cuda_only": (5, 2, 0, 0),  # runs on a GPU only: 0 everywhere
 }
 
 # the one-line message each wrong submission gets for a question it loses points on
@@ -94,6 +96,9 @@ FIRST_LINES = {
     "w15_stubs_left_in": ("lookup", "lookup: not implemented yet"),
     "w17_lookup_2d_only": ("lookup", "lookup with a batch of queries (3-D): raised RuntimeError"),
     "w25_retrieve_2d_only": ("retrieve", "retrieve with a batch of weights (3-D): raised RuntimeError"),
+    "w26_forward_cpu_only": ("training", "training: AttentionTest.forward: forward mixes devices: it makes "
+                             "a tensor on the CPU while the model is on another device; create it with "
+                             "device=img.device (the grader may train on a GPU)"),
 }
 
 

@@ -365,7 +365,7 @@ def test_csv_cells_are_formula_safe(tmp_path):
                      ("@sum", _report(message="-2+3")), ("+1", _report(message="\tx")),
                      ("bob", _report(message="fine"))], path)
     rows = list(csv.reader(path.open()))
-    assert rows[0] == ["student", *cfg.AUTOGRADED_POINTS, "total", "status", "isolation", "message"]
+    assert rows[0] == ["student", *cfg.AUTOGRADED_POINTS, "total", "status", "isolation", "device", "message"]
     assert [r[0] for r in rows[1:]] == ["'=1+2", "'@sum", "'+1", "bob"]
     assert [r[-1] for r in rows[1:]] == ["'=HYPERLINK(\"http://x\")", "'-2+3", "'\tx", "fine"]
     assert rows[1][1:len(cfg.AUTOGRADED_POINTS) + 4] == ["0"] * len(cfg.AUTOGRADED_POINTS) + ["0", "bad input", "namespaces"]
@@ -421,6 +421,8 @@ MALFORMED_REPORTS = {
     "unknown_question": json.dumps({"status": "ok", "message": "", "cases": [{**GOOD_CASE, "question": "q9"}]}),
     "too_many_cases": json.dumps({"status": "ok", "message": "", "cases": [GOOD_CASE] * 2000}),
     "isolation_a_list": json.dumps({"status": "ok", "message": "", "cases": [], "isolation": []}),
+    "device_unknown": json.dumps({"status": "ok", "message": "", "cases": [], "device": "tpu; rm -rf /"}),
+    "device_a_number": json.dumps({"status": "ok", "message": "", "cases": [], "device": 1}),
     "deep": '{"status": "ok", "message": "", "cases": []' + ', "x": ' + "[" * 100_000 + "]" * 100_000 + "}",
 }
 

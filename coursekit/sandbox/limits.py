@@ -18,13 +18,16 @@ import time
 NPROC = 64  # processes of one job: DataLoader workers and the like, not a fork bomb
 
 
-def apply(memory_mb: int, own_uid: bool) -> None:
-    """Set the job's rlimits (call in the job's init, before student code)."""
+def apply(memory_mb: int, own_uid: bool, address_cap: bool = True) -> None:
+    """Set the job's rlimits (call in the job's init, before student code); without
+    `address_cap` the address space is left unbounded (CUDA maps far more than it uses)."""
     resource.setrlimit(resource.RLIMIT_FSIZE, (256 << 20, 256 << 20))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
     if own_uid:  # counted per uid: only safe where the uid is the job's alone
         resource.setrlimit(resource.RLIMIT_NPROC, (NPROC, NPROC))
+    if not address_cap:
+        return
     with open("/proc/self/statm") as f:  # what the fork inherited, plus the limit
         inherited = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
     cap = inherited + ((memory_mb + 512) << 20)

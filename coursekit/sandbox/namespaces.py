@@ -42,18 +42,20 @@ def enter(as_root: bool) -> None:
         Path("/proc/self/gid_map").write_text(f"0 {gid} 1")
 
 
-def _keep_flags(path: str) -> int:
-    """Mount flags of `path`'s mount that a read-only re-mount must keep (the kernel
-    refuses to clear locked ones inside a user namespace)."""
+def _keep_flags(path: str, device: bool = False) -> int:
+    """Mount flags for a read-only re-mount of `path`'s bind: nodev except for a device
+    node, plus those of its mount that must be kept (the kernel refuses to clear locked
+    ones inside a user namespace)."""
     f = os.statvfs(path).f_flag
-    out = MS_RDONLY | MS_NOSUID | MS_NODEV
-    for st, ms in ((8, MS_NOEXEC), (1024, MS_NOATIME), (2048, MS_NODIRATIME), (4096, MS_RELATIME)):
+    out = MS_RDONLY | MS_NOSUID | (0 if device else MS_NODEV)
+    for st, ms in ((4, MS_NODEV), (8, MS_NOEXEC), (1024, MS_NOATIME), (2048, MS_NODIRATIME),
+                   (4096, MS_RELATIME)):
         if f & st:
             out |= ms
     return out
 
 
-def _bind(fd: int, target: str) -> None:
+def _bind(fd: int, target: str, device: bool = False) -> None:
     src = f"/proc/self/fd/{fd}"
     if os.path.isdir(src):
         os.makedirs(target, exist_ok=True)
@@ -63,7 +65,7 @@ def _bind(fd: int, target: str) -> None:
     _libc.mount(src, target, None, MS_BIND | MS_REC)
     # the flags through the fd: once the stage's tmpfs covers /tmp, a source path under
     # /tmp (a clone in /tmp/...) no longer resolves by name
-    _libc.mount(None, target, None, MS_BIND | MS_REMOUNT | _keep_flags(src))
+    _libc.mount(None, target, None, MS_BIND | MS_REMOUNT | _keep_flags(src, device))
 
 
 def build_root(view: View, uid: int, gid: int) -> None:
@@ -71,6 +73,7 @@ def build_root(view: View, uid: int, gid: int) -> None:
     _libc.mount(None, "/", None, MS_REC | MS_PRIVATE)
     binds = [(os.open(p, os.O_PATH | os.O_CLOEXEC), p) for p in view.binds]
     devs = [(os.open(f"/dev/{d}", os.O_PATH | os.O_CLOEXEC), f"/dev/{d}") for d in DEVICES]
+    devs += [(os.open(p, os.O_PATH | os.O_CLOEXEC), "/dev/" + os.path.basename(p)) for p in view.devices]
     _libc.mount("tmpfs", STAGE, "tmpfs", MS_NOSUID | MS_NODEV, "size=16m,mode=0755")
     opts = f"{TMP_SIZE},mode=1777,uid={uid},gid={gid}"
     # The private /tmp and /job first: a runtime that lives under /tmp (a clone in
@@ -91,7 +94,7 @@ def build_root(view: View, uid: int, gid: int) -> None:
     os.makedirs(STAGE + "/dev", exist_ok=True)
     _libc.mount("tmpfs", STAGE + "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,mode=0755")
     for fd, path in devs:
-        _bind(fd, STAGE + path)
+        _bind(fd, STAGE + path, device=True)
     for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
                          ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
         os.symlink(target, f"{STAGE}/dev/{name}")

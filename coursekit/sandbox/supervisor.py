@@ -30,6 +30,7 @@ from typing import Any, Callable
 import numpy as np
 
 import course_config as cfg
+from coursekit.sandbox import gpu as job_gpu
 from coursekit.sandbox import limits as job_limits
 from coursekit.sandbox import uids
 from coursekit.sandbox.channel import ChannelError, Frame, FrameReader, MAX_JOB_BYTES
@@ -60,6 +61,7 @@ class Limits:
     call_s: float = cfg.CALL_TIME_LIMIT_S
     training_s: float = cfg.TRAINING_TIME_LIMIT_S
     memory_mb: int = cfg.MEMORY_LIMIT_MB
+    gpu_memory_mb: int = cfg.GPU_MEMORY_LIMIT_MB
     max_restarts: int = 6
 
 
@@ -93,17 +95,39 @@ def refused_layers() -> list[str]:
     return [x for x in os.environ.get("COURSEKIT_REFUSE", "").replace(" ", "").split(",") if x]
 
 
+_AUTO: Any = object()  # the GPU slot comes from the course's device setting
+
+
 class Sandbox:
-    """One warm zygote and the jobs it runs, one at a time."""
+    """One warm zygote and the jobs it runs, one at a time.
+
+    `device` ("auto", "cpu", "cuda"; default the course's training setting) and `gpu`
+    (the GPU slot; default: the one this sandbox's `slot` gets on this machine) decide
+    where the training check runs; `gpu_memory` (pids -> MB) reads the job's GPU memory,
+    by default through NVML. After `start`, `device` is what jobs train on and
+    `gpu_note` why a GPU that was there is not used.
+    """
 
     def __init__(self, inputs: dict[str, np.ndarray], slot: int = 0,
                  memory_mb: int = cfg.MEMORY_LIMIT_MB, require: str | None = None,
-                 preload: list[str] | None = None) -> None:
+                 preload: list[str] | None = None, device: str | None = None,
+                 gpu: job_gpu.GpuSlot | None = _AUTO,
+                 gpu_memory: job_gpu.GpuMemory | None = None) -> None:
         self.inputs = inputs
         self.slot = slot
         self.memory_mb = memory_mb
         self.require = require
         self.preload = list(cfg.PRELOAD_MODULES if preload is None else preload)
+        self.setting = job_gpu.check_setting(device or cfg.TRAINING_CHECK.get("device", "auto"))
+        self.gpu = job_gpu.slot_for(slot, self.setting, cfg.GPU_SANDBOXES_PER_DEVICE) if gpu is _AUTO else gpu
+        if self.setting == "cuda" and self.gpu is None:
+            raise job_gpu.DeviceError(
+                f"course_config.TRAINING_CHECK['device'] is 'cuda', but sandbox {slot} gets no GPU "
+                f"(this machine has {len(job_gpu.gpu_minors())} and each takes at most "
+                f"{cfg.GPU_SANDBOXES_PER_DEVICE} sandboxes): grade with fewer jobs")
+        self._gpu_memory = gpu_memory
+        self.device = "cpu"
+        self.gpu_note = ""
         self.layers: list[str] = []
         self.level = ""
         self._proc: subprocess.Popen | None = None
@@ -127,6 +151,8 @@ class Sandbox:
                "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1", "MPLBACKEND": "Agg",
                "MPLCONFIGDIR": os.path.join(self._root, "mpl"), "OMP_NUM_THREADS": "1",
                "CUDA_VISIBLE_DEVICES": ""}
+        if os.environ.get("LD_LIBRARY_PATH"):  # GPU images find the driver's libcuda there
+            env["LD_LIBRARY_PATH"] = os.environ["LD_LIBRARY_PATH"]
         with open(os.path.join(self._root, "zygote.log"), "wb") as log:
             self._proc = subprocess.Popen(
                 [sys.executable, "-P", "-m", "coursekit.sandbox.zygote", str(theirs.fileno())],
@@ -136,6 +162,7 @@ class Sandbox:
         self._sock, self._buf = ours, b""
         settings = {"uid": self._claim.uid, "refuse": refused_layers(), "memory_mb": self.memory_mb,
                     "preload": self.preload, "job_root": self._root, "probe_only": probe_only,
+                    "gpu": self.gpu.as_json() if self.gpu and not probe_only else None,
                     "debug": bool(os.environ.get("COURSEKIT_SANDBOX_DEBUG"))}
         blob = json.dumps(settings).encode()
         buf = io.BytesIO()
@@ -152,9 +179,18 @@ class Sandbox:
             raise SandboxError(f"the sandbox did not start: {log_tail.strip()[-500:]}")
         self.layers = [str(x) for x in reply["layers"]]
         self.level = str(reply["level"])
+        self.device = "cuda" if reply.get("device") == "cuda" else "cpu"
+        self.gpu_note = str(reply.get("gpu_note") or "")[:300]
         if reply.get("problem"):
             self.close()
             raise SandboxError(str(reply["problem"]))
+        if self.setting == "cuda" and self.device != "cuda" and not probe_only:
+            self.close()
+            raise job_gpu.DeviceError(f"course_config.TRAINING_CHECK['device'] is 'cuda', but the GPU "
+                                      f"does not work here: {self.gpu_note}")
+        if self.device == "cuda" and self._gpu_memory is None:
+            nvml = job_gpu.NvmlMemory(self.gpu)
+            self._gpu_memory = nvml.used_mb if nvml.available else None
         if self.require and level_rank(self.level) > level_rank(self.require):
             self.close()
             raise IsolationError(f"isolation level '{self.level}' is below the required "
@@ -233,7 +269,10 @@ class Sandbox:
         while True:
             done_calls = set(result.outputs) | set(result.errors) | set(outcome.failed_calls)
             run = {**job, "skip_cells": sorted(outcome.skipped_cells), "skip_calls": sorted(done_calls),
-                   "memory_mb": limits.memory_mb}
+                   "memory_mb": limits.memory_mb, "gpu_memory_mb": limits.gpu_memory_mb}
+            if isinstance(job.get("training"), dict):  # where it trains is this sandbox's to say
+                run["training"] = {**job["training"], "device": self.device,
+                                   "gpu_memory_mb": limits.gpu_memory_mb}
             state = _Progress(run)
             reason, status = self._run_once(run, limits, deadline, state, result, budget)
             if state.finished or outcome.timed_out:
@@ -297,6 +336,8 @@ class Sandbox:
                         pids = job_limits.job_pids(init, pid_ns, uid, init)
                         if job_limits.memory_mb(pids, limits.memory_mb) > limits.memory_mb:
                             reason = "out of memory"
+                        elif self._gpu_memory and self._gpu_memory(pids) > limits.gpu_memory_mb:
+                            reason = f"used more than {limits.gpu_memory_mb} MB of GPU memory"
                     if reason:
                         self._send({"kill": True})
                 waiting = [self._sock] + ([] if eof else [r])

@@ -26,6 +26,30 @@ class View:
     binds: list[str] = field(default_factory=list)
     links: dict[str, str] = field(default_factory=dict)
     masks: list[str] = field(default_factory=list)
+    devices: list[str] = field(default_factory=list)  # extra device nodes, shown at /dev/<name>
+
+
+def with_gpu(view: View, nodes: list[str] | tuple[str, ...]) -> View:
+    """`view` plus one GPU: its device nodes, `/sys` read-only (the CUDA driver reads the
+    PCI topology there) and the folders outside the runtime that hold the driver's
+    `libcuda` (as in GPU container images, found through LD_LIBRARY_PATH)."""
+    binds = list(view.binds)
+    if os.path.isdir("/sys") and "/sys" not in binds:
+        binds.append("/sys")
+    for folder in os.environ.get("LD_LIBRARY_PATH", "").split(":"):
+        real = os.path.realpath(folder) if folder else ""
+        if (real and real != "/" and os.path.isdir(real) and not _holds_grader(real)
+                and any(n.startswith("libcuda.so") for n in _names(real))
+                and not any(real == b or real.startswith(b + "/") for b in binds)):
+            binds.append(real)
+    return View(binds, dict(view.links), list(view.masks), list(nodes))
+
+
+def _names(folder: str) -> list[str]:
+    try:
+        return os.listdir(folder)
+    except OSError:
+        return []
 
 
 def _holds_grader(folder: str) -> bool:

@@ -30,7 +30,7 @@ import sys
 import tempfile
 from typing import Any
 
-from coursekit.sandbox import _libc, landlock, limits, namespaces, seccomp, view
+from coursekit.sandbox import _libc, gpu, landlock, limits, namespaces, seccomp, view
 
 PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_SECUREBITS, PR_SET_NO_NEW_PRIVS = 1, 24, 28, 38
 PR_SET_CHILD_SUBREAPER = 36
@@ -50,8 +50,48 @@ class Zygote:
         self.uid: int | None = settings.get("uid")
         self.view = view.runtime_view()
         self.layers: list[str] = []
+        # The GPU the supervisor gave this sandbox (None: the CPU); `device` is what jobs
+        # train on once `probe_gpu` has asked, in a throwaway child, whether it works.
+        self.gpu = gpu.GpuSlot.from_json(settings["gpu"]) if settings.get("gpu") else None
+        self.device = "cpu"
+        self.gpu_note = ""
 
     # --- probing ------------------------------------------------------------------
+
+    def _ask(self, fn: Any) -> str:
+        """Run `fn` (returning a short text) in a throwaway child; its text, or why it failed."""
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            try:
+                answer = str(fn())
+            except BaseException as exc:  # noqa: BLE001
+                answer = f"failed ({type(exc).__name__})"
+            os.write(w, answer.encode()[:1000])
+            os._exit(0)
+        os.close(w)
+        with os.fdopen(r, "rb") as f:
+            answer = f.read(1000).decode("utf-8", "replace")
+        os.waitpid(pid, 0)
+        return answer
+
+    def probe_gpu(self) -> str:
+        """Decide the job's training device; returns a problem that stops the sandbox, or "".
+
+        CUDA is tried in a throwaway child only: this process forks every job, and a child
+        forked after its parent initialised CUDA cannot use it.
+        """
+        if self.gpu is None:
+            return ""
+        held = gpu.driver_open(self.gpu.nodes)
+        if held:
+            return (f"the CUDA driver was initialised in the sandbox's zygote before it forks its "
+                    f"jobs ({held} is open), so no job could use the GPU: a process that forks "
+                    "sandboxes must never initialise CUDA")
+        self.gpu_note = self._ask(lambda: gpu.probe(self.gpu))
+        self.device = "cpu" if self.gpu_note else "cuda"
+        return ""
 
     def _works(self, fn: Any) -> bool:
         """Run `fn` in a throwaway child; True when it returns without error."""
@@ -240,22 +280,29 @@ class Zygote:
                 os.dup2(devnull, fd)
             os.closerange(CHANNEL_FD + 1, 1 << 16)  # nothing else of the zygote's reaches the job
             uid, gid = self._inner_ids()
+            cuda = self.device == "cuda" and job.get("training", {}).get("device") == "cuda"
+            seen = view.with_gpu(self.view, self.gpu.nodes) if cuda and self.gpu else self.view
             if "namespaces" in self.layers:
-                namespaces.build_root(self.view, uid, gid)
+                namespaces.build_root(seen, uid, gid)
                 work, writable = "/job", ["/job", "/tmp", "/dev/shm", "/dev/null"]
+                writable += ["/dev/" + os.path.basename(n) for n in seen.devices]
             else:
                 os.setsid()
                 work, writable = job_dir or "/nonexistent", [job_dir or "/nonexistent", "/dev/null"]
+                writable += seen.devices
                 os.chdir(work)
             # RLIMIT_NPROC counts per uid (per user namespace since Linux 5.14): only where the
             # job has a uid of its own or a user namespace of its own
             own = (self.as_root and self.uid is not None) or (not self.as_root and "namespaces" in self.layers)
-            limits.apply(int(job.get("memory_mb", self.settings["memory_mb"])), own_uid=own)
+            # CUDA reserves far more address space than it uses: a GPU job's memory is
+            # bounded by the supervisor's PSS and GPU-memory checks instead
+            limits.apply(int(job.get("memory_mb", self.settings["memory_mb"])), own_uid=own,
+                         address_cap=not cuda)
             self._drop_privileges()
             _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # after the uid change, which clears it
             if "landlock" in self.layers:
-                landlock.restrict(view.readable_paths(self.view) + ["/proc", "/dev/zero",
-                                                                  "/dev/urandom", "/dev/random"],
+                landlock.restrict(view.readable_paths(seen) + ["/proc", "/dev/zero",
+                                                             "/dev/urandom", "/dev/random"],
                                   writable)
             _libc.prctl(PR_SET_NO_NEW_PRIVS, 1)
             if "seccomp" in self.layers:
@@ -265,7 +312,9 @@ class Zygote:
                 "HOME": work, "TMPDIR": "/tmp" if work == "/job" else os.path.join(work, "tmp"),
                 "USER": "student", "LOGNAME": "student", "PATH": "/usr/bin:/bin",
                 "LANG": "C.UTF-8", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1",
-                "CUDA_VISIBLE_DEVICES": ""})
+                "CUDA_VISIBLE_DEVICES": (self.gpu.uuid if cuda and self.gpu else "")})
+            if cuda and self.gpu and not self.gpu.uuid:
+                del os.environ["CUDA_VISIBLE_DEVICES"]  # its one device node is all it sees
             code = 0
             from coursekit.student_side import run_child
 
@@ -316,7 +365,9 @@ class Zygote:
         self._buf, self._fds = b"", []
         _libc.prctl(PR_SET_CHILD_SUBREAPER, 1)  # a job's orphans come back to us, never to init
         self.probe()
-        self._send({"layers": self.layers, "level": self.level, "problem": self.runtime_problem()})
+        problem = self.runtime_problem() or self.probe_gpu()
+        self._send({"layers": self.layers, "level": self.level, "problem": problem,
+                    "device": self.device, "gpu_note": self.gpu_note})
         while True:
             msg = self._recv()
             if msg is None:

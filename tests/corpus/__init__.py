@@ -251,6 +251,10 @@ WRONG: dict[str, Spec] = {
         return F.softmax(scores, dim=-2) if soft else scores
         """, REF_RETRIEVE, REF_FORWARD),
     "w25_retrieve_2d_only": Spec(REF_LOOKUP, "return torch.mm(weights, V)", REF_FORWARD),
+    # code that runs on one kind of machine only (issue 12): the same score on every machine
+    "w26_forward_cpu_only": Spec(REF_LOOKUP, REF_RETRIEVE, _forward(
+        extra="attn_output_weights = attn_output_weights + torch.zeros(attn_output_weights.shape)")),
+    "w27_forward_cuda_only": Spec(REF_LOOKUP, REF_RETRIEVE, "img = img.cuda()\n" + REF_FORWARD),
 }
 
 SUBMISSIONS: dict[str, Spec] = {**CORRECT, **WRONG}

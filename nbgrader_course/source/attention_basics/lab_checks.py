@@ -10,6 +10,7 @@ docs/public-vs-hidden.md).
 """
 
 import math
+import re
 
 import torch
 import torch.nn.functional as F
@@ -275,7 +276,7 @@ def check_training(AttentionTest):
         optimizer.step()
     except _Failed as failed:
         return [str(failed)]
-    failures = []
+    failures = _device_mix(AttentionTest, img, db)
     changed = {name for name, p in params.items() if not torch.equal(before[name], p.detach())}
     if not any(name.startswith("img_mlp") for name in changed):
         failures.append(f"{what}: {kind} does not change self.img_mlp (the retrieval must depend"
@@ -284,6 +285,24 @@ def check_training(AttentionTest):
         failures.append(f"{what}: {kind} does not change self.mha (the attention weights must"
                         " come from self.mha)")
     return failures
+
+
+def _device_mix(AttentionTest, img, db):
+    """The grader trains on a GPU where there is one: forward must not make CPU tensors.
+    With the model and inputs on torch's `meta` device, a tensor made without `device=`
+    is on the CPU and torch refuses to mix them, as it would on a GPU."""
+    try:
+        model = AttentionTest(num_of_examples=db.shape[1], embed_dim=32, num_heads=1).to("meta")
+        model(torch.empty(img.shape, device="meta"), torch.empty(db.shape, device="meta"))
+    except RuntimeError as exc:
+        if re.search(r"not on the expected device|same device|two devices|Expected .{0,80}device",
+                     str(exc), re.I):
+            return ["training: forward mixes devices: it makes a tensor on the CPU while the model "
+                    "is on another device; create it with device=img.device (the grader may "
+                    "train on a GPU)"]
+    except Exception:  # noqa: BLE001 - `meta` cannot run every op: only mixing counts
+        pass
+    return []
 
 
 def _unique(lines):
