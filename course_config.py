@@ -73,13 +73,13 @@ BUNDLE_FILE = "attention_data.npz"
 # weights @ database against held-out query images. Calibrated in docs/calibration.md.
 TRAINING_CHECK = {
     "seed": 0,
-    "steps": 100,
-    "batch_size": 64,
+    "steps": 75,
+    "batch_size": 32,  # 75 x 32: 2.7x less work than the 100 x 64 of issues 2-12, same margins
     "lr": 3e-3,
     "embed_dim": 32,
     "num_heads": 1,
     # Held-out MSE must be below this. Uniform weights (no learning) give ~0.275 and
-    # the reference reaches ~0.165 on CPU: see docs/calibration.md for the margins.
+    # the reference reaches ~0.177 on CPU: see docs/calibration.md for the margins.
     "target_mse": 0.22,
     # "auto": on CUDA where the grading machine has a usable NVIDIA GPU, else on the CPU;
     # "cpu" or "cuda" force one ("cuda" without a GPU stops grading with an error). The

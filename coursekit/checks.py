@@ -114,7 +114,10 @@ class ReferenceAttention(nn.Module):
         self.mha = nn.MultiheadAttention(embed_dim=embed_dim, num_heads=num_heads, batch_first=True)
 
     def weights(self, img: torch.Tensor, db: torch.Tensor) -> torch.Tensor:
-        x_q, x_kv = self.img_mlp(img), self.img_mlp(db)
+        """Attention weights of queries `img` (B, 1, 784) over databases `db` (B, N, 784)
+        or one database (N, 784) shared by every query (embedded once: the same numbers)."""
+        x_q = self.img_mlp(img)
+        x_kv = self.img_mlp(db) if db.dim() == 3 else self.img_mlp(db).expand(img.shape[0], -1, -1)
         return self.mha(x_q, x_kv, x_kv)[1]
 
 
@@ -450,7 +453,7 @@ def heldout_mse(o: Outputs, p: dict[str, torch.Tensor]) -> float:
     model = _reference_model(out, "training")
     db, held = p["data_database"].double(), p["data_heldout"].double()
     with torch.no_grad():
-        w = model.weights(held.unsqueeze(1), db.unsqueeze(0).expand(held.shape[0], -1, -1))
+        w = model.weights(held.unsqueeze(1), db)
     claimed = out.get("weights")
     if claimed is None or tuple(claimed.shape) != tuple(w.shape) or not _close(claimed, w, atol=1e-4):
         _fail("training: the weights returned by forward are not the attention weights "

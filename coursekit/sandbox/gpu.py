@@ -223,14 +223,5 @@ class NvmlMemory:
                 total += p.usedGpuMemory
         return total / (1 << 20)
 
-    def holders(self) -> list[int]:
-        """Pids that hold a context on this GPU now (after a job: should be none of its)."""
-        if self._handle is None:
-            return []
-        try:
-            return [p.pid for p in self._nvml.nvmlDeviceGetComputeRunningProcesses(self._handle)]
-        except Exception:  # noqa: BLE001
-            return []
-
 
 GpuMemory = Callable[[list[int]], float]  # pids -> MB of GPU memory they hold
