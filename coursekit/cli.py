@@ -28,7 +28,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
     try:
         cfg.results_visibility()  # a wrong setting stops here, before grading the class
-        course_bundle()  # once, here: the workers share it
+        if not args.cluster:  # on a cluster each worker makes its own from its MNIST_ROOT
+            course_bundle()  # once, here: the workers share it
     except (DataError, ValueError) as exc:
         print(f"coursekit grade: {exc}", file=sys.stderr)
         return 1
@@ -36,25 +37,41 @@ def cmd_grade(args: argparse.Namespace) -> int:
     if missing:
         print(f"coursekit grade: no such file or folder: {', '.join(map(str, missing))}", file=sys.stderr)
         return 2
-    from coursekit.sandbox import IsolationError, Sandbox, SandboxError
+    cluster_errors: tuple[type[Exception], ...] = ()
+    if args.cluster:
+        from coursekit.cluster import ClusterError  # imports Dask: only when asked for
 
-    probe = Sandbox({}, require=args.require_isolation)
-    try:
-        probe.start(probe_only=True)  # which layers this machine allows, before any grading
-    except (IsolationError, SandboxError) as exc:
-        print(f"coursekit grade: {exc}", file=sys.stderr)
-        return 3
-    finally:
-        probe.close()
-    print(f"isolation: {probe.level} ({', '.join(probe.layers) or 'no layer'}; see docs/security.md)",
-          file=sys.stderr)
+        cluster_errors = (ClusterError,)
+        if args.jobs is not None:
+            print("note: --jobs is ignored with --cluster: the cluster's workers grade "
+                  "(one submission at a time each)", file=sys.stderr)
+        # The sandbox that counts is each worker's: it enforces --require-isolation, and
+        # every row of grades.csv records the level that graded it.
+        print(f"isolation: checked by each Dask worker at {args.cluster} (column `isolation` of "
+              f"grades.csv; see docs/security.md)", file=sys.stderr)
+    else:
+        from coursekit.sandbox import IsolationError, Sandbox, SandboxError
+
+        probe = Sandbox({}, require=args.require_isolation)
+        try:
+            probe.start(probe_only=True)  # which layers this machine allows, before any grading
+        except (IsolationError, SandboxError) as exc:
+            print(f"coursekit grade: {exc}", file=sys.stderr)
+            return 3
+        finally:
+            probe.close()
+        print(f"isolation: {probe.level} ({', '.join(probe.layers) or 'no layer'}; see docs/security.md)",
+              file=sys.stderr)
     try:
         rows = grade_all(args.submissions, args.out, jobs=args.jobs, progress=not args.quiet,
-                         require=args.require_isolation)
+                         require=args.require_isolation, cluster=args.cluster)
     except KeyboardInterrupt:
         print("\ninterrupted: finished submissions are kept; run the same command again to "
               "grade the rest", file=sys.stderr)
         return 130
+    except cluster_errors as exc:  # unreachable, no worker, other code: one line, no traceback
+        print(f"coursekit grade: {exc}", file=sys.stderr)
+        return 2
     print(summarise(rows, args.out))
     print(f"wrote {args.out / 'grades.csv'}, feedback in {args.out / 'feedback'}, "
           f"charts score_histogram.png and question_pass_rates.png")
@@ -112,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("submissions", nargs="+", type=Path, help="notebooks, otter zips or folders")
     p.add_argument("--out", type=Path, required=True, help="output folder (rerun to resume)")
     p.add_argument("--jobs", type=int, default=None, help="parallel graders (default: CPU cores)")
+    p.add_argument("--cluster", metavar="tcp://HOST:PORT", default=None,
+                   help="grade on the Dask cluster whose scheduler is at this address (workers "
+                        "started with `dask worker tcp://HOST:PORT --nthreads 1`; see README); "
+                        "--jobs is then ignored")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     from coursekit.sandbox import LEVELS
 

@@ -542,11 +542,15 @@ def _stored(path: Path) -> dict[str, Any] | None:
 
 
 def grade_all(paths: list[Path], out_dir: Path, jobs: int | None = None,
-              progress: bool = True, require: str | None = None) -> list[tuple[str, object]]:
+              progress: bool = True, require: str | None = None,
+              cluster: str | None = None) -> list[tuple[str, object]]:
     """Grade every submission under `paths` into `out_dir`; resumes an interrupted run.
 
     `require`: the weakest sandbox level allowed (a worker whose sandbox is weaker
     refuses to grade; `coursekit grade` checks it once before starting).
+    `cluster`: a Dask scheduler's address (`tcp://HOST:PORT`): its workers grade instead
+    of local ones, and `jobs` is ignored (`coursekit.cluster`; raises its ClusterError
+    when the cluster cannot grade).
 
     One submission never stops the batch: if grading it raises or kills its worker, its
     row has status `error` (not stored, so the next run tries again) and the others are
@@ -579,7 +583,15 @@ def grade_all(paths: list[Path], out_dir: Path, jobs: int | None = None,
         jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo)))
         bar = tqdm(total=len(subs), initial=len(subs) - len(todo), unit="submission",
                    disable=not progress, desc="grading")
-        errors = _grade_batch(list(todo.values()), jobs, bar)
+        if cluster:
+            from coursekit.cluster import grade_on_cluster
+
+            try:
+                errors = grade_on_cluster(list(todo.values()), cluster, bar, require=require)
+            finally:
+                bar.close()  # an error message starts on a line of its own
+        else:
+            errors = _grade_batch(list(todo.values()), jobs, bar)
         bar.close()
     reports = {}
     for key in todo:
