@@ -125,6 +125,7 @@ AUTOGRADER_REQUIREMENTS = [
     "matplotlib==3.11.2",
     "tqdm==4.70.1",
     "pyseccomp==0.1.2",  # the sandbox's seccomp layer (libseccomp2 is in Gradescope's image)
+    "nvidia-ml-py==13.615.71",  # the GPU memory check (NVML), on a GPU autograder image
 ]
 # Per-submission limits of the sandbox that runs student code (coursekit grade and
 # the autograder alike): whole submission, one notebook cell, one call of student

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -50,8 +51,23 @@ def cmd_grade(args: argparse.Namespace) -> int:
         print(f"isolation: checked by each Dask worker at {args.cluster} (column `isolation` of "
               f"grades.csv; see docs/security.md)", file=sys.stderr)
     else:
-        from coursekit.sandbox import IsolationError, Sandbox, SandboxError
+        from coursekit.sandbox import IsolationError, Sandbox, SandboxError, gpu
 
+        jobs = args.jobs or os.cpu_count() or 1
+        try:  # where the training check runs: said (or refused) before grading the class
+            setting = gpu.check_setting(cfg.TRAINING_CHECK.get("device", "auto"))
+            slots = len(gpu.gpu_minors()) * cfg.GPU_SANDBOXES_PER_DEVICE
+            if setting == "cuda" and jobs > slots:
+                raise gpu.DeviceError(
+                    f"course_config.TRAINING_CHECK['device'] is 'cuda', but --jobs {jobs} needs more "
+                    f"GPU sandboxes than this machine has ({slots}: GPUs x "
+                    f"course_config.GPU_SANDBOXES_PER_DEVICE); grade with --jobs {slots}")
+        except (ValueError, gpu.DeviceError) as exc:
+            print(f"coursekit grade: {exc}", file=sys.stderr)
+            return 2
+        plan = gpu.plan(jobs, setting, cfg.GPU_SANDBOXES_PER_DEVICE)
+        if plan:
+            print(plan, file=sys.stderr)
         probe = Sandbox({}, require=args.require_isolation)
         try:
             probe.start(probe_only=True)  # which layers this machine allows, before any grading

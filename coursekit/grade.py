@@ -573,7 +573,8 @@ def grade_all(paths: list[Path], out_dir: Path, jobs: int | None = None,
         if key in data or key in todo:
             continue
         stored = _stored(report_dir / f"{key}.json")
-        if stored is None:
+        # "error" is the grader's failure (its sandbox did not start...), not a grade: retried
+        if stored is None or stored["status"] == "error":
             todo[key] = _Todo(sid, path, key, report_dir / f"{key}.json")
         else:
             data[key] = stored

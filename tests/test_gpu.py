@@ -249,3 +249,20 @@ def test_a_job_over_its_gpu_memory_is_stopped_with_its_verdict():
         assert result.outcome.failed_calls == {}  # the next cell ran, in a fresh sandbox
     finally:
         box.close()
+
+
+# --- coursekit grade ---------------------------------------------------------------------------
+
+def test_grade_with_cuda_forced_here_stops_with_one_line(tmp_path, monkeypatch, capsys):
+    """`cuda` on this machine (no GPU): exit 2, one line, nothing graded or written."""
+    from coursekit import cli
+
+    monkeypatch.setitem(cfg.TRAINING_CHECK, "device", "cuda")
+    sub = tmp_path / "a.ipynb"
+    sub.write_text("{}")
+    assert cli.main(["grade", str(sub), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["coursekit grade: course_config.TRAINING_CHECK['device'] is 'cuda', but this machine "
+                   "has no NVIDIA GPU (no /dev/nvidia0 device node); set it to 'auto' to train on the "
+                   "CPU where there is none"]
+    assert not (tmp_path / "out" / "grades.csv").exists()

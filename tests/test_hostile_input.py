@@ -496,6 +496,21 @@ def test_malformed_stored_report_is_regraded(case, fake_workers, tmp_path):
     assert _rows(out)["a"]["total"] == "5"
 
 
+def test_a_stored_error_report_is_graded_again(fake_workers, tmp_path):
+    """A report whose grading failed (its sandbox did not start: status "error") is the
+    grader's fault, not a grade: the next run grades the submission again."""
+    subs = tmp_path / "subs"
+    _touch(subs / "a.ipynb", "a")
+    out = tmp_path / "out"
+    grade.grade_all([subs], out, jobs=1, progress=False)
+    [stored] = (out / ".reports").glob("*.json")
+    stored.write_text(json.dumps({"status": "error", "message": "not graded: the sandbox did not start",
+                                  "isolation": "", "cases": []}))
+    grade.grade_all([subs], out, jobs=1, progress=False)
+    assert (_rows(out)["a"]["status"], _rows(out)["a"]["total"]) == ("ok", "5")
+    assert json.loads(stored.read_text())["status"] == "ok"
+
+
 def test_dot_dot_submission_stays_inside_feedback(fake_workers, tmp_path):
     subs = tmp_path / "subs"
     _touch(subs / "...ipynb", "x")

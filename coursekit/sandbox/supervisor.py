@@ -82,6 +82,8 @@ class JobResult:
     outcome: JobOutcome
     outputs: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    # (frame kind, cell index or call id, when the supervisor read it): where the time went
+    timeline: list[tuple[str, Any, float]] = field(default_factory=list)
 
 
 def level_rank(level: str) -> int:
@@ -405,6 +407,7 @@ class _Progress:
         """Apply one frame; raise ChannelError for anything out of order."""
         self.seen_any = True
         kind, f = frame.kind, frame.fields
+        result.timeline.append((kind, f.get("i", f.get("id")), time.monotonic()))
         if kind == "cell" and self.phase == "cells":
             i = f["i"]
             if not (self.last_cell < i < self.cells) or i in self.skip:
