@@ -17,7 +17,7 @@ import pytest
 
 import course_config as cfg
 from coursekit.grade import grade_all
-from tests.conftest import otter_run, question_scores
+from tests.conftest import otter_runs, question_scores
 from tests.corpus import write_corpus
 
 RELEASE = cfg.RELEASE_DIR / f"{cfg.ASSIGNMENT}.ipynb"
@@ -137,24 +137,36 @@ def _zip_with_visibility(zip_path: Path, out: Path, setting: dict) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def otter_results(built, tmp_path_factory) -> dict:
+    """The module's three `otter run`s, two at a time: the release and a wrong entry with
+    the course's setting, the release with a zip whose setting shows everything at once."""
+    tmp = tmp_path_factory.mktemp("visibility")
+    w02 = write_corpus(RELEASE, tmp / "subs", ["w02_softmax_in_hard_mode"])[0]
+    visible = _zip_with_visibility(built["zip"], tmp / "visible.zip", VISIBLE_AT_ONCE)
+    got = otter_runs(built["zip"], {"release": built["release"], "w02": w02,
+                                    "visible": (visible, built["release"])}, tmp / "out")
+    for key, value in got.items():
+        assert isinstance(value, dict), value
+    return got
+
+
 @pytest.mark.slow
-def test_otter_run_hides_verdicts_until_published(built, tmp_path):
-    results = otter_run(built["zip"], built["release"], tmp_path / "release")
+def test_otter_run_hides_verdicts_until_published(otter_results):
+    results = otter_results["release"]
     lines = hidden_lines(results)
     assert any("not implemented yet" in ln for ln in lines)
     assert_hidden_until_published(results, lines)
     assert question_scores(results) == {q: 0.0 for q in QUESTIONS}
 
-    path = write_corpus(RELEASE, tmp_path / "subs", ["w02_softmax_in_hard_mode"])[0]
-    results = otter_run(built["zip"], path, tmp_path / "w02")
+    results = otter_results["w02"]
     assert_hidden_until_published(results, hidden_lines(results))
     assert question_scores(results) == {"lookup": 3.0, "retrieve": 2.0, "forward": 3.0, "training": 2.0}
 
 
 @pytest.mark.slow
-def test_otter_run_shows_verdicts_when_visible(built, tmp_path):
-    zip_path = _zip_with_visibility(built["zip"], tmp_path / "visible.zip", VISIBLE_AT_ONCE)
-    results = otter_run(zip_path, built["release"], tmp_path / "release")
+def test_otter_run_shows_verdicts_when_visible(otter_results):
+    results = otter_results["visible"]
     lines = hidden_lines(results)
     assert any("not implemented yet" in ln for ln in lines)
     assert_visible_at_once(results, lines)
