@@ -90,13 +90,20 @@ def _student(fn: Callable, *args: Any, **kwargs: Any) -> Any:
         raise StudentError("not implemented yet") from None
     except StudentError:
         raise
-    except torch.OutOfMemoryError:  # torch's allocator cap (the supervisor's NVML check is the other)
-        raise StudentError(GPU_MEMORY.format(mb=GPU_MEMORY_MB[0])) from None
+    except torch.OutOfMemoryError as exc:
+        if _gpu_oom(exc):  # torch's allocator cap (the supervisor's NVML check is the other)
+            raise StudentError(GPU_MEMORY.format(mb=GPU_MEMORY_MB[0])) from None
+        raise StudentError(f"raised {_exception_name(exc)}") from None
     except Exception as exc:  # only the exception's type reaches the student
         import traceback
 
         traceback.print_exc()  # into the sandbox's log, for the TA; never into feedback
         raise StudentError(f"raised {_exception_name(exc)}") from None
+
+
+def _gpu_oom(exc: BaseException) -> bool:
+    """Out of *GPU* memory (torch raises the same type for the CPU's allocator)."""
+    return isinstance(exc, torch.OutOfMemoryError) and torch.cuda.is_initialized() and "CUDA" in str(exc)
 
 
 def _builtin_name(cls: type, fallback: str) -> str:
@@ -191,6 +198,7 @@ def _loss_failure(output: Any, x_q: torch.Tensor) -> str:
 DEVICES = {0: "cpu", 1: "cuda", 2: "cpu (CUDA failed in the sandbox)", 3: "cpu (the model failed on CUDA)"}
 DEVICE_MIX = ("forward mixes devices: it makes a tensor on the CPU while the model is on another device; "
               "create it with device=img.device (the grader may train on a GPU)")
+# torch's words for tensors on two devices (the students' public check uses the same)
 _MIXED = re.compile(r"not on the expected device|same device|two devices|Expected .{0,80}device", re.I)
 
 
@@ -215,16 +223,33 @@ def _train(AttentionTest: Any, p: dict[str, torch.Tensor], *, device: str = "cpu
     """The training check on `device`, after the portability probe; on CUDA, a model that
     fails there for another reason is trained on the CPU (so the verdict is the CPU's)."""
     GPU_MEMORY_MB[0] = gpu_memory_mb
+    _neutral_torch()
     _portability(AttentionTest, p, settings["seed"])
     if device != "cuda":
         return {**_train_on(AttentionTest, p, device="cpu", **settings),
                 "device": np.array(2 if cuda_failed else 0, dtype=np.int8)}
     try:
-        return {**_train_on(AttentionTest, p, device="cuda", **settings), "device": np.array(1, dtype=np.int8)}
+        out = _train_on(AttentionTest, p, device="cuda", **settings)
+        torch.cuda.synchronize()  # CUDA reports some errors late: they belong to this attempt
+        return {**out, "device": np.array(1, dtype=np.int8)}
     except StudentError as err:
         if err.kind == GPU_MEMORY.format(mb=gpu_memory_mb):
-            raise
+            raise  # the memory cap is the verdict, not a reason to try the CPU
+    except Exception as exc:  # noqa: BLE001 - a failure outside the student's calls, on CUDA
+        if _gpu_oom(exc):
+            raise StudentError(GPU_MEMORY.format(mb=gpu_memory_mb)) from None
+    _neutral_torch()
     return {**_train_on(AttentionTest, p, device="cpu", **settings), "device": np.array(3, dtype=np.int8)}
+
+
+def _neutral_torch() -> None:
+    """Undo global torch settings a cell may have made that would change the training
+    check by machine: a default device (the batch sampler's generator is on the CPU) and
+    TF32 matmuls on a GPU (the grader recomputes the weights in float64)."""
+    torch.set_default_device(None)
+    torch.set_float32_matmul_precision("highest")
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
 
 
 def _train_on(AttentionTest: Any, p: dict[str, torch.Tensor], *, steps: int, batch_size: int,
@@ -238,7 +263,9 @@ def _train_on(AttentionTest: Any, p: dict[str, torch.Tensor], *, steps: int, bat
     try:
         model = model.to(device)
         params = list(model.parameters())
-    except Exception:
+    except Exception as exc:
+        if _gpu_oom(exc):
+            raise StudentError(GPU_MEMORY.format(mb=GPU_MEMORY_MB[0])) from None
         raise StudentError("could not be set up for training") from None
     if not params:
         raise StudentError("has no parameters to train")
@@ -261,7 +288,9 @@ def _train_on(AttentionTest: Any, p: dict[str, torch.Tensor], *, steps: int, bat
         try:
             optimizer.zero_grad()
             loss.backward()
-        except Exception:
+        except Exception as exc:
+            if _gpu_oom(exc):
+                raise StudentError(GPU_MEMORY.format(mb=GPU_MEMORY_MB[0])) from None
             raise StudentError("loss cannot be back-propagated") from None
         optimizer.step()
     model.eval()

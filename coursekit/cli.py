@@ -40,6 +40,13 @@ def cmd_grade(args: argparse.Namespace) -> int:
         return 2
     cluster_errors: tuple[type[Exception], ...] = ()
     if args.cluster:
+        from coursekit.sandbox import gpu
+
+        try:  # checked here; whether a worker has a GPU is the cluster's to say
+            gpu.valid_setting(cfg.TRAINING_CHECK.get("device", "auto"))
+        except ValueError as exc:
+            print(f"coursekit grade: {exc}", file=sys.stderr)
+            return 2
         from coursekit.cluster import ClusterError  # imports Dask: only when asked for
 
         cluster_errors = (ClusterError,)

@@ -124,11 +124,14 @@ class GraderPlugin(WorkerPlugin):
         if self._grader is None:
             from coursekit.data import DataError
             from coursekit.engine import default_grader
-            from coursekit.sandbox import IsolationError, SandboxError
+            from coursekit.sandbox import IsolationError, SandboxError, gpu
 
+            # The GPU: one of those this worker may use (dask-cuda or Slurm narrow them with
+            # CUDA_VISIBLE_DEVICES), picked by its address so that workers spread over them.
+            number = self._slot % max(1, len(gpu.visible_minors()))
             try:
-                grader = default_grader(slot=self._slot, require=self.require)
-            except DataError as exc:  # this machine's MNIST_ROOT: the message says the fix
+                grader = default_grader(slot=self._slot, require=self.require, gpu_number=number)
+            except (DataError, gpu.DeviceError) as exc:  # this machine's MNIST_ROOT or GPU
                 raise WorkerRefused(f"worker {self._address}: {exc}") from None
             try:
                 grader.isolation  # noqa: B018 - starts the sandbox, which checks `require`
@@ -136,7 +139,7 @@ class GraderPlugin(WorkerPlugin):
                 grader.close()
                 self._refusal = f"worker {self._address} cannot grade: {exc}"
                 raise WorkerRefused(self._refusal) from None
-            except SandboxError as exc:
+            except (SandboxError, gpu.DeviceError) as exc:
                 grader.close()
                 raise WorkerRefused(f"worker {self._address}: the sandbox did not start ({exc})") from None
             self._grader = grader
@@ -288,7 +291,7 @@ def _routing(client, address: str) -> dict[str, int] | None:
     """`task_resources` for the workers connected now and this checkout's device setting."""
     workers = _workers(client, address)
     return task_resources({a: w.get("resources") or {} for a, w in workers.items()},
-                          str(cfg.TRAINING_CHECK.get("device", "cpu")))
+                          str(cfg.TRAINING_CHECK.get("device", "auto")))
 
 
 def _threads(client, resources: dict[str, int] | None) -> int:

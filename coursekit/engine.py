@@ -21,6 +21,7 @@ import numpy as np
 import course_config as cfg
 from coursekit import calls as checks_calls
 from coursekit import checks, sandbox
+from coursekit.sandbox.gpu import DeviceError
 from coursekit.submission import SubmissionError, gradable_cells, read_submission  # noqa: F401
 
 _BUILTIN_EXC = r"(?:[A-Z][A-Za-z]*(?:Error|Exception|Exit|Interrupt|Warning|Iteration)|an exception)"
@@ -187,7 +188,7 @@ class Grader:
 
     def __init__(self, bundle: checks.Arrays, training: dict[str, Any],
                  limits: sandbox.Limits | None = None, slot: int = 0,
-                 require: str | None = None) -> None:
+                 require: str | None = None, gpu_number: int | None = None) -> None:
         import torch
 
         torch.set_num_threads(1)  # deterministic verdicts
@@ -199,7 +200,7 @@ class Grader:
         # The sandbox gets the hidden inputs as plain arrays, never this module or the checks.
         self.sandbox = sandbox.Sandbox({k: v.numpy() for k, v in self.probes.items()}, slot=slot,
                                        memory_mb=self.limits.memory_mb, require=require,
-                                       device=training.get("device"))
+                                       device=training.get("device"), gpu_number=gpu_number)
 
     @property
     def isolation(self) -> str:
@@ -219,7 +220,7 @@ class Grader:
         try:
             report = Report(isolation=self.isolation)
             result = self.sandbox.run_job(job, self.limits, lambda c: checks.CALLS_BY_ID[c].target)
-        except (sandbox.SandboxError, sandbox.IsolationError) as exc:
+        except (sandbox.SandboxError, sandbox.IsolationError, DeviceError) as exc:
             self.sandbox.close()  # the next submission starts a fresh one
             return Report(status="error", message=f"not graded: {exc}", isolation=self.sandbox.level,
                           cases=[CaseResult(cid, c.question, self.points[cid], False,
@@ -283,7 +284,8 @@ def course_bundle() -> Path:
 
 
 def default_grader(slot: int = 0, bundle_path: Path | None = None,
-                   settings_path: Path | None = None, require: str | None = None) -> Grader:
+                   settings_path: Path | None = None, require: str | None = None,
+                   gpu_number: int | None = None) -> Grader:
     """A grader with the course's training settings and the MNIST slice.
 
     Without paths (a TA's machine), the slice comes from `course_bundle()`; in the
@@ -294,4 +296,4 @@ def default_grader(slot: int = 0, bundle_path: Path | None = None,
         training = json.loads(settings_path.read_text())
     training.pop("bundle_file", None)
     return Grader(checks.load_bundle(bundle_path or course_bundle()), training, slot=slot,
-                  require=require)
+                  require=require, gpu_number=gpu_number)

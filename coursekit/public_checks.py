@@ -287,6 +287,10 @@ def check_training(AttentionTest):
     return failures
 
 
+# torch's words for tensors on two devices (the grader's coursekit/calls.py uses the same)
+MIXED_DEVICES = r"not on the expected device|same device|two devices|Expected .{0,80}device"
+
+
 def _device_mix(AttentionTest, img, db):
     """The grader trains on a GPU where there is one: forward must not make CPU tensors.
     With the model and inputs on torch's `meta` device, a tensor made without `device=`
@@ -295,8 +299,7 @@ def _device_mix(AttentionTest, img, db):
         model = AttentionTest(num_of_examples=db.shape[1], embed_dim=32, num_heads=1).to("meta")
         model(torch.empty(img.shape, device="meta"), torch.empty(db.shape, device="meta"))
     except RuntimeError as exc:
-        if re.search(r"not on the expected device|same device|two devices|Expected .{0,80}device",
-                     str(exc), re.I):
+        if re.search(MIXED_DEVICES, str(exc), re.I):
             return ["training: forward mixes devices: it makes a tensor on the CPU while the model "
                     "is on another device; create it with device=img.device (the grader may "
                     "train on a GPU)"]

@@ -28,7 +28,7 @@ def run_child(job: dict[str, Any], inputs: dict[str, Any], fd: int) -> None:
     if training.get("device") == "cuda":  # before any student code: CUDA, capped
         from coursekit.sandbox import gpu
 
-        if gpu.start_job(int(job.get("gpu_memory_mb", 1024))):
+        if gpu.start_job(int(job["gpu_memory_mb"])):
             training["device"], training["cuda_failed"] = "cpu", True
     p = {k: v.clone() for k, v in inputs.items()}
     from IPython.core.interactiveshell import InteractiveShell

@@ -85,6 +85,50 @@ def test_the_plan_says_how_many_graders_train_on_the_cpu(fake_dev):
     assert gpu.plan(2, "auto", 4) == ""  # no GPU here: nothing to say
 
 
+def test_the_graders_own_cuda_visible_devices_narrows_the_gpus(fake_dev, tmp_path, monkeypatch):
+    """A grader given one GPU (Slurm, dask-cuda, a TA) uses that one only."""
+    proc = tmp_path / "gpus"
+    for bus, minor in (("0000:01:00.0", 0), ("0000:02:00.0", 1)):
+        (proc / bus).mkdir(parents=True)
+        (proc / bus / "information").write_text(f"GPU UUID: \t GPU-{minor}1111111-2222-3333-4444-555555555555\n"
+                                                f"Device Minor: \t {minor}\n")
+    for value, want in (("1", [1]), ("GPU-11111111-2222-3333-4444-555555555555", [1]), ("", []),
+                        ("1,junk,0", [1]), ("0,1,0", [0, 1]), ("7", [])):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", value)
+        assert gpu.visible_minors(str(fake_dev), str(proc)) == want, value
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    assert gpu.slot_for(0, "auto", 4, dev=str(fake_dev), proc=str(proc)).minor == 1
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert gpu.visible_minors(str(fake_dev), str(proc)) == [0, 1]
+
+
+def test_the_public_check_knows_torchs_device_words_as_the_grader_does():
+    from coursekit import calls, public_checks
+
+    assert public_checks.MIXED_DEVICES == calls._MIXED.pattern
+
+
+def test_a_gpu_that_fails_at_start_is_a_not_graded_report(monkeypatch, tmp_path):
+    """'cuda' asked for and the GPU fails its probe: every submission's report says so
+    (an error row, retried next time), never an exception in the grader."""
+    from coursekit import checks, engine
+
+    grader = engine.Grader(checks.load_bundle(engine.course_bundle()), dict(cfg.TRAINING_CHECK))
+
+    def start(probe_only: bool = False) -> None:
+        raise gpu.DeviceError("course_config.TRAINING_CHECK['device'] is 'cuda', but the GPU does not work here")
+
+    monkeypatch.setattr(grader.sandbox, "start", start)
+    sub = tmp_path / "a.ipynb"
+    import nbformat
+
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]), sub)
+    report = grader.grade_path(sub)
+    assert (report.status, report.message) == (
+        "error", "not graded: course_config.TRAINING_CHECK['device'] is 'cuda', but the GPU does not work here")
+    assert report.total == 0
+
+
 def test_the_uuid_comes_from_the_drivers_proc_files(tmp_path):
     for bus, minor, uuid in (("0000:01:00.0", 0, "GPU-11111111-2222-3333-4444-555555555555"),
                              ("0000:02:00.0", 1, "GPU-aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee")):

@@ -27,7 +27,7 @@ SHARED_NODES = ("nvidiactl", "nvidia-uvm", "nvidia-uvm-tools")  # every GPU's jo
 PROC_GPUS = "/proc/driver/nvidia/gpus"
 
 
-class DeviceError(RuntimeError):
+class DeviceError(RuntimeError):  # the engine turns it into "not graded" reports
     """The course asks for a device this machine does not have."""
 
 
@@ -38,16 +38,18 @@ class GpuSlot:
     minor: int
     nodes: tuple[str, ...]  # host paths of the device nodes the job's view holds
     uuid: str = ""  # the GPU's UUID (CUDA_VISIBLE_DEVICES), "" where the driver did not say
-    shared_by: int = 1  # sandboxes of this grader that use this GPU
 
     def as_json(self) -> dict[str, Any]:
-        return {"minor": self.minor, "nodes": list(self.nodes), "uuid": self.uuid,
-                "shared_by": self.shared_by}
+        return {"minor": self.minor, "nodes": list(self.nodes), "uuid": self.uuid}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "GpuSlot":
-        return cls(int(data["minor"]), tuple(str(n) for n in data["nodes"]), str(data.get("uuid", "")),
-                   int(data.get("shared_by", 1)))
+        return cls(int(data["minor"]), tuple(str(n) for n in data["nodes"]), str(data.get("uuid", "")))
+
+    def rescanned(self) -> "GpuSlot":
+        """The same GPU with the shared nodes that exist now (the first `cuInit` on a
+        freshly booted machine creates /dev/nvidia-uvm)."""
+        return GpuSlot(self.minor, (self.nodes[0], *_shared_nodes(os.path.dirname(self.nodes[0]))), self.uuid)
 
 
 def _is_char_device(path: str) -> bool:
@@ -65,6 +67,34 @@ def gpu_minors(dev: str = "/dev") -> list[int]:
         return []
     return sorted(int(m.group(1)) for name in names if (m := NODE.fullmatch(name))
                   and _is_char_device(os.path.join(dev, name)))
+
+
+def _shared_nodes(dev: str) -> list[str]:
+    return [os.path.join(dev, n) for n in SHARED_NODES if _is_char_device(os.path.join(dev, n))]
+
+
+def visible_minors(dev: str = "/dev", proc: str = PROC_GPUS) -> list[int]:
+    """The GPUs this grader may use: every device node, narrowed by the grader's own
+    CUDA_VISIBLE_DEVICES where it is set (as Slurm, dask-cuda or a TA does). Its UUIDs
+    are matched exactly; its numbers are taken as device minors, which follow the PCI
+    order that Slurm and `nvidia-smi` number by. Like CUDA, parsing stops at the first
+    entry that is neither; an empty value means no GPU."""
+    minors = gpu_minors(dev)
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is None:
+        return minors
+    uuids = {gpu_uuid(m, proc): m for m in minors}
+    chosen: list[int] = []
+    for item in (x.strip() for x in env.split(",")):
+        if item.isdigit() and int(item) in minors:
+            minor = int(item)
+        elif item.startswith("GPU-") and item in uuids:
+            minor = uuids[item]
+        else:
+            break
+        if minor not in chosen:
+            chosen.append(minor)
+    return chosen
 
 
 def gpu_uuid(minor: int, proc: str = PROC_GPUS) -> str:
@@ -86,13 +116,19 @@ def gpu_uuid(minor: int, proc: str = PROC_GPUS) -> str:
     return ""
 
 
-def check_setting(setting: object, dev: str = "/dev") -> str:
-    """The training device setting, checked: ValueError for a wrong value, DeviceError
-    for "cuda" on a machine without an NVIDIA GPU."""
+def valid_setting(setting: object) -> str:
+    """The training device setting; ValueError unless it is one of DEVICE_SETTINGS."""
     if setting not in DEVICE_SETTINGS:
         raise ValueError(f"course_config.TRAINING_CHECK['device'] must be one of "
                          f"{', '.join(DEVICE_SETTINGS)}; it is {setting!r}")
-    if setting == "cuda" and not gpu_minors(dev):
+    return str(setting)
+
+
+def check_setting(setting: object, dev: str = "/dev") -> str:
+    """The training device setting, checked: ValueError for a wrong value, DeviceError
+    for "cuda" on a machine without an NVIDIA GPU (that this grader may use)."""
+    valid_setting(setting)
+    if setting == "cuda" and not visible_minors(dev):
         raise DeviceError("course_config.TRAINING_CHECK['device'] is 'cuda', but this machine has "
                           f"no NVIDIA GPU (no {dev}/nvidia0 device node); set it to 'auto' to train "
                           "on the CPU where there is none")
@@ -108,18 +144,16 @@ def slot_for(sandbox_slot: int, setting: str, per_gpu: int, dev: str = "/dev",
     """
     if setting == "cpu":
         return None
-    minors = gpu_minors(dev)
+    minors = visible_minors(dev, proc)
     if not minors or sandbox_slot >= len(minors) * max(1, per_gpu):
         return None
     minor = minors[sandbox_slot % len(minors)]
-    nodes = [os.path.join(dev, f"nvidia{minor}")]
-    nodes += [os.path.join(dev, n) for n in SHARED_NODES if _is_char_device(os.path.join(dev, n))]
-    return GpuSlot(minor, tuple(nodes), gpu_uuid(minor, proc))
+    return GpuSlot(minor, (os.path.join(dev, f"nvidia{minor}"), *_shared_nodes(dev)), gpu_uuid(minor, proc))
 
 
 def plan(jobs: int, setting: str, per_gpu: int, dev: str = "/dev") -> str:
     """One line for `coursekit grade`: where `jobs` sandboxes train ("" without GPUs)."""
-    minors = gpu_minors(dev)
+    minors = visible_minors(dev)
     if setting == "cpu" or not minors:
         return ""
     on_gpu = min(jobs, len(minors) * max(1, per_gpu))
@@ -170,15 +204,21 @@ def probe(slot: GpuSlot) -> str:
     return ""
 
 
+CONTEXT_MB = 768  # CUDA's context and memory outside torch's allocator, which NVML counts
+
+
 def start_job(memory_mb: int) -> str:
     """In the job, before student code: initialise CUDA on the one visible GPU and cap
-    torch's allocator at `memory_mb`; returns "" or why the GPU cannot be used."""
+    torch's allocator at `memory_mb` less the context's share (so that an allocation past
+    the cap meets torch's clean error before the supervisor's NVML limit); returns "" or
+    why the GPU cannot be used."""
     import torch
 
     try:
         torch.cuda.init()
         total = torch.cuda.get_device_properties(0).total_memory
-        torch.cuda.set_per_process_memory_fraction(min(1.0, (memory_mb << 20) / total), 0)
+        cap = max(memory_mb - CONTEXT_MB, memory_mb // 2) << 20
+        torch.cuda.set_per_process_memory_fraction(min(1.0, cap / total), 0)
     except Exception as exc:  # noqa: BLE001
         return f"CUDA fails in the sandbox: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}"
     return ""

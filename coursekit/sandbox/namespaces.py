@@ -55,14 +55,14 @@ def _keep_flags(path: str, device: bool = False) -> int:
     return out
 
 
-def _bind(fd: int, target: str, device: bool = False) -> None:
+def _bind(fd: int, target: str, device: bool = False, recursive: bool = True) -> None:
     src = f"/proc/self/fd/{fd}"
     if os.path.isdir(src):
         os.makedirs(target, exist_ok=True)
     else:
         os.makedirs(os.path.dirname(target), exist_ok=True)
         open(target, "a").close()
-    _libc.mount(src, target, None, MS_BIND | MS_REC)
+    _libc.mount(src, target, None, MS_BIND | (MS_REC if recursive else 0))
     # the flags through the fd: once the stage's tmpfs covers /tmp, a source path under
     # /tmp (a clone in /tmp/...) no longer resolves by name
     _libc.mount(None, target, None, MS_BIND | MS_REMOUNT | _keep_flags(src, device))
@@ -82,7 +82,9 @@ def build_root(view: View, uid: int, gid: int) -> None:
         os.makedirs(STAGE + path, exist_ok=True)
         _libc.mount("tmpfs", STAGE + path, "tmpfs", MS_NOSUID | MS_NODEV, opts)
     for fd, path in binds:
-        _bind(fd, STAGE + path)
+        # /sys alone, without what is mounted inside it (cgroups, bpf, tracing): a
+        # recursive bind would keep those mounts' own, writable, flags
+        _bind(fd, STAGE + path, recursive=path != "/sys")
     for link, target in view.links.items():
         os.makedirs(os.path.dirname(STAGE + link), exist_ok=True)
         os.symlink(target, STAGE + link)

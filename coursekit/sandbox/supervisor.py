@@ -113,7 +113,7 @@ class Sandbox:
     def __init__(self, inputs: dict[str, np.ndarray], slot: int = 0,
                  memory_mb: int = cfg.MEMORY_LIMIT_MB, require: str | None = None,
                  preload: list[str] | None = None, device: str | None = None,
-                 gpu: job_gpu.GpuSlot | None = _AUTO,
+                 gpu: job_gpu.GpuSlot | None = _AUTO, gpu_number: int | None = None,
                  gpu_memory: job_gpu.GpuMemory | None = None) -> None:
         self.inputs = inputs
         self.slot = slot
@@ -121,7 +121,9 @@ class Sandbox:
         self.require = require
         self.preload = list(cfg.PRELOAD_MODULES if preload is None else preload)
         self.setting = job_gpu.check_setting(device or cfg.TRAINING_CHECK.get("device", "auto"))
-        self.gpu = job_gpu.slot_for(slot, self.setting, cfg.GPU_SANDBOXES_PER_DEVICE) if gpu is _AUTO else gpu
+        # which GPU: by `gpu_number` (a Dask worker's pick), else by the slot (--jobs N: 0..N-1)
+        number = slot if gpu_number is None else gpu_number
+        self.gpu = job_gpu.slot_for(number, self.setting, cfg.GPU_SANDBOXES_PER_DEVICE) if gpu is _AUTO else gpu
         if self.setting == "cuda" and self.gpu is None:
             raise job_gpu.DeviceError(
                 f"course_config.TRAINING_CHECK['device'] is 'cuda', but sandbox {slot} gets no GPU "

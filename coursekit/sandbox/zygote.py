@@ -91,6 +91,8 @@ class Zygote:
                     "sandboxes must never initialise CUDA")
         self.gpu_note = self._ask(lambda: gpu.probe(self.gpu))
         self.device = "cpu" if self.gpu_note else "cuda"
+        if self.device == "cuda":  # the probe's cuInit may have made /dev/nvidia-uvm
+            self.gpu = self.gpu.rescanned()
         return ""
 
     def _works(self, fn: Any) -> bool:
