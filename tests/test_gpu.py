@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import course_config as cfg
-from coursekit.sandbox import Limits, Sandbox, SandboxError, gpu, landlock, namespaces, view
+from coursekit.sandbox import Limits, Sandbox, SandboxError, gpu, landlock, limits, namespaces, view
 
 REPO = Path(__file__).resolve().parents[1]
 STANDIN = REPO / "tests" / "standin"
@@ -272,14 +272,7 @@ def test_a_zygote_that_initialised_cuda_refuses_to_fork_jobs(standin_driver):
 
 def _rss_mb(pids: list[int]) -> float:
     """Stand-in for NVML's per-process GPU memory: the processes' resident memory."""
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/statm") as f:
-                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except OSError:
-            pass
-    return total / (1 << 20)
+    return limits._rss_mb(pids)
 
 
 def test_a_job_over_its_gpu_memory_is_stopped_with_its_verdict():
