@@ -91,8 +91,7 @@ def _student(fn: Callable, *args: Any, **kwargs: Any) -> Any:
     except StudentError:
         raise
     except torch.OutOfMemoryError as exc:
-        if _gpu_oom(exc):  # torch's allocator cap (the supervisor's NVML check is the other)
-            raise StudentError(GPU_MEMORY.format(mb=GPU_MEMORY_MB[0])) from None
+        _gpu_oom_is_the_verdict(exc)  # torch's allocator cap (the supervisor's NVML check is the other)
         raise StudentError(f"raised {_exception_name(exc)}") from None
     except Exception as exc:  # only the exception's type reaches the student
         import traceback
@@ -101,9 +100,11 @@ def _student(fn: Callable, *args: Any, **kwargs: Any) -> Any:
         raise StudentError(f"raised {_exception_name(exc)}") from None
 
 
-def _gpu_oom(exc: BaseException) -> bool:
-    """Out of *GPU* memory (torch raises the same type for the CPU's allocator)."""
-    return isinstance(exc, torch.OutOfMemoryError) and torch.cuda.is_initialized() and "CUDA" in str(exc)
+def _gpu_oom_is_the_verdict(exc: BaseException) -> None:
+    """Raise the GPU-memory verdict when `exc` is out of *GPU* memory (torch raises the
+    same type for the CPU's allocator, which is not)."""
+    if isinstance(exc, torch.OutOfMemoryError) and torch.cuda.is_initialized() and "CUDA" in str(exc):
+        raise StudentError(GPU_MEMORY.format(mb=GPU_MEMORY_MB[0])) from None
 
 
 def _builtin_name(cls: type, fallback: str) -> str:
@@ -236,8 +237,7 @@ def _train(AttentionTest: Any, p: dict[str, torch.Tensor], *, device: str = "cpu
         if err.kind == GPU_MEMORY.format(mb=gpu_memory_mb):
             raise  # the memory cap is the verdict, not a reason to try the CPU
     except Exception as exc:  # noqa: BLE001 - a failure outside the student's calls, on CUDA
-        if _gpu_oom(exc):
-            raise StudentError(GPU_MEMORY.format(mb=gpu_memory_mb)) from None
+        _gpu_oom_is_the_verdict(exc)
     _neutral_torch()
     return {**_train_on(AttentionTest, p, device="cpu", **settings), "device": np.array(3, dtype=np.int8)}
 
@@ -264,8 +264,7 @@ def _train_on(AttentionTest: Any, p: dict[str, torch.Tensor], *, steps: int, bat
         model = model.to(device)
         params = list(model.parameters())
     except Exception as exc:
-        if _gpu_oom(exc):
-            raise StudentError(GPU_MEMORY.format(mb=GPU_MEMORY_MB[0])) from None
+        _gpu_oom_is_the_verdict(exc)
         raise StudentError("could not be set up for training") from None
     if not params:
         raise StudentError("has no parameters to train")
@@ -289,8 +288,7 @@ def _train_on(AttentionTest: Any, p: dict[str, torch.Tensor], *, steps: int, bat
             optimizer.zero_grad()
             loss.backward()
         except Exception as exc:
-            if _gpu_oom(exc):
-                raise StudentError(GPU_MEMORY.format(mb=GPU_MEMORY_MB[0])) from None
+            _gpu_oom_is_the_verdict(exc)
             raise StudentError("loss cannot be back-propagated") from None
         optimizer.step()
     model.eval()

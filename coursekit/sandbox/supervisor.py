@@ -127,7 +127,7 @@ class Sandbox:
         if self.setting == "cuda" and self.gpu is None:
             raise job_gpu.DeviceError(
                 f"course_config.TRAINING_CHECK['device'] is 'cuda', but sandbox {slot} gets no GPU "
-                f"(this machine has {len(job_gpu.gpu_minors())} and each takes at most "
+                f"(this grader may use {len(job_gpu.visible_minors())} and each takes at most "
                 f"{cfg.GPU_SANDBOXES_PER_DEVICE} sandboxes): grade with fewer jobs")
         self._gpu_memory = gpu_memory
         self.device = "cpu"

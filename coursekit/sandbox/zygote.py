@@ -97,16 +97,7 @@ class Zygote:
 
     def _works(self, fn: Any) -> bool:
         """Run `fn` in a throwaway child; True when it returns without error."""
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                fn()
-                code = 0
-            except BaseException:  # noqa: BLE001 - any failure: the layer is refused
-                pass
-            os._exit(code)
-        return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+        return self._ask(lambda: (fn(), "")[1]) == ""
 
     def _probe_namespaces(self) -> None:
         namespaces.enter(self.as_root)
