@@ -156,17 +156,46 @@ def check_release(path: Path, hidden_only: bool = False) -> None:
             raise BuildError(f"{path}: the student release contains '{marker}'")
 
 
-def add_engine(zip_path: Path) -> None:
-    """Put the grading engine (and course_config.py) at the root of the autograder zip."""
+GRADER_FILES = "grader_files"  # the zip's folder for the data and settings the plugin reads
+# Only otter assign's own run of the solution needs these; the graded zip drops them.
+ASSIGN_ONLY_FILES = (CHECKS_MODULE, PUBLIC_CHECKS_MODULE)
+
+
+def finish_zip(zip_path: Path) -> None:
+    """Make otter assign's zip the one Gradescope runs: nothing of the grader where otter
+    copies files next to the submission, and the engine at the zip's root.
+
+    otter's runner copies the zip's `files/` folder and `tests/` into the submission's
+    folder before any plugin runs. So the data and settings move to `grader_files/` (the
+    plugin reads them there), the checks otter assign needed are dropped, and each test
+    file becomes a placeholder: no hidden test, check, seed or datum is ever copied where
+    an upload's files lie.
+    """
     import zipfile
 
-    package = Path(__file__).parent
-    with zipfile.ZipFile(zip_path, "a", zipfile.ZIP_DEFLATED) as zf:
+    from coursekit.otter_plugin import placeholder_test
+
+    rewritten = zip_path.with_suffix(".tmp")
+    with zipfile.ZipFile(zip_path) as src, zipfile.ZipFile(rewritten, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            name = info.filename
+            if name.startswith("files/"):
+                if name[len("files/"):] in ASSIGN_ONLY_FILES:
+                    continue
+                info.filename = GRADER_FILES + name[len("files"):]
+                dst.writestr(info, src.read(name))
+            elif name.startswith("tests/") and name.endswith(".py"):
+                question = name[len("tests/"):-len(".py")]
+                dst.writestr(info, placeholder_test(question, cfg.AUTOGRADED_POINTS.get(question, 0)))
+            else:
+                dst.writestr(info, src.read(name))
+        package = Path(__file__).parent
         for name in ENGINE_MODULES:
-            zf.write(package / name, f"coursekit/{name}")
+            dst.write(package / name, f"coursekit/{name}")
         # The settings this build used (the zip grades by them, whatever is installed
         # where it runs: see coursekit.otter_plugin.TrustedGrading).
-        zf.write(Path(cfg.__file__).resolve(), "course_config.py")
+        dst.write(Path(cfg.__file__).resolve(), "course_config.py")
+    rewritten.replace(zip_path)
 
 
 def solution_definitions(staged: Path) -> tuple[dict, list[str]]:
@@ -323,7 +352,7 @@ def build(*, run_tests: bool = True, out_root: Path | None = None, quiet: bool =
             raise BuildError(f"otter assign made {len(zips)} autograder zips in {dist / 'autograder'}")
         zip_path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(zips[0], zip_path)
-        add_engine(zip_path)
+        finish_zip(zip_path)
         nbgrader_source = nbgrader_build.write_course(staged, course_dir)
     say(f"wrote {release_nb}\nwrote {solution_nb}\nwrote {zip_path}\nwrote {nbgrader_source}")
     return {"release": release_nb, "solutions": solution_nb, "zip": zip_path,

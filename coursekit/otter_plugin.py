@@ -1,17 +1,21 @@
 """The otter plugin that makes `otter run` (and Gradescope) grade with the trusted engine.
 
-Stock otter runs the student's notebook and the hidden tests in one kernel, so student
-code can patch the comparisons, read the tests, hang the grader or kill it, and the
-results come back as a pickle made in that kernel. With this plugin (listed in the
-autograder's otter_config.json):
+Stock otter runs the student's notebook and the hidden tests in one Jupyter kernel, as
+the grader's user, with the submission's folder as its working directory: student code
+can patch the comparisons, read the tests, hang the grader or kill it; any `.py` file of
+the upload (`otter.py`, `ipykernel_launcher.py`) shadows what that kernel imports; and
+the results come back as a pickle the kernel wrote, which otter's process then loads.
+With this plugin (listed in the autograder's otter_config.json):
 
 - `before_grading`: the submission's `.OTTER_LOG` pickle is deleted unread, the grading
-  folder is closed to other users, and the grader loads the bundled data;
-- `before_execution`: the submission is graded by `coursekit.engine` (student code in a
-  sandboxed child, verdicts here), and otter's kernel gets an empty notebook instead,
-  so no student code runs inside otter at all;
-- `after_grading`: otter's results are replaced by the engine's verdicts, one line per
-  failed property.
+  folder is closed to other users, the grader loads the bundled data (from the zip's
+  `grader_files/`, which otter never copies beside the upload), the upload's notebook is
+  read strictly and graded by `coursekit.engine` (student code in a sandboxed child,
+  verdicts here), and otter's notebook executor is replaced for this run, so otter
+  starts no kernel, runs nothing of the upload and unpickles nothing;
+- the replaced executor returns otter's results object filled with the engine's
+  verdicts, one line per failed property, and files of the upload other than the
+  notebook are named, in one line, as ignored.
 """
 
 from __future__ import annotations
@@ -56,7 +60,10 @@ def load_zip_plugin(source: Path) -> Any:
     return module
 
 
-SAFE_NOTEBOOK_NOTE = "# The submission was graded by coursekit's sandboxed grader; nothing runs here."
+GRADER_FILES = "grader_files"  # the zip's folder for the bundled data and settings (build.finish_zip)
+# What otter itself puts beside the upload's notebook: not the student's files.
+OTTER_MADE = frozenset({"tests", "__init__.py", ".OTTER_LOG"})
+RUNNER_MODULE = "otter.run.run_autograder.runners.python_runner"
 
 
 class TrustedGrading(AbstractOtterPlugin):
@@ -79,47 +86,56 @@ class TrustedGrading(AbstractOtterPlugin):
 
     def before_grading(self, config: Any) -> None:
         submission_dir = Path(self.submission_path).resolve().parent
-        (submission_dir / ".OTTER_LOG").unlink(missing_ok=True)  # never unpickled
+        _delete_unread(submission_dir / ".OTTER_LOG")  # a pickle: never loaded
+        self.ignored = upload_extras(submission_dir, Path(self.submission_path).name)
         ag_dir = self._ag_dir()
         if os.geteuid() == 0:
             ag_dir.chmod(0o700)  # the sandbox user may not read tests, data or results
             if str(ag_dir) == "/autograder":  # a throwaway Gradescope container
                 _open_interpreter_path()
-        from coursekit.engine import default_grader
-
-        _neutralise_tests(submission_dir / "tests")
-        files = ag_dir / "source" / "files"
-        self.grader = default_grader(bundle_path=files / cfg.BUNDLE_FILE,
-                                     settings_path=files / "attention_config.json")
-        self.report = None
-        # Our own strict, size-capped reading of the upload (otter's parse is not graded).
-        from coursekit.engine import Report
+        from coursekit.engine import Report, default_grader
         from coursekit.submission import SubmissionError, read_submission
 
+        files = ag_dir / "source" / GRADER_FILES
+        if not files.is_dir():  # otter assign's own run of the solution, before finish_zip
+            files = ag_dir / "source" / "files"
+        self.grader = default_grader(bundle_path=files / cfg.BUNDLE_FILE,
+                                     settings_path=files / "attention_config.json")
+        # Our own strict, size-capped reading of the upload (otter's parse is not graded).
         try:
-            self.notebook = read_submission(Path(self.submission_path))
+            notebook = read_submission(Path(self.submission_path))
         except SubmissionError as exc:
-            self.notebook = None
             self.report = Report(status="bad input", message=str(exc))
         except OSError as exc:
-            self.notebook = None
             self.report = Report(status="bad input", message=f"the submission cannot be read ({exc.strerror})")
-
-    def before_execution(self, submission: nbformat.NotebookNode) -> nbformat.NotebookNode:
-        if self.notebook is not None:
+        else:
             try:
-                self.report = self.grader.grade_notebook(self.notebook)
+                self.report = self.grader.grade_notebook(notebook)
             finally:
                 self.grader.close()
-        if self.report is not None and not self.report.cases:  # bad input: every case fails
-            from coursekit.engine import CaseResult
-            from coursekit import checks
+        _replace_otter_executor(self._results)
 
+    def _results(self, submission_path: str, **_otter_settings: Any) -> Any:
+        """What otter's runner gets in place of `otter.execute.grade_notebook`: its results
+        object holding the engine's verdicts; no kernel, no tests run, no pickle read."""
+        from otter.test_files import GradingResults
+
+        from coursekit import checks
+        from coursekit.engine import CaseResult
+
+        if not self.report.cases:  # bad input: every case fails, with the reason
             self.report.cases = [CaseResult(cid, c.question, self.grader.points[cid], False,
                                             self.report.message) for cid, c in checks.CASES.items()]
-        safe = nbformat.v4.new_notebook(metadata=submission.get("metadata", {}))
-        safe.cells = [nbformat.v4.new_code_cell(SAFE_NOTEBOOK_NOTE)]
-        return safe
+        results = GradingResults([])
+        self.after_grading(results)
+        return results
+
+    def before_execution(self, submission: nbformat.NotebookNode) -> nbformat.NotebookNode:
+        """Reached only if otter's executor could not be replaced: refuse to start a kernel."""
+        from otter.run.run_autograder.utils import OtterRuntimeError
+
+        raise OtterRuntimeError("the autograder refused to run the notebook in otter's own kernel "
+                                "(its executor could not be replaced); nothing was graded")
 
     def after_grading(self, results: Any) -> None:
         from otter.test_files.abstract_test import TestCase, TestCaseResult
@@ -139,15 +155,18 @@ class TrustedGrading(AbstractOtterPlugin):
             results.results[question] = tf
         lines = [f"{self.report.status}: {self.report.message}"] if (
             self.report.status != "ok" or self.report.message) else []
+        notes = [ignored_line(self.ignored)] if self.ignored else []
+        lines += notes
         if self.report.isolation:
             lines.append(f"graded in the sandbox (isolation: {self.report.isolation})")
         results.output = "\n".join(lines) or None
-        _write_engine_results(results, self.report)
+        _write_engine_results(results, self.report, notes)
 
 
-def _write_engine_results(results: Any, report: Any) -> None:
+def _write_engine_results(results: Any, report: Any, notes: list[str]) -> None:
     """Make otter write the engine's results.json for `report` (`engine.gradescope_results`,
-    the same `coursekit grade` writes), which follows `course_config.RESULTS_VISIBILITY`.
+    the same `coursekit grade` writes), which follows `course_config.RESULTS_VISIBILITY`;
+    `notes` about the upload go to its always-visible entry.
 
     otter makes results.json in `GradingResults.to_gradescope_dict` from its own config:
     a visible "Public Tests" entry summing up every case not marked hidden, and one
@@ -165,6 +184,8 @@ def _write_engine_results(results: Any, report: Any) -> None:
     from coursekit.engine import gradescope_results
 
     data = gradescope_results(report)
+    if notes:
+        data["tests"][0]["output"] += "\n" + "\n".join(notes)
 
     class EngineResults(GradingResults):
         def to_gradescope_dict(self, ag_config: Any) -> dict[str, Any]:
@@ -190,13 +211,50 @@ def graded_by_coursekit():
 """
 
 
-def _neutralise_tests(tests_dir: Path) -> None:
-    """Replace otter's test files with placeholders: the verdicts come from the engine, and
-    nothing of the hidden tests (nor torch) needs to load in otter's kernel."""
-    for question, points in cfg.AUTOGRADED_POINTS.items():
-        path = tests_dir / f"{question}.py"
-        if path.exists():
-            path.write_text(PLACEHOLDER_TEST.format(name=question, points=points))
+def placeholder_test(question: str, points: float) -> str:
+    """The test file the zip carries for `question` (build.finish_zip): the verdicts come
+    from the engine, so nothing of the hidden tests travels where otter copies tests."""
+    return PLACEHOLDER_TEST.format(name=question, points=points)
+
+
+def _delete_unread(path: Path) -> None:
+    """Remove a file or link of the upload without opening it (a folder is left: otter
+    only loads a regular file there)."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+
+
+def upload_extras(submission_dir: Path, notebook: str) -> list[str]:
+    """The names of the upload's files besides its notebook (and what otter put there);
+    read from the folder listing only: nothing is opened or followed."""
+    try:
+        names = os.listdir(submission_dir)
+    except OSError:
+        return []
+    return sorted(n for n in names if n != notebook and n not in OTTER_MADE)
+
+
+def ignored_line(names: list[str], shown: int = 8) -> str:
+    """One line naming the upload's ignored files (names made printable and short)."""
+    safe = [ascii(n)[1:-1][:60] for n in names[:shown]]
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    noun = "file" if len(names) == 1 else "files"
+    return (f"ignored {len(names)} {noun} of the upload besides the notebook: "
+            f"{', '.join(safe)}{more}")
+
+
+def _replace_otter_executor(results: Any) -> None:
+    """Make otter's Python runner call `results` instead of `otter.execute.grade_notebook`
+    for this run: the stock executor starts a Jupyter kernel in the upload's folder and
+    loads the pickle that kernel writes. Refuse (an autograder error in results.json,
+    nothing graded by otter) if this otter's runner is not the one we know."""
+    from otter.run.run_autograder.utils import OtterRuntimeError
+
+    runner = sys.modules.get(RUNNER_MODULE)
+    if runner is None or not callable(getattr(runner, "grade_notebook", None)):
+        raise OtterRuntimeError(f"this otter has no {RUNNER_MODULE}.grade_notebook to replace: "
+                                "the autograder will not let otter run the notebook itself")
+    runner.grade_notebook = results
 
 
 def _open_interpreter_path() -> None:

@@ -60,9 +60,27 @@ def test_zip_has_stable_name_and_bundles_data(built):
 
     assert built["zip"].name == "attention_basics-autograder.zip"
     names = zipfile.ZipFile(built["zip"]).namelist()
-    for needed in ("files/attention_checks.py", f"files/{cfg.BUNDLE_FILE}",
-                   "files/attention_config.json", "otter_config.json"):
+    for needed in (f"grader_files/{cfg.BUNDLE_FILE}", "grader_files/attention_config.json",
+                   "otter_config.json", "coursekit/checks.py"):
         assert needed in names
+
+
+def test_zip_copies_nothing_of_the_grader_beside_the_upload(built):
+    """otter's runner copies the zip's files/ and tests/ into the submission's folder
+    before any plugin runs: the zip has no files/, and its tests are placeholders that hold
+    no hidden test, check name or seed (the verdicts come from the engine)."""
+    import zipfile
+
+    with zipfile.ZipFile(built["zip"]) as zf:
+        names = zf.namelist()
+        assert [n for n in names if n.startswith("files/")] == []
+        tests = sorted(n for n in names if n.startswith("tests/"))
+        assert tests == sorted(f"tests/{q}.py" for q in cfg.AUTOGRADED_POINTS)
+        for name in tests:
+            text = zf.read(name).decode()
+            assert "graded_by_coursekit" in text
+            for secret in B.HIDDEN_MARKERS + ("coursekit.checks", "_SEED", "probes"):
+                assert secret not in text, (name, secret)
 
 
 def test_release_has_no_solution_code(built):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import pickle
 import zipfile
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -52,9 +53,27 @@ def runs(built, tmp_path_factory) -> dict:
     renamed.parent.mkdir()
     nbformat.write(make_notebook(RELEASE, SUBMISSIONS["w01_softmax_wrong_dim"]), renamed)
     subs["renamed"] = renamed
+    shadows = tmp / "SHADOW"
+    for name, notebook in (("shadow_upload", built["release"]), ("shadow_solutions", built["solutions"])):
+        subs[name] = _upload_with_shadows(tmp / f"{name}.zip", notebook, shadows)
     results = otter_runs(built["zip"], subs, tmp / "out")
-    results["_marker"], results["_agree"] = marker, tmp / "agree"
+    results["_marker"], results["_agree"], results["_shadows"] = marker, tmp / "agree", shadows
     return results
+
+
+SHADOWS = Path(__file__).parent / "attacks" / "otter"
+
+
+def _upload_with_shadows(path: Path, notebook: Path, marker_dir: Path) -> Path:
+    """A Gradescope upload: `notebook` plus the files of tests/attacks/otter/ (modules that
+    shadow otter and the kernel launcher), each writing its marker under `marker_dir`."""
+    marker_dir.mkdir(exist_ok=True)
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(f"{cfg.ASSIGNMENT}.ipynb", notebook.read_text())
+        for attack in sorted(SHADOWS.glob("*.py")):
+            marker = marker_dir / f"{path.stem}-{attack.stem}"
+            zf.writestr(attack.name, attack.read_text().replace("__MARKER__", str(marker)))
+    return path
 
 
 def _results(runs: dict, key: str) -> dict:
@@ -99,3 +118,15 @@ def test_otter_log_pickle_through_otter_run(runs):
 def test_renamed_notebook_through_otter_run(runs):
     assert question_scores(_results(runs, "renamed")) == {
         "lookup": 3.0, "retrieve": 2.0, "forward": 3.0, "training": 2.0}
+
+
+def test_upload_files_beside_the_notebook_never_run(runs):
+    """An upload's otter.py and ipykernel_launcher.py (tests/attacks/otter/) ran as the
+    grader's user in otter's own kernel, and the stub scored 12/12: otter now starts no
+    kernel, nothing of the upload but the notebook is read, and the output says so."""
+    assert question_scores(_results(runs, "shadow_upload")) == {q: 0.0 for q in FULL}
+    assert question_scores(_results(runs, "shadow_solutions")) == FULL
+    assert sorted(p.name for p in runs["_shadows"].iterdir()) == []
+    for key in ("shadow_upload", "shadow_solutions"):
+        output = _results(runs, key)["tests"][0]["output"]  # the entry students always see
+        assert "ignored 2 files of the upload besides the notebook: ipykernel_launcher.py, otter.py" in output
