@@ -1,0 +1,159 @@
+"""One nbgrader submission never stops the others (issue 18).
+
+One `nbgrader autograde` run grades the solution, the untouched release and every attack
+in tests/attacks/nbgrader/ (duplicated ids, old, new, missing or forged nbgrader metadata,
+edited, retyped or deleted cells, garbage files, a link to the solutions). The run must
+finish with exit status 0; each attacker gets the points their code earns (or 0) and one
+line in their feedback saying why; the solution still gets 12 and the release 0.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import shutil
+from pathlib import Path
+from types import ModuleType
+
+import nbformat
+import pytest
+
+import course_config as cfg
+from tests.corpus import REF_FORWARD, REF_LOOKUP, REF_RETRIEVE, Spec, make_notebook
+from tests.test_nbgrader import HIDDEN, nbgrader, nbgrader_scores
+
+pytestmark = pytest.mark.slow  # one end-to-end autograde run; `make test-fast` skips it
+
+A = cfg.ASSIGNMENT
+ATTACKS_DIR = Path(__file__).parent / "attacks" / "nbgrader"
+NOTE_MARK = "Grader note"
+
+
+def _attacks() -> dict[str, ModuleType]:
+    """Every attack module in tests/attacks/nbgrader/, by file name."""
+    out = {}
+    for path in sorted(ATTACKS_DIR.glob("*.py")):
+        spec = importlib.util.spec_from_file_location(f"nbgrader_attack_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        out[path.stem] = module
+    return out
+
+
+ATTACKS = _attacks()
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory) -> Path:
+    """The committed nbgrader course (a test elsewhere checks it matches a fresh build), taken
+    through generate_assignment, one autograde run for every student, and generate_feedback."""
+    root = tmp_path_factory.mktemp("nbgrader-hostile") / "course"
+    # nbgrader's own folders, should a TA have run it in the checkout (its .gitignore)
+    shutil.copytree(cfg.NBGRADER_COURSE_DIR, root, ignore=shutil.ignore_patterns(
+        "gradebook.db", "release", "submitted", "autograded", "feedback", "exchange", "*.csv"))
+    nbgrader(root, "generate_assignment", A)
+    release_path = root / "release" / A / f"{A}.ipynb"
+    release = nbformat.read(release_path, as_version=4)
+    work = make_notebook(release_path, Spec(REF_LOOKUP, REF_RETRIEVE, REF_FORWARD))
+
+    def folder(student: str) -> Path:
+        path = root / "submitted" / student / A
+        path.mkdir(parents=True)
+        return path / f"{A}.ipynb"
+
+    nbformat.write(nbformat.read(root / "source" / A / f"{A}.ipynb", as_version=4), folder("solution"))
+    nbformat.write(release, folder("release"))
+    for name, attack in ATTACKS.items():
+        attack.submit(folder(name), copy.deepcopy(work))
+    log = nbgrader(root, "autograde", A)  # asserts exit status 0
+    (root / "autograde.log").write_text(log)
+    nbgrader(root, "generate_feedback", A)
+    return root
+
+
+def _feedback(course: Path, student: str) -> str:
+    return (course / "feedback" / student / A / f"{A}.html").read_text()
+
+
+def test_every_student_is_graded(course):
+    """Every student has a row: the solution 12, the release 0, each attacker their points."""
+    scores = {s: sum(per) for s, per in nbgrader_scores(course).items()}
+    want = {"solution": 12.0, "release": 0.0, **{n: a.SCORE for n, a in ATTACKS.items()}}
+    assert scores == want
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_feedback_says_why_in_one_line(course, name):
+    """The attacker's feedback carries one grader note, and it names what was done."""
+    html = _feedback(course, name)
+    assert html.count(NOTE_MARK) == 1, name
+    line = html[html.index(NOTE_MARK):].split("\n")[0]
+    assert ATTACKS[name].NOTE in line, (name, line)
+
+
+def test_no_note_for_untouched_notebooks(course):
+    for student in ("solution", "release"):
+        assert NOTE_MARK not in _feedback(course, student)
+
+
+def test_feedback_never_shows_hidden_tests(course):
+    """The course's hidden checks go back into every rebuilt notebook; feedback strips them."""
+    for student in ("solution", "release", *ATTACKS):
+        html = _feedback(course, student)
+        for secret in HIDDEN:
+            assert secret not in html, (student, secret)
+
+
+def _course_cell(name: str, cell_type: str = "code", *, grade: bool = False,
+                 solution: bool = False, points: float | None = None):
+    from coursekit.nbgrader_repair import CourseCell
+
+    return CourseCell(name=name, cell_type=cell_type, source=f"# {name}", released=f"# {name}",
+                      checksum="0" * 32, locked=not solution, grade=grade, solution=solution,
+                      task=False, points=points, tags=())
+
+
+def _student(source: str, gid: str | None = None, cell_type: str = "code", **meta) -> dict:
+    cell = {"code": nbformat.v4.new_code_cell, "markdown": nbformat.v4.new_markdown_cell}[
+        cell_type](source)
+    if gid is not None:
+        cell.metadata["nbgrader"] = {"grade_id": gid, **meta}
+    return cell
+
+
+def test_rebuild_rules():
+    """The rules on a tiny course: read-only cells are the course's (last copy's place,
+    other copies dropped), answers keep the student's text (earlier copies stay as the
+    student's own cells), unknown ids are the student's own cells, and missing graded
+    cells come back after the course cell before them."""
+    from coursekit.nbgrader_repair import note_line, rebuild
+
+    course = [_course_cell("intro", "markdown"), _course_cell("answer", solution=True),
+              _course_cell("check_a", grade=True, points=1.0),
+              _course_cell("check_b", grade=True, points=2.0), _course_cell("outro", "markdown")]
+    cells = [_student("# check_a", "check_a", points=50.0),  # a copy, dropped
+             _student("# intro", "intro", cell_type="markdown"),
+             _student("def f(): return 0", "answer"),  # an earlier copy: the student's own
+             _student("def f(): return 1", "answer"),
+             _student("print('mine')"),
+             _student("hacked", "check_a"),  # edited, and worth 50 in its metadata
+             _student("x = 1", "bonus", grade=True, points=100)]
+    released = {c.name: "0" * 32 for c in course}
+    out, repairs = rebuild(cells, course, released)
+    got = [(c.cell_type, c.source, c.metadata.get("nbgrader", {}).get("grade_id")) for c in out]
+    assert got == [("markdown", "# intro", "intro"), ("code", "def f(): return 0", None),
+                   ("code", "def f(): return 1", "answer"), ("code", "print('mine')", None),
+                   ("code", "# check_a", "check_a"), ("code", "# check_b", "check_b"),
+                   ("code", "x = 1", None)]
+    assert [c.metadata["nbgrader"]["points"] for c in out if "check" in c.source] == [1.0, 2.0]
+    assert dict(repairs) == {"dropped copies": 1, "answer copies": 1, "edited": 1, "metadata": 3,
+                             "unknown": 1, "missing graded": 1, "missing other": 1}
+    line = note_line(repairs)
+    assert "\n" not in line and line.startswith("your notebook was repaired before grading: ")
+
+
+def test_the_note_is_plain_text(course):
+    """A note quoting the submission renders as text: no link, no tag of the student's."""
+    html = _feedback(course, "markdown_in_the_reason")
+    note = html[html.index(NOTE_MARK):].split("\n")[0]
+    assert "javascript:alert(1)" in note and "<a " not in note and "<img" not in note
