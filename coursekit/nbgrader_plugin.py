@@ -14,11 +14,17 @@ of nbgrader's preprocessor lists and nothing else, so `nbgrader generate_assignm
 - `nbgrader generate_feedback` first strips the hidden test regions (nbgrader's
   `ClearHiddenTests`, which it does not run for feedback by default) and reduces every
   error in a test cell to one line (`OneLineErrors`): a traceback would quote hidden code.
+- `nbgrader autograde` reads each submission as hostile bytes (`nbgrader_read`) and, before
+  nbgrader's own sanitising, rebuilds it from the course's cells (`nbgrader_repair`): no
+  notebook, whatever it does to its cells or metadata, stops the run or changes its
+  points; what was repaired (or why nothing could be read) is one line at the top of that
+  student's graded notebook and feedback.
 """
 
 from __future__ import annotations
 
 import os
+import string
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,6 +33,9 @@ import nbformat
 from nbgrader.preprocessors import NbGraderPreprocessor
 
 import course_config as cfg
+from coursekit.nbgrader_read import SafeNotebookExporter, unreadable_reason
+from coursekit.nbgrader_repair import NOTE_KEY, RebuildFromCourse
+from coursekit.submission import SubmissionError
 
 _GRADER = None  # one warm grader per nbgrader process (probes and data loaded once)
 
@@ -56,23 +65,57 @@ class SandboxedGrading(NbGraderPreprocessor):
     student's kernel)."""
 
     def preprocess(self, nb: nbformat.NotebookNode, resources: dict) -> tuple[Any, dict]:
-        report = _grader().grade_notebook(nb)
-        results = {c.case: c for c in report.cases}
+        """Write every test cell's verdict, and the repair note (if any) at the top."""
+        if unreadable_reason(resources) is not None:
+            # this is the notebook our sanitising step wrote: unreadable means a grader fault
+            raise RuntimeError(f"coursekit: the sanitised notebook cannot be read: "
+                               f"{unreadable_reason(resources)}")
+        # written by RebuildFromCourse, which drops the student's notebook metadata
+        note = nb.metadata.get(NOTE_KEY, {})
+        if note.get("unreadable"):
+            self._write(nb, {}, "", "not graded: your notebook could not be read")
+        else:
+            try:
+                report = _grader().grade_notebook(nb)
+            except SubmissionError as exc:  # cannot happen after the rebuild; never fatal
+                self._write(nb, {}, "", f"not graded: {exc}")
+            else:
+                self._write(nb, {c.case: c for c in report.cases}, report.message, "")
+                self.log.info("coursekit: %s", ", ".join(f"{q} {s:g}" for q, s in report.scores.items()))
+        if note.get("note"):
+            nb.cells.insert(0, note_cell(note["note"]))
+        return nb, resources
+
+    @staticmethod
+    def _write(nb: nbformat.NotebookNode, results: dict, message: str, failed: str) -> None:
+        """Each test cell's outputs: nothing (pass) or one error line; `failed`, when given,
+        fails every check with that line."""
         first = True
         for cell in nb.cells:
             if not _is_test_cell(cell):
                 continue
             result = results.get(cell.metadata["nbgrader"].get("grade_id"))
-            if result is None:
+            if failed:
+                cell.outputs = [_error(failed)]
+            elif result is None:
                 cell.outputs = [_error("this cell is not a check of this assignment")]
             else:
                 cell.outputs = [] if result.passed else [_error(result.message)]
-            if first and report.message:  # e.g. a cell that was stopped: say so once
+            if first and message:  # e.g. a cell that was stopped: say so once
                 cell.outputs.insert(0, nbformat.v4.new_output(
-                    "stream", name="stdout", text=f"grader: {report.message}\n"))
+                    "stream", name="stdout", text=f"grader: {message}\n"))
             first = False
-        self.log.info("coursekit: %s", ", ".join(f"{q} {s:g}" for q, s in report.scores.items()))
-        return nb, resources
+
+
+def note_cell(line: str) -> nbformat.NotebookNode:
+    """The Markdown cell at the top of a graded notebook that tells the student, in one
+    line, what was repaired or why nothing was graded. The line may quote the submission:
+    every ASCII punctuation mark is backslash-escaped, so it renders as plain text (HTML
+    escaping alone would still let `[x](javascript:...)` become a link)."""
+    text = "".join("\\" + ch if ch in string.punctuation else ch for ch in line)
+    cell = nbformat.v4.new_markdown_cell(f"**Grader note:** {text}")
+    cell["id"] = "coursekit-grader-note"
+    return cell
 
 
 class OneLineErrors(NbGraderPreprocessor):
@@ -101,7 +144,9 @@ def configure(c: Any) -> None:
     """Fill nbgrader's config `c` from course_config.py (called by nbgrader_config.py)."""
     from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
     from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearHiddenTests,
-                                        GetGrades, IgnorePattern, LimitOutput, SaveAutoGrades)
+                                        ClearOutput, DeduplicateIds, GetGrades, IgnorePattern,
+                                        LimitOutput, OverwriteCells, OverwriteKernelspec,
+                                        SaveAutoGrades)
 
     # nbgrader runs the `alembic` command for its gradebook; from an unactivated venv
     # (`.venv/bin/nbgrader ...`) it is not on PATH, so put this interpreter's bin first.
@@ -112,6 +157,13 @@ def configure(c: Any) -> None:
     # For nbgrader's own executor (used only if a course restores it, and by
     # `nbgrader validate`): a cell may run as long as the training check is allowed to.
     c.Execute.timeout = cfg.TRAINING_TIME_LIMIT_S
+    # One submission never stops the others: read each file as hostile input, then rebuild
+    # it from the course's cells before nbgrader's own steps (which stay, and find nothing
+    # left to change or reject).
+    c.Autograde.exporter_class = SafeNotebookExporter
+    c.Autograde.sanitize_preprocessors = [
+        RebuildFromCourse, ClearOutput, DeduplicateIds, OverwriteKernelspec, OverwriteCells,
+        CheckCellMetadata]
     c.Autograde.autograde_preprocessors = [
         SandboxedGrading, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
         SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
