@@ -60,3 +60,11 @@ def capset_empty() -> None:
     header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this thread
     data = (ctypes.c_uint32 * 6)()  # two {effective, permitted, inheritable}, all zero
     check(_libc.syscall(SYS_CAPSET, header, data), "capset")
+
+
+def setfsids(uid: int, gid: int) -> tuple[int, int]:
+    """Set this thread's filesystem uid and gid (setfsuid(2)/setfsgid(2): per thread, and
+    used for /proc's ptrace-style access checks); returns the previous pair."""
+    old_gid = _libc.setfsgid(gid)
+    old_uid = _libc.setfsuid(uid)
+    return old_uid, old_gid

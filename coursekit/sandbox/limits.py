@@ -6,6 +6,12 @@ a uid of its own) and an address-space cap relative to what the fork inherited. 
 namespace (or, without one, by its uid or session), counts their memory as PSS — shared
 pages split between the processes that share them, so 300 idle forks of one process
 cost what they really cost — and kills them all.
+
+A process's PSS (`/proc/PID/smaps_rollup`) is readable only to whom may ptrace-read it:
+in a Docker container root lacks CAP_SYS_PTRACE, so before, the job's PSS read as 0 there
+and memory over the limit was never stopped. Now the supervisor opens it with the job's
+own filesystem uid and gid (the job's init makes itself dumpable for this), and a process
+whose PSS still cannot be read counts with its whole resident set: never as nothing.
 """
 
 from __future__ import annotations
@@ -73,18 +79,61 @@ def _rss_mb(pids: list[int]) -> float:
     return total / 2**20
 
 
+def _owner(pid: int) -> tuple[int, int] | None:
+    """The (uid, gid) a process runs as, from its world-readable status."""
+    uid = gid = None
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("Uid:"):
+                    uid = int(line.split()[1])
+                elif line.startswith("Gid:"):
+                    gid = int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return (uid, gid) if uid is not None and gid is not None else None
+
+
+def _open_rollup(pid: int) -> "object":
+    """Open `/proc/PID/smaps_rollup`; where that is refused and this process may change
+    its filesystem ids (root, even without CAP_SYS_PTRACE), open it as the process's own
+    uid and gid, which the ptrace check lets read a dumpable process of that uid."""
+    path = f"/proc/{pid}/smaps_rollup"
+    try:
+        return open(path)
+    except PermissionError:
+        owner = _owner(pid) if os.geteuid() == 0 else None
+        if owner is None:
+            raise
+    from coursekit.sandbox import _libc
+
+    old_uid, old_gid = _libc.setfsids(*owner)
+    try:
+        return open(path)
+    finally:
+        _libc.setfsids(old_uid, old_gid)
+
+
+def _pss_kb(pid: int) -> int | None:
+    """A process's PSS in KiB (0 when it is gone), None when it cannot be read."""
+    try:
+        with _open_rollup(pid) as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    except (OSError, ValueError, IndexError):
+        return None
+    return 0
+
+
 def _pss_mb(pids: list[int]) -> float:
-    total_kb = 0
+    total_mb = 0.0
     for pid in pids:
-        try:
-            with open(f"/proc/{pid}/smaps_rollup") as f:
-                for line in f:
-                    if line.startswith("Pss:"):
-                        total_kb += int(line.split()[1])
-                        break
-        except (OSError, ValueError, IndexError):
-            pass
-    return total_kb / 1024
+        kb = _pss_kb(pid)
+        total_mb += _rss_mb([pid]) if kb is None else kb / 1024  # unreadable: its whole RSS
+    return total_mb
 
 
 def memory_mb(pids: list[int], limit_mb: float) -> float:

@@ -3,8 +3,13 @@
 Denies, with EPERM, the system calls student code has no use for and that reach past
 the other layers: namespaces and mounts (`unshare`, `setns`, `mount`, `clone` with
 namespace flags...), tracing and reading other processes' memory, kernel keyrings,
-BPF, perf, io_uring, kernel modules, clocks, reboot; and sockets other than UNIX ones
-(no network even where no network namespace could be made).
+BPF, perf, io_uring, kernel modules, clocks, reboot; and every `socket()`: no network
+even where no network namespace could be made, and no UNIX socket either, so a job that
+shares the host's filesystem and network namespace (the `landlock` and `process` levels)
+cannot connect to the host's local services — `docker.sock`, D-Bus, a database — by path
+or by abstract name (Landlock up to ABI 7 does not govern `connect()` to a pathname
+socket). `socketpair(AF_UNIX)` stays: it makes two connected ends and reaches nothing
+(multiprocessing's pipes use it).
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ def restrict() -> list[str]:
             f.add_rule(deny, name)
         except Exception:  # noqa: BLE001 - a call this kernel or arch does not have
             continue
-    f.add_rule(deny, "socket", sc.Arg(0, sc.NE, socket.AF_UNIX))
+    f.add_rule(deny, "socket")  # any family: network sockets and named UNIX ones alike
     f.add_rule(deny, "socketpair", sc.Arg(0, sc.NE, socket.AF_UNIX))
     for bit in (0x00020000,  # CLONE_NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET
                 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000):

@@ -17,6 +17,13 @@ from dataclasses import dataclass, field
 SYSTEM = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin")
 FILES = ("/etc/ld.so.cache", "/etc/localtime")
 HIDDEN = ("coursekit", "course_config.py", "attention_checks.py", "coursekit.egg-link")
+# What of /proc a job may read: its own process (`/proc/self` opened by the job's init
+# names that process's folder) and machine-wide figures libraries ask for; never another
+# process's folder (its command line, its status), which Landlock alone would not hide
+# where there is no PID namespace with a proc of its own.
+PROC_READABLE = ("/proc/self", "/proc/cpuinfo", "/proc/meminfo", "/proc/stat", "/proc/loadavg",
+                 "/proc/uptime", "/proc/version", "/proc/filesystems", "/proc/sys",
+                 "/proc/driver", "/proc/modules")  # the last two: the CUDA driver reads them
 
 
 @dataclass

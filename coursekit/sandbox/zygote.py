@@ -33,7 +33,7 @@ from typing import Any
 from coursekit.sandbox import _libc, gpu, landlock, limits, namespaces, seccomp, view
 
 PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_SECUREBITS, PR_SET_NO_NEW_PRIVS = 1, 24, 28, 38
-PR_SET_CHILD_SUBREAPER = 36
+PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE = 36, 4
 SECBIT_ALL_LOCKED_NOROOT = 0x2F  # NOROOT, NO_SETUID_FIXUP, KEEP_CAPS_LOCKED... (locked)
 SETUP_FAILED = 121  # exit code of a job whose sandbox could not be set up
 CHANNEL_FD = 3
@@ -293,10 +293,12 @@ class Zygote:
                          address_cap=not cuda)
             self._drop_privileges()
             _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # after the uid change, which clears it
+            # The uid change also made the job undumpable: the supervisor could then read
+            # its PSS only with CAP_SYS_PTRACE, which a Docker container lacks (limits.py)
+            _libc.prctl(PR_SET_DUMPABLE, 1)
             if "landlock" in self.layers:
-                landlock.restrict(view.readable_paths(seen) + ["/proc", "/dev/zero",
-                                                             "/dev/urandom", "/dev/random"],
-                                  writable)
+                landlock.restrict(view.readable_paths(seen) + list(view.PROC_READABLE)
+                                  + ["/dev/zero", "/dev/urandom", "/dev/random"], writable)
             _libc.prctl(PR_SET_NO_NEW_PRIVS, 1)
             if "seccomp" in self.layers:
                 seccomp.restrict()

@@ -1,0 +1,142 @@
+"""Weaker levels close the host's local services (issue 18, part 4).
+
+Where namespaces are refused (an unprivileged Docker container, an Ubuntu laptop) the job
+shares the host's filesystem and network namespace. There, before, student code connected
+to a world-writable pathname UNIX socket of the host and sent bytes (Landlock up to ABI 7
+does not govern `connect()` to pathname sockets, and seccomp allowed AF_UNIX), and read
+other processes' command lines under /proc. The probes are real files in
+tests/attacks/local_services/; each is graded by `coursekit grade` at the `landlock` level
+(COURSEKIT_REFUSE=namespaces) and, for the sockets, at the `process` level too.
+
+A probe that is kept out scores lookup 0 and the rest of the reference (7 of 12); a leak
+scores 12. `lab_needs` (a socketpair, /proc/self) must keep its 12 at every level.
+Run inside `unshare --pid --fork --mount-proc` as root, like tests/test_isolation.py.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.corpus import REF_FORWARD, REF_RETRIEVE, Spec
+from tests.test_isolation import (FULL, GATED_LOOKUP, NOT_LEAKED, ZERO, _SPAWNED, _token,
+                                  grade, ref, write_nb)
+
+pytestmark = pytest.mark.slow  # end to end; `make test-fast` skips it
+
+ATTACKS = Path(__file__).parent / "attacks" / "local_services"
+
+
+class Services:
+    """A pathname and an abstract UNIX socket listening on the host, recording every byte
+    a client sends, and a decoy process whose command line holds a word."""
+
+    def __init__(self, folder: Path) -> None:
+        token = _token()
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o755)  # any user may reach the socket file, as under /var/run
+        self.path = str(folder / "service.sock")
+        self.abstract = f"ck-service-{token}"
+        self.decoy_word = f"ck-decoy-{token}"
+        self.received: list[bytes] = []
+        self._socks = []
+        for address in (self.path, "\0" + self.abstract):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.bind(address)
+            s.listen(8)
+            self._socks.append(s)
+            threading.Thread(target=self._serve, args=(s,), daemon=True).start()
+        os.chmod(self.path, 0o777)  # world-writable: connect() needs write on the file
+        self.decoy = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(900)",
+                                       self.decoy_word])
+        _SPAWNED.add(self.decoy.pid)
+
+    def _serve(self, s: socket.socket) -> None:
+        while True:
+            try:
+                conn, _ = s.accept()
+            except OSError:
+                return
+            conn.settimeout(5)
+            try:
+                self.received.append(conn.recv(4096))
+            except OSError:
+                self.received.append(b"<connected>")
+            conn.close()
+
+    def probe(self, name: str) -> str:
+        """The attack file `name`, made a probe cell: LEAKED when its probe() says so."""
+        text = (ATTACKS / f"{name}.py").read_text()
+        text = (text.replace("__SOCKET_PATH__", self.path).replace("__ABSTRACT_NAME__", self.abstract)
+                .replace("__DECOY_WORD__", self.decoy_word))
+        return text + "\n\ntry:\n    LEAKED = bool(probe())\nexcept BaseException:\n    LEAKED = False\n"
+
+    def close(self) -> None:
+        for s in self._socks:
+            s.close()
+        self.decoy.kill()
+        self.decoy.wait()
+        Path(self.path).unlink(missing_ok=True)
+
+
+def _spec(cell: str) -> Spec:
+    return Spec(GATED_LOOKUP, REF_RETRIEVE, REF_FORWARD, after={"lookup": cell})
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory):
+    found = Services(Path(f"/tmp/ck-services-{_token()}"))
+    yield found
+    found.close()
+
+
+LEVELS = {"landlock": "namespaces", "process": "namespaces,landlock"}
+PROBES = {"landlock": ["unix_path_socket", "abstract_socket", "proc_other_processes", "lab_needs"],
+          "process": ["unix_path_socket", "abstract_socket", "lab_needs"]}
+
+
+@pytest.fixture(scope="module", params=list(LEVELS))
+def batch(request, services, tmp_path_factory):
+    """One `coursekit grade` of every probe, the reference and the stub at one level."""
+    level = request.param
+    subs = tmp_path_factory.mktemp(f"services-{level}") / "subs"
+    for name in PROBES[level]:
+        write_nb(subs, name, _spec(services.probe(name)))
+    write_nb(subs, "reference", ref())
+    write_nb(subs, "stub", Spec())
+    before = len(services.received)
+    run = grade(subs, subs.parent / "out", env_extra={"COURSEKIT_REFUSE": LEVELS[level]})
+    return level, run, services.received[before:]
+
+
+def test_graded_at_the_weaker_level(batch):
+    level, run, _ = batch
+    assert run.rc == 0 and not run.timed_out, run.why()
+    assert {row["isolation"] for row in run.rows.values()} == {level}, run.rows
+    assert run.scores("reference") == FULL
+    assert run.scores("stub") == ZERO
+
+
+def test_no_local_service_of_the_host_is_reached(batch):
+    level, run, received = batch
+    assert run.scores("unix_path_socket") == NOT_LEAKED, f"{level}: connected to a host socket file"
+    assert run.scores("abstract_socket") == NOT_LEAKED, f"{level}: connected to a host abstract socket"
+    assert received == [], f"{level}: the host's services received {received!r}"
+
+
+def test_other_processes_are_not_readable_under_proc(batch):
+    level, run, _ = batch
+    if "proc_other_processes" not in PROBES[level]:
+        pytest.skip("the process level has no layer that can hide /proc (docs/security.md)")
+    assert run.scores("proc_other_processes") == NOT_LEAKED
+
+
+def test_what_the_lab_needs_keeps_working(batch):
+    level, run, _ = batch
+    assert run.scores("lab_needs") == FULL, f"{level}: a socketpair or /proc/self stopped working"
