@@ -22,8 +22,8 @@ the grade_id the student's cell names:
 - a graded cell (hidden check, written answer) no student cell names: added back after the
   course cell before it. Other missing cells are not: the student's code is graded as it is.
 
-What it changed goes into the notebook's metadata (`coursekit.note`, one line; the
-student's own notebook metadata is dropped, so the student cannot write it), and
+What it changed goes into the notebook's metadata (`coursekit`: the one line and the
+counts; the student's own notebook metadata is dropped, so the student cannot write it), and
 `coursekit.nbgrader_plugin.SandboxedGrading` puts the line at the top of the graded
 notebook, where `nbgrader generate_feedback` shows it. After this step nbgrader's own
 sanitising steps find nothing to change and nothing to reject.
@@ -48,7 +48,7 @@ from nbgrader.nbgraderformat import SCHEMA_VERSION
 from nbgrader.preprocessors import ClearHiddenTests, NbGraderPreprocessor
 
 import course_config as cfg
-from coursekit.nbgrader_read import RESOURCE_KEY, unreadable_reason
+from coursekit.nbgrader_read import unreadable_reason
 
 NOTE_KEY = "coursekit"  # notebook metadata our steps write (the student's is dropped)
 CELL_TYPES = ("code", "markdown", "raw")
@@ -157,8 +157,9 @@ def _plural(n: int, one: str, many: str) -> str:
 _SAYS = {
     "dropped copies": lambda n: f"{_plural(n, 'extra copy', 'extra copies')} of read-only cells "
                                 f"{'was' if n == 1 else 'were'} removed",
-    "answer copies": lambda n: f"{_plural(n, 'earlier copy', 'earlier copies')} of answer cells ran as "
-                               "your own cells (the last copy is the graded answer)",
+    "answer copies": lambda n: f"{_plural(n, 'earlier copy', 'earlier copies')} of answer cells "
+                               f"{'was' if n == 1 else 'were'} kept as your own cells "
+                               "(the last copy is the graded answer)",
     "edited": lambda n: f"{_plural(n, 'edited read-only cell was', 'edited read-only cells were')} restored",
     "retyped": lambda n: f"{_plural(n, 'cell', 'cells')} whose type was changed "
                          f"{'was' if n == 1 else 'were'} changed back",
@@ -236,7 +237,6 @@ def rebuild(cells: list, course: list[CourseCell],
         repairs["missing graded"] += 1
         at = _insertion_point(out, [c.name for c in course[:k]])
         out.insert(at, (course_cell.make(), course_cell.name))
-        keeper[course_cell.name] = -1
     return [cell for cell, _ in out], repairs
 
 
@@ -294,10 +294,10 @@ class RebuildFromCourse(NbGraderPreprocessor):
                 cell["id"] = f"{cell['id'][:50]}-dup-{n}"
             seen.add(cell["id"])
         out = nbformat.v4.new_notebook(cells=cells, metadata=instructor_meta)
-        if note:
-            out.metadata[NOTE_KEY] = {"note": note, "unreadable": reason is not None}
+        if note:  # the record in the graded notebook: the line, and the counts for TAs
+            out.metadata[NOTE_KEY] = {"note": note, "unreadable": reason is not None,
+                                      "repairs": dict(repairs)}
             self.log.warning("coursekit: %s: %s", info["student"], note)
-        resources.setdefault(RESOURCE_KEY, {})["repairs"] = dict(repairs)
         return out, resources
 
     def _course(self, db_url: str, assignment: str,

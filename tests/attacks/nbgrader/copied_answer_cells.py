@@ -13,7 +13,7 @@ from pathlib import Path
 import nbformat
 
 SCORE = 12.0
-NOTE = "earlier copies of answer cells ran as your own cells"
+NOTE = "earlier copies of answer cells were kept as your own cells"
 
 
 def submit(path: Path, work: nbformat.NotebookNode) -> None:
