@@ -96,11 +96,12 @@ def test_no_note_for_untouched_notebooks(course):
         assert NOTE_MARK not in _feedback(course, student)
 
 
-def test_feedback_never_shows_hidden_tests(course):
-    """The course's hidden checks go back into every rebuilt notebook; feedback strips them."""
+def test_feedback_never_shows_hidden_tests_or_solutions(course):
+    """The course's hidden checks go back into every rebuilt notebook (feedback strips
+    them); the answers put back for an unreadable file are the release's stubs."""
     for student in ("solution", "release", *ATTACKS):
         html = _feedback(course, student)
-        for secret in HIDDEN:
+        for secret in HIDDEN + (() if student == "solution" else ("Model answer", "SOLUTION")):
             assert secret not in html, (student, secret)
 
 
