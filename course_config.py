@@ -135,6 +135,13 @@ CELL_TIME_LIMIT_S = 60
 CALL_TIME_LIMIT_S = 20
 TRAINING_TIME_LIMIT_S = 120
 MEMORY_LIMIT_MB = 3072
+# What one grader needs beside its job's student code (its own process with torch and the
+# checks, the sandbox's zygote), and the least a job may be given (a correct submission
+# uses about 300 MB): in a container with a memory limit (Gradescope: 768 MB by default)
+# each job gets at most what is left, and a container below GRADER_MEMORY_MB +
+# MIN_JOB_MEMORY_MB is refused in one line before grading (docs/performance.md).
+GRADER_MEMORY_MB = 1100
+MIN_JOB_MEMORY_MB = 512
 # Submissions larger than this are refused unread.
 MAX_SUBMISSION_MB = 50
 

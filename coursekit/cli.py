@@ -75,7 +75,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
         plan = gpu.plan(jobs, setting, cfg.GPU_SANDBOXES_PER_DEVICE)
         if plan:
             print(plan, file=sys.stderr)
-        probe = Sandbox({}, require=args.require_isolation)
+        probe = Sandbox({}, require=args.require_isolation, sandboxes=jobs)  # and the memory it has
         try:
             probe.start(probe_only=True)  # which layers this machine allows, before any grading
         except (IsolationError, SandboxError) as exc:

@@ -188,7 +188,8 @@ class Grader:
 
     def __init__(self, bundle: checks.Arrays, training: dict[str, Any],
                  limits: sandbox.Limits | None = None, slot: int = 0,
-                 require: str | None = None, gpu_number: int | None = None) -> None:
+                 require: str | None = None, gpu_number: int | None = None,
+                 sandboxes: int = 1) -> None:
         import torch
 
         torch.set_num_threads(1)  # deterministic verdicts
@@ -200,7 +201,8 @@ class Grader:
         # The sandbox gets the hidden inputs as plain arrays, never this module or the checks.
         self.sandbox = sandbox.Sandbox({k: v.numpy() for k, v in self.probes.items()}, slot=slot,
                                        memory_mb=self.limits.memory_mb, require=require,
-                                       device=training.get("device"), gpu_number=gpu_number)
+                                       device=training.get("device"), gpu_number=gpu_number,
+                                       sandboxes=sandboxes)
 
     @property
     def isolation(self) -> str:
@@ -285,7 +287,7 @@ def course_bundle() -> Path:
 
 def default_grader(slot: int = 0, bundle_path: Path | None = None,
                    settings_path: Path | None = None, require: str | None = None,
-                   gpu_number: int | None = None) -> Grader:
+                   gpu_number: int | None = None, sandboxes: int = 1) -> Grader:
     """A grader with the course's training settings and the MNIST slice.
 
     Without paths (a TA's machine), the slice comes from `course_bundle()`; in the
@@ -296,4 +298,4 @@ def default_grader(slot: int = 0, bundle_path: Path | None = None,
         training = json.loads(settings_path.read_text())
     training.pop("bundle_file", None)
     return Grader(checks.load_bundle(bundle_path or course_bundle()), training, slot=slot,
-                  require=require, gpu_number=gpu_number)
+                  require=require, gpu_number=gpu_number, sandboxes=sandboxes)

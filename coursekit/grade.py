@@ -285,13 +285,14 @@ def _die_with_parent() -> None:
 
 
 _REQUIRE: str | None = None  # --require-isolation, set before the workers fork
+_SANDBOXES = 1  # how many workers share this machine's memory, set before they fork
 
 
 def _load_grader(slot: int) -> None:
     global _GRADER
     from coursekit.engine import default_grader
 
-    _GRADER = default_grader(slot=slot, require=_REQUIRE)
+    _GRADER = default_grader(slot=slot, require=_REQUIRE, sandboxes=_SANDBOXES)
 
 
 def _init_worker(slots: "mp.Queue[int]", started: Any) -> None:
@@ -582,6 +583,8 @@ def grade_all(paths: list[Path], out_dir: Path, jobs: int | None = None,
     if todo:
         report_dir.mkdir(parents=True, exist_ok=True)
         jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo)))
+        global _SANDBOXES
+        _SANDBOXES = jobs
         bar = tqdm(total=len(subs), initial=len(subs) - len(todo), unit="submission",
                    disable=not progress, desc="grading")
         if cluster:

@@ -113,6 +113,8 @@ class TrustedGrading(AbstractOtterPlugin):
                 self.report = self.grader.grade_notebook(notebook)
             finally:
                 self.grader.close()
+            if self.report.status == "error":  # the grader's fault: the instructor's log says why
+                print(f"coursekit: {self.report.message}", flush=True)
         _replace_otter_executor(self._results)
 
     def _results(self, submission_path: str, **_otter_settings: Any) -> Any:

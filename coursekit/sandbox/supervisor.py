@@ -13,6 +13,7 @@ past the cell or call that failed, in a fresh sandbox; `run_job` always returns.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -30,6 +31,7 @@ from typing import Any, Callable
 import numpy as np
 
 import course_config as cfg
+from coursekit.sandbox import cgroup
 from coursekit.sandbox import gpu as job_gpu
 from coursekit.sandbox import limits as job_limits
 from coursekit.sandbox import uids
@@ -114,10 +116,12 @@ class Sandbox:
                  memory_mb: int = cfg.MEMORY_LIMIT_MB, require: str | None = None,
                  preload: list[str] | None = None, device: str | None = None,
                  gpu: job_gpu.GpuSlot | None = _AUTO, gpu_number: int | None = None,
-                 gpu_memory: job_gpu.GpuMemory | None = None) -> None:
+                 gpu_memory: job_gpu.GpuMemory | None = None, sandboxes: int = 1) -> None:
         self.inputs = inputs
         self.slot = slot
-        self.memory_mb = memory_mb
+        self.wanted_memory_mb = memory_mb
+        self.memory_mb = memory_mb  # after `start`: what a job may use in this container
+        self.sandboxes = sandboxes  # how many graders share this machine's (container's) memory
         self.require = require
         self.preload = list(cfg.PRELOAD_MODULES if preload is None else preload)
         self.setting = job_gpu.check_setting(device or cfg.TRAINING_CHECK.get("device", "auto"))
@@ -146,6 +150,12 @@ class Sandbox:
         """Start the zygote and learn which layers work; raise IsolationError when the
         level is below `require`."""
         self.close()
+        # Before anything big starts: a container too small for the grader says so in one
+        # line instead of being killed mid-grade (cgroup.py)
+        self.memory_mb, problem = cgroup.job_memory_mb(self.wanted_memory_mb, cfg.GRADER_MEMORY_MB,
+                                                       cfg.MIN_JOB_MEMORY_MB, self.sandboxes)
+        if problem:
+            raise SandboxError(problem)
         self._claim = uids.claim(self.slot)
         self._root = tempfile.mkdtemp(prefix="coursekit-sandbox-")
         os.chmod(self._root, 0o711)  # job folders inside are the sandbox uid's own (fallback only)
@@ -266,6 +276,8 @@ class Sandbox:
         """
         if self._proc is None or self._proc.poll() is not None:
             self.start()
+        # never more than this container leaves a job (`start` sized it)
+        limits = dataclasses.replace(limits, memory_mb=min(limits.memory_mb, self.memory_mb))
         result = JobResult(JobOutcome())
         outcome = result.outcome
         deadline = time.monotonic() + limits.total_s

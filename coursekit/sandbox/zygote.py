@@ -272,6 +272,7 @@ class Zygote:
             for fd in (0, 1) if self.settings.get("debug") else (0, 1, 2):
                 os.dup2(devnull, fd)
             os.closerange(CHANNEL_FD + 1, 1 << 16)  # nothing else of the zygote's reaches the job
+            _oom_first()
             uid, gid = self._inner_ids()
             cuda = self.device == "cuda" and job.get("training", {}).get("device") == "cuda"
             seen = view.with_gpu(self.view, self.gpu.nodes) if cuda and self.gpu else self.view
@@ -372,6 +373,17 @@ class Zygote:
             for fd in self._fds:  # a stray descriptor (a kill that raced an exit): drop it
                 os.close(fd)
             self._fds = []
+
+
+def _oom_first() -> None:
+    """Make this job the first thing the kernel's OOM killer takes when the machine (a
+    container at its memory limit) runs out: the job becomes a verdict, the grader lives
+    on to write it. Raising one's own score needs no privilege."""
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("1000")
+    except OSError:
+        pass
 
 
 def _read_exact(sock: socket.socket, n: int) -> bytes:
