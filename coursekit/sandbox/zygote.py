@@ -30,7 +30,7 @@ import sys
 import tempfile
 from typing import Any
 
-from coursekit.sandbox import _libc, gpu, landlock, limits, namespaces, seccomp, view
+from coursekit.sandbox import _libc, gpu, landlock, limits, namespaces, seccomp, traverse, view
 
 PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_SECUREBITS, PR_SET_NO_NEW_PRIVS = 1, 24, 28, 38
 PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE = 36, 4
@@ -48,6 +48,7 @@ class Zygote:
         self.inputs = inputs
         self.as_root = os.geteuid() == 0
         self.uid: int | None = settings.get("uid")
+        self.groups: list[int] = []  # the job's groups as root (traverse.py: landlock level only)
         self.view = view.runtime_view()
         self.layers: list[str] = []
         # The GPU the supervisor gave this sandbox (None: the CPU); `device` is what jobs
@@ -126,26 +127,36 @@ class Zygote:
 
     def runtime_problem(self) -> str:
         """Why the job could not run here, or "" — without a mount namespace, a job that
-        drops to the sandbox uid must reach the Python runtime through the host's folders
-        (a clone under a closed home or `mktemp -d` is out of its reach)."""
+        drops to the sandbox uid must reach the Python runtime through the host's folders.
+        Where Landlock confines it, closed folders on the way (a clone under `mktemp -d`
+        or a 0750 home) are opened to the sandbox group for search only (traverse.py)."""
         if "namespaces" in self.layers or self.uid is None:
             return ""
         paths = [p for p in self.view.binds if os.path.isdir(p)]
 
-        def check() -> None:
-            os.setgroups([])
-            os.setgid(self.uid)
-            os.setuid(self.uid)
-            for path in paths:
-                os.listdir(path)
+        def reaches(path: str) -> bool:
+            return self._works(lambda: (os.setgroups(self.groups), os.setgid(self.uid),
+                                        os.setuid(self.uid), os.listdir(path)))
 
-        if self._works(check):
+        if all(reaches(p) for p in paths):
             return ""
-        blocked = next((p for p in paths if not self._works(lambda p=p: (
-            os.setgid(self.uid), os.setuid(self.uid), os.listdir(p)))), paths[0] if paths else "?")
+        how = "this machine allows no namespaces to show it"
+        if self.as_root and "landlock" in self.layers:
+            try:
+                for folder in traverse.closed_folders(paths):
+                    traverse.grant(folder)
+            except OSError as exc:
+                how += f" and its folders take no ACL entry ({exc.strerror})"
+            else:
+                self.groups = [traverse.SANDBOX_GID]
+                if all(reaches(p) for p in paths):
+                    return ""
+        elif self.as_root:
+            how += " nor Landlock to confine a way through"
+        blocked = next((p for p in paths if not reaches(p)), paths[0] if paths else "?")
         return (f"the sandbox user cannot read the Python runtime at {blocked} (a folder above it "
-                "is closed to other users) and this machine allows no namespaces to show it; "
-                "install the project where other users can read it")
+                f"is closed to other users) and {how}; install the project where other users "
+                "can read it")
 
     @staticmethod
     def _seccomp_alone() -> None:
@@ -325,7 +336,7 @@ class Zygote:
 
     def _drop_privileges(self) -> None:
         if self.as_root and self.uid is not None:
-            os.setgroups([])
+            os.setgroups(self.groups)
             os.setgid(self.uid)
             os.setuid(self.uid)  # from root to an unprivileged uid: every capability goes
         elif "namespaces" in self.layers:  # "root" of its own user namespace: drop it all
