@@ -33,6 +33,7 @@ import pytest
 
 import course_config as cfg
 from tests import container
+from tests.test_local_services import Services
 from tests.corpus import REF_FORWARD, REF_RETRIEVE, Spec
 from tests.test_isolation import (CHECKS_PY, ENV_PROBE, ENV_TOKEN, FULL, GATED_LOOKUP, NOT_LEAKED,
                                   QUESTIONS, RELEASE, ZERO, Listener, batch_tag, end_survivors,
@@ -195,7 +196,10 @@ def attacks(zip_path, tmp_path_factory):
     classmate = write_nb(subs / "2", "stub", Spec(after=batch_tag(token)))
     leftover = f"ck-leftover-{uuid.uuid4().hex}"
     listener = Listener()
+    services = Services(base / "services")  # the host's local services (tests/attacks/local_services/)
     specs = {name: probe_spec(body) for name, body in read_probes(classmate).items()}
+    for name in ("unix_path_socket", "abstract_socket", "proc_other_processes", "lab_needs"):
+        specs[name] = Spec(GATED_LOOKUP, REF_RETRIEVE, REF_FORWARD, after={"lookup": services.probe(name)})
     specs.update({
         "environment": probe_spec(ENV_PROBE),  # the grader's environment (a token in it)
         "network": probe_spec(network_probe(listener.port)),  # the host's loopback
@@ -230,9 +234,11 @@ def attacks(zip_path, tmp_path_factory):
             with (out / "grades.csv").open() as f:
                 rows = {r["student"]: r for r in csv.DictReader(f)}
         yield {"run": run, "rows": rows, "listener": listener, "leftover": leftover, "marker": marker,
-               "token": token, "flags": sorted(str(p) for p in Path("/tmp").glob(f"ck-flag-{token}"))}
+               "token": token, "flags": sorted(str(p) for p in Path("/tmp").glob(f"ck-flag-{token}")),
+               "services": list(services.received)}
     finally:
         listener.close()
+        services.close()
         end_survivors(marker, token)  # its files in the host's /tmp, where it could write them
         Path("/tmp", leftover).unlink(missing_ok=True)
         shutil.rmtree(base, ignore_errors=True)
@@ -250,12 +256,17 @@ class TestAttacksAtTheLevelAllowed:
         assert run.rc == 0 and not run.timed_out, run.why()
         assert "isolation: landlock" in run.stderr, run.why()
         levels = {name: row.get("isolation") for name, row in attacks["rows"].items()}
-        assert len(levels) == 17 and set(levels.values()) == {"landlock"}, levels
+        assert len(levels) == 21 and set(levels.values()) == {"landlock"}, levels
 
     @pytest.mark.parametrize("name", sorted(read_probes(RELEASE))
-                             + ["environment", "network", "proc_root", "autograder_snoop"])
+                             + ["environment", "network", "proc_root", "autograder_snoop",
+                                "unix_path_socket", "abstract_socket", "proc_other_processes"])
     def test_probe_kept_out(self, attacks, name):
         assert _row(attacks, name) == NOT_LEAKED, f"{name}: the probe leaked (lookup 5)"
+
+    def test_no_local_service_of_the_host_was_reached(self, attacks):
+        assert attacks["services"] == []
+        assert _row(attacks, "lab_needs") == FULL  # a socketpair and /proc/self still work
 
     def test_nothing_reached_the_network(self, attacks):
         lst = attacks["listener"]
