@@ -2,16 +2,23 @@
 
 One `nbgrader autograde` run grades the solution, the untouched release and every attack
 in tests/attacks/nbgrader/ (duplicated ids, old, new, missing or forged nbgrader metadata,
-edited, retyped or deleted cells, garbage files, a link to the solutions). The run must
-finish with exit status 0; each attacker gets the points their code earns (or 0) and one
-line in their feedback saying why; the solution still gets 12 and the release 0.
+edited, retyped or deleted cells, garbage files, a link to the solutions, links and FIFOs
+beside the notebook, a linked folder, timestamp.txt as garbage, huge, a link or a FIFO).
+The run must finish with exit status 0; each attacker gets the points their code earns
+(or 0) and one line in their feedback saying why; the solution still gets 12 and the
+release 0. No link of a submitted folder is followed: nothing of the instructor's reaches
+an autograded or feedback folder.
 """
 
 from __future__ import annotations
 
 import copy
+import csv
+import datetime
 import importlib.util
+import os
 import shutil
+import stat
 from pathlib import Path
 from types import ModuleType
 
@@ -27,6 +34,9 @@ pytestmark = pytest.mark.slow  # one end-to-end autograde run; `make test-fast` 
 A = cfg.ASSIGNMENT
 ATTACKS_DIR = Path(__file__).parent / "attacks" / "nbgrader"
 NOTE_MARK = "Grader note"
+SOLUTION_TIME = "2024-05-01 12:00:00.000000 UTC"
+# text of the instructor's source notebook, in none of the files students get
+SECRETS = ("Model answer", "SOLUTION", "BEGIN HIDDEN TESTS", "nbgrader_plugin")
 
 
 def _attacks() -> dict[str, ModuleType]:
@@ -61,13 +71,16 @@ def course(tmp_path_factory) -> Path:
         path.mkdir(parents=True)
         return path / f"{A}.ipynb"
 
-    nbformat.write(nbformat.read(root / "source" / A / f"{A}.ipynb", as_version=4), folder("solution"))
+    solution = folder("solution")
+    nbformat.write(nbformat.read(root / "source" / A / f"{A}.ipynb", as_version=4), solution)
+    (solution.parent / "timestamp.txt").write_text(SOLUTION_TIME)  # a valid one is kept
     nbformat.write(release, folder("release"))
     for name, attack in ATTACKS.items():
         attack.submit(folder(name), copy.deepcopy(work))
     log = nbgrader(root, "autograde", A)  # asserts exit status 0
     (root / "autograde.log").write_text(log)
     nbgrader(root, "generate_feedback", A)
+    nbgrader(root, "export")
     return root
 
 
@@ -89,6 +102,8 @@ def test_feedback_says_why_in_one_line(course, name):
     assert html.count(NOTE_MARK) == 1, name
     line = html[html.index(NOTE_MARK):].split("\n")[0]
     assert ATTACKS[name].NOTE in line, (name, line)
+    for ignored in getattr(ATTACKS[name], "NAMED", ()):  # each file that was not copied
+        assert ignored in line, (name, ignored, line)
 
 
 def test_no_note_for_untouched_notebooks(course):
@@ -103,6 +118,61 @@ def test_feedback_never_shows_hidden_tests_or_solutions(course):
         html = _feedback(course, student)
         for secret in HIDDEN + (() if student == "solution" else ("Model answer", "SOLUTION")):
             assert secret not in html, (student, secret)
+
+
+def _tree(folder: Path) -> list[Path]:
+    """Every entry under `folder`, links not followed."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        out += [Path(dirpath, n) for n in dirnames + filenames]
+    return out
+
+
+@pytest.mark.parametrize("step", ["autograded", "feedback"])
+def test_no_link_of_a_submitted_folder_is_followed(course, step):
+    """What autograde and generate_feedback wrote for each student holds only regular files
+    and folders (no link, no FIFO), and none but the solution's holds the source notebook's
+    text: the graded notebook of autograded/ keeps the hidden checks (the rebuild puts them
+    back), every other file is checked whole."""
+    for student in ("release", *ATTACKS):
+        folder = course / step / student / A
+        assert folder.is_dir() and not folder.is_symlink(), (step, student)
+        for entry in _tree(folder):
+            mode = entry.lstat().st_mode
+            assert stat.S_ISREG(mode) or stat.S_ISDIR(mode), (step, student, entry)
+            if stat.S_ISDIR(mode) or (step == "autograded" and entry.suffix == ".ipynb"):
+                continue
+            data = entry.read_bytes()
+            for secret in SECRETS:
+                assert secret.encode() not in data, (step, student, entry, secret)
+    for student in ("links_beside_the_notebook", "links_to_folders", "fifo_beside_the_notebook"):
+        names = {p.name for p in _tree(course / "autograded" / student / A)}
+        assert not names & set(ATTACKS[student].NAMED), (student, names)
+
+
+def test_a_bad_timestamp_counts_as_none(course):
+    """A timestamp.txt that is not a readable time is treated as missing (no submission
+    time in the gradebook, none copied on); a valid one is recorded and copied as before."""
+    from nbgrader.api import Gradebook
+
+    bad = [s for s in ATTACKS if s.startswith("timestamp_")]
+    assert len(bad) == 4
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        times = {s: gb.find_submission(A, s).timestamp for s in ("solution", *bad)}
+    assert times == {"solution": datetime.datetime(2024, 5, 1, 12), **dict.fromkeys(bad)}
+    assert (course / "autograded" / "solution" / A / "timestamp.txt").read_text() == SOLUTION_TIME
+    for student in bad:
+        for step in ("autograded", "feedback"):
+            path = course / step / student / A / "timestamp.txt"
+            assert not os.path.lexists(path), path
+
+
+def test_export_has_every_student(course):
+    """`nbgrader export` (the gradebook only) lists every student, nothing of the source."""
+    text = (course / "grades.csv").read_text()
+    rows = {r["student_id"]: float(r["score"]) for r in csv.DictReader(text.splitlines())}
+    assert rows == {"solution": 12.0, "release": 0.0, **{n: a.SCORE for n, a in ATTACKS.items()}}
+    assert not any(secret in text for secret in SECRETS)
 
 
 def _course_cell(name: str, cell_type: str = "code", *, grade: bool = False,
@@ -158,3 +228,4 @@ def test_the_note_is_plain_text(course):
     html = _feedback(course, "markdown_in_the_reason")
     note = html[html.index(NOTE_MARK):].split("\n")[0]
     assert "javascript:alert(1)" in note and "<a " not in note and "<img" not in note
+
