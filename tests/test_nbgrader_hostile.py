@@ -229,3 +229,29 @@ def test_the_note_is_plain_text(course):
     note = html[html.index(NOTE_MARK):].split("\n")[0]
     assert "javascript:alert(1)" in note and "<a " not in note and "<img" not in note
 
+def test_read_timestamp(tmp_path):
+    """timestamp.txt read as hostile bytes: a valid time as nbgrader parses it; no file or
+    an empty one is no time and no reason (as nbgrader); anything else, a reason."""
+    from coursekit.nbgrader_timestamp import MAX_BYTES, read_timestamp
+
+    def reading(content: bytes | None = None, make=None):
+        folder = tmp_path / f"f{len(list(tmp_path.iterdir()))}"
+        folder.mkdir()
+        if content is not None:
+            (folder / "timestamp.txt").write_bytes(content)
+        if make:
+            make(folder / "timestamp.txt")
+        return read_timestamp(str(folder))
+
+    assert reading(SOLUTION_TIME.encode()) == (datetime.datetime(2024, 5, 1, 12), None)
+    assert reading() == (None, None) and reading(b" \n") == (None, None)
+    assert reading(b"\xff\xfe 2024") == (None, "is not a time")
+    assert reading(b"9999-12-31 23:59:59 -1200") == (None, "is not a time")  # overflows
+    too_large = (None, f"is larger than {MAX_BYTES} bytes")
+    assert reading(b" " * (MAX_BYTES + 1) + b"2024-05-01") == too_large
+    assert reading(make=os.mkfifo) == (None, "is not a regular file")  # never blocks
+    assert reading(make=os.mkdir) == (None, "is not a regular file")
+    target = tmp_path / "elsewhere.txt"
+    target.write_text(SOLUTION_TIME)
+    assert reading(make=lambda p: os.symlink(target, p)) == (None, "is a link")
+
