@@ -1,9 +1,11 @@
 """nbgrader's side of the course: our grader as nbgrader's executor, and feedback that
 keeps the hidden tests hidden.
 
-`configure(c)` is what the course's two-line `nbgrader_config.py` calls. It changes two
-of nbgrader's preprocessor lists and nothing else, so `nbgrader generate_assignment`,
-`autograde`, `generate_feedback` and `export` are the standard commands:
+`configure(c)` is what the course's two-line `nbgrader_config.py` calls. It changes
+nbgrader's preprocessor lists and autograde's exporter and nothing else (the exporter, at
+the start of each autograde run, also sets that run's ignore list and timestamp reader:
+`nbgrader_folder`), so `nbgrader generate_assignment`, `autograde`, `generate_feedback` and
+`export` are the standard commands:
 
 - `nbgrader autograde` runs `SandboxedGrading` in place of nbgrader's `Execute`: the
   submission is graded by the same engine as `otter run` and `coursekit grade` (student
@@ -19,6 +21,9 @@ of nbgrader's preprocessor lists and nothing else, so `nbgrader generate_assignm
   notebook, whatever it does to its cells or metadata, stops the run or changes its
   points; what was repaired (or why nothing could be read) is one line at the top of that
   student's graded notebook and feedback.
+- `nbgrader autograde` follows no link of a submitted folder and copies no FIFO of it
+  (`nbgrader_folder`), and reads timestamp.txt as hostile bytes (`nbgrader_timestamp`): a
+  bad one counts as no timestamp. What was left out is in the same line.
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ import nbformat
 from nbgrader.preprocessors import NbGraderPreprocessor
 
 import course_config as cfg
-from coursekit.nbgrader_read import SafeNotebookExporter, unreadable_reason
+from coursekit.nbgrader_folder import FolderCheckedExporter
+from coursekit.nbgrader_read import unreadable_reason
 from coursekit.nbgrader_repair import NOTE_KEY, RebuildFromCourse
 from coursekit.submission import SubmissionError
 
@@ -157,10 +163,10 @@ def configure(c: Any) -> None:
     # For nbgrader's own executor (used only if a course restores it, and by
     # `nbgrader validate`): a cell may run as long as the training check is allowed to.
     c.Execute.timeout = cfg.TRAINING_TIME_LIMIT_S
-    # One submission never stops the others: read each file as hostile input, then rebuild
-    # it from the course's cells before nbgrader's own steps (which stay, and find nothing
-    # left to change or reject).
-    c.Autograde.exporter_class = SafeNotebookExporter
+    # One submission never stops the others: check each folder (no link followed, no bad
+    # timestamp read) and read each file as hostile input, then rebuild it from the course's
+    # cells before nbgrader's own steps (which stay, and find nothing left to change or reject).
+    c.Autograde.exporter_class = FolderCheckedExporter
     c.Autograde.sanitize_preprocessors = [
         RebuildFromCourse, ClearOutput, DeduplicateIds, OverwriteKernelspec, OverwriteCells,
         CheckCellMetadata]

@@ -22,8 +22,9 @@ the grade_id the student's cell names:
 - a graded cell (hidden check, written answer) no student cell names: added back after the
   course cell before it. Other missing cells are not: the student's code is graded as it is.
 
-What it changed goes into the notebook's metadata (`coursekit`: the one line and the
-counts; the student's own notebook metadata is dropped, so the student cannot write it), and
+What it changed goes into the notebook's metadata (`coursekit`: the one line, after what
+`coursekit.nbgrader_folder` left out of the student's folder, and the counts; the
+student's own notebook metadata is dropped, so the student cannot write it), and
 `coursekit.nbgrader_plugin.SandboxedGrading` puts the line at the top of the graded
 notebook, where `nbgrader generate_feedback` shows it. After this step nbgrader's own
 sanitising steps find nothing to change and nothing to reject.
@@ -48,7 +49,7 @@ from nbgrader.nbgraderformat import SCHEMA_VERSION
 from nbgrader.preprocessors import ClearHiddenTests, NbGraderPreprocessor
 
 import course_config as cfg
-from coursekit.nbgrader_read import unreadable_reason
+from coursekit.nbgrader_read import folder_notes, unreadable_reason
 
 NOTE_KEY = "coursekit"  # notebook metadata our steps write (the student's is dropped)
 CELL_TYPES = ("code", "markdown", "raw")
@@ -190,6 +191,12 @@ def unreadable_line(reason: str) -> str:
     return f"your notebook could not be read ({reason}), so nothing in it was graded: 0 points."
 
 
+def join_lines(lines: list[str]) -> str:
+    """The student's one-line note from its parts (each a sentence; empty ones dropped)."""
+    parts = [line for line in lines if line]
+    return " ".join(p[:1].upper() + p[1:] if i else p for i, p in enumerate(parts))
+
+
 def rebuild(cells: list, course: list[CourseCell],
             released_checksums: dict[str, str]) -> tuple[list[NotebookNode], Counter]:
     """The graded notebook's cells from the student's `cells` and the `course`'s, and
@@ -288,6 +295,7 @@ class RebuildFromCourse(NbGraderPreprocessor):
         else:  # the course's notebook, as released: nothing of the student's is graded
             cells = [c.make() for c in course]
             note, repairs = unreadable_line(reason), Counter()
+        note = join_lines([*folder_notes(resources), note])  # files left out, then the notebook
         seen: set[str] = set()
         for n, cell in enumerate(cells):  # cell ids unique, as nbformat 4.5 requires
             if cell["id"] in seen:

@@ -223,11 +223,21 @@ def test_rebuild_rules():
     assert "\n" not in line and line.startswith("your notebook was repaired before grading: ")
 
 
+def test_the_note_is_one_line_of_sentences():
+    from coursekit.nbgrader_repair import join_lines
+
+    parts = ["2 files of your folder were not copied.", "", "your notebook was repaired."]
+    assert join_lines(parts) == "2 files of your folder were not copied. Your notebook was repaired."
+    assert join_lines(["", "your notebook was repaired."]) == "your notebook was repaired."
+    assert join_lines([]) == ""
+
+
 def test_the_note_is_plain_text(course):
     """A note quoting the submission renders as text: no link, no tag of the student's."""
     html = _feedback(course, "markdown_in_the_reason")
     note = html[html.index(NOTE_MARK):].split("\n")[0]
     assert "javascript:alert(1)" in note and "<a " not in note and "<img" not in note
+
 
 def test_read_timestamp(tmp_path):
     """timestamp.txt read as hostile bytes: a valid time as nbgrader parses it; no file or
@@ -255,3 +265,57 @@ def test_read_timestamp(tmp_path):
     target.write_text(SOLUTION_TIME)
     assert reading(make=lambda p: os.symlink(target, p)) == (None, "is a link")
 
+
+def test_ignored_paths_are_what_nbgrader_skips(tmp_path):
+    """The exporter, made as nbgrader makes it (a child of the Autograde converter, after
+    the folders are found), leaves nbgrader's own file walk only the regular files of each
+    folder, whatever the links are named (glob characters, dot files, in subfolders), skips
+    every file of a linked folder, and answers timestamps without reading a bad one."""
+    from nbgrader.converters import Autograde
+    from nbgrader.coursedir import CourseDirectory
+    from nbgrader.utils import find_all_files
+
+    from coursekit.nbgrader_folder import FolderCheckedExporter
+
+    root = tmp_path / "course"
+    secret = root / "source" / A / "secret.txt"
+    secret.parent.mkdir(parents=True)
+    secret.write_text("Model answer")
+    (secret.parent / f"{A}.ipynb").write_text("Model answer")
+    good = root / "submitted" / "good" / A
+    odd = root / "submitted" / "odd" / A
+    for folder in (good, odd):
+        (folder / "sub").mkdir(parents=True)
+        (folder / f"{A}.ipynb").write_text("{}")
+        (folder / "keep.txt").write_text("mine")
+        (folder / "sub" / ".keep").write_text("mine")
+    (good / "timestamp.txt").write_text(SOLUTION_TIME)
+    (odd / "timestamp.txt").write_text("garbage")
+    for name in ("a[1].txt", "*", ".hidden", "sub/?.txt", "sub/.x[!]"):
+        os.symlink(secret, odd / name)
+    os.mkfifo(odd / "sub" / "pipe")
+    linked = root / "submitted" / "linked" / A
+    linked.parent.mkdir()
+    os.symlink(secret.parent, linked)
+
+    coursedir = CourseDirectory(root=str(root), assignment_id=A)
+    converter = Autograde(coursedir=coursedir)
+    converter.init_notebooks()
+    exporter = FolderCheckedExporter(parent=converter)
+
+    def copied(folder: Path) -> set[str]:
+        found = find_all_files(str(folder), coursedir.ignore + ["*.ipynb"])
+        return {os.path.relpath(f, folder) for f in found}
+
+    assert copied(good) == {"keep.txt", "sub/.keep", "timestamp.txt"}
+    assert copied(odd) == {"keep.txt", "sub/.keep"}
+    assert copied(linked) == set()
+    assert coursedir.get_existing_timestamp(str(good)) == datetime.datetime(2024, 5, 1, 12)
+    assert coursedir.get_existing_timestamp(str(odd)) is None
+    lines = exporter._folders[str(odd)].lines()
+    assert lines[0].startswith("6 files of your folder were not copied")
+    assert "timestamp.txt is not a time" in lines[1]
+    assert exporter._folders[str(linked)].linked and not exporter._folders[str(good)].lines()
+    # a second run (the formgrader keeps its CourseDirectory) starts from the TA's list again
+    FolderCheckedExporter(parent=converter)
+    assert len(coursedir.ignore) == len(CourseDirectory().ignore) + 6 + 1 + 2
