@@ -156,7 +156,6 @@ def check_release(path: Path, hidden_only: bool = False) -> None:
             raise BuildError(f"{path}: the student release contains '{marker}'")
 
 
-GRADER_FILES = "grader_files"  # the zip's folder for the data and settings the plugin reads
 # Only otter assign's own run of the solution needs these; the graded zip drops them.
 ASSIGN_ONLY_FILES = (CHECKS_MODULE, PUBLIC_CHECKS_MODULE)
 
@@ -173,7 +172,7 @@ def finish_zip(zip_path: Path) -> None:
     """
     import zipfile
 
-    from coursekit.otter_plugin import placeholder_test
+    from coursekit.otter_plugin import GRADER_FILES, placeholder_test
 
     rewritten = zip_path.with_suffix(".tmp")
     with zipfile.ZipFile(zip_path) as src, zipfile.ZipFile(rewritten, "w", zipfile.ZIP_DEFLATED) as dst:

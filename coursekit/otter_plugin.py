@@ -38,8 +38,10 @@ ENGINE_TOP_LEVEL = ("coursekit", "course_config", "attention_checks")
 
 def zip_source_dir(submission_path: str | Path) -> Path:
     """The folder the autograder zip was unpacked into (otter's `<ag>/source`, beside the
-    `<ag>/submission` folder that holds the submission)."""
-    return Path(submission_path).resolve().parent.parent / "source"
+    `<ag>/submission` folder that holds the submission). The path is never resolved: the
+    notebook may be a link an upload made, and following it would let the upload choose
+    the "zip's" folder — and with it the plugin imported, the data and the settings."""
+    return Path(os.path.abspath(submission_path)).parent.parent / "source"
 
 
 def load_zip_plugin(source: Path) -> Any:
@@ -82,10 +84,12 @@ class TrustedGrading(AbstractOtterPlugin):
         return super().__new__(cls)
 
     def _ag_dir(self) -> Path:
-        return Path(self.submission_path).resolve().parent.parent
+        return Path(os.path.abspath(self.submission_path)).parent.parent  # never resolved: see zip_source_dir
 
     def before_grading(self, config: Any) -> None:
-        submission_dir = Path(self.submission_path).resolve().parent
+        # First: whatever happens below, otter then starts no kernel and loads no pickle.
+        _replace_otter_executor(self._results)
+        submission_dir = Path(os.path.abspath(self.submission_path)).parent  # otter's cwd
         _delete_unread(submission_dir / ".OTTER_LOG")  # a pickle: never loaded
         self.ignored = upload_extras(submission_dir, Path(self.submission_path).name)
         ag_dir = self._ag_dir()
@@ -93,29 +97,38 @@ class TrustedGrading(AbstractOtterPlugin):
             ag_dir.chmod(0o700)  # the sandbox user may not read tests, data or results
             if str(ag_dir) == "/autograder":  # a throwaway Gradescope container
                 _open_interpreter_path()
+        from coursekit.engine import Report
+
+        try:
+            self.report = self._grade(ag_dir)
+        except Exception as exc:  # noqa: BLE001 - a fault of ours: still a results.json
+            self.report = Report(status="error", message=f"not graded: the grader failed "
+                                                         f"({type(exc).__name__}: {exc})"[:500])
+        if self.report.status == "error":  # the grader's fault: the instructor's log says why
+            print(f"coursekit: {self.report.message}", flush=True)
+
+    def _grade(self, ag_dir: Path) -> Any:
+        """The engine's report on the upload's notebook (read strictly, graded in the sandbox)."""
         from coursekit.engine import Report, default_grader
         from coursekit.submission import SubmissionError, read_submission
 
         files = ag_dir / "source" / GRADER_FILES
         if not files.is_dir():  # otter assign's own run of the solution, before finish_zip
             files = ag_dir / "source" / "files"
-        self.grader = default_grader(bundle_path=files / cfg.BUNDLE_FILE,
-                                     settings_path=files / "attention_config.json")
-        # Our own strict, size-capped reading of the upload (otter's parse is not graded).
+        # Our own strict, size-capped reading of the upload (otter's parse is not graded);
+        # a link or anything but a regular file is refused.
         try:
             notebook = read_submission(Path(self.submission_path))
         except SubmissionError as exc:
-            self.report = Report(status="bad input", message=str(exc))
+            return Report(status="bad input", message=str(exc))
         except OSError as exc:
-            self.report = Report(status="bad input", message=f"the submission cannot be read ({exc.strerror})")
-        else:
-            try:
-                self.report = self.grader.grade_notebook(notebook)
-            finally:
-                self.grader.close()
-            if self.report.status == "error":  # the grader's fault: the instructor's log says why
-                print(f"coursekit: {self.report.message}", flush=True)
-        _replace_otter_executor(self._results)
+            return Report(status="bad input", message=f"the submission cannot be read ({exc.strerror})")
+        grader = default_grader(bundle_path=files / cfg.BUNDLE_FILE,
+                                settings_path=files / "attention_config.json")
+        try:
+            return grader.grade_notebook(notebook)
+        finally:
+            grader.close()
 
     def _results(self, submission_path: str, **_otter_settings: Any) -> Any:
         """What otter's runner gets in place of `otter.execute.grade_notebook`: its results
@@ -123,10 +136,11 @@ class TrustedGrading(AbstractOtterPlugin):
         from otter.test_files import GradingResults
 
         from coursekit import checks
-        from coursekit.engine import CaseResult
+        from coursekit.engine import CaseResult, case_points
 
-        if not self.report.cases:  # bad input: every case fails, with the reason
-            self.report.cases = [CaseResult(cid, c.question, self.grader.points[cid], False,
+        if not self.report.cases:  # bad input or a fault: every case fails, with the reason
+            points = case_points()
+            self.report.cases = [CaseResult(cid, c.question, points[cid], False,
                                             self.report.message) for cid, c in checks.CASES.items()]
         results = GradingResults([])
         self.after_grading(results)
@@ -180,14 +194,15 @@ def _write_engine_results(results: Any, report: Any, notes: list[str]) -> None:
     """
     import copy
     import copyreg
+    import html
 
     from otter.test_files import GradingResults
 
     from coursekit.engine import gradescope_results
 
     data = gradescope_results(report)
-    if notes:
-        data["tests"][0]["output"] += "\n" + "\n".join(notes)
+    if notes:  # file names come from the upload: escaped like every text of it
+        data["tests"][0]["output"] += "\n" + html.escape("\n".join(notes), quote=False)
 
     class EngineResults(GradingResults):
         def to_gradescope_dict(self, ag_config: Any) -> dict[str, Any]:

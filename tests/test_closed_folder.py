@@ -87,3 +87,24 @@ def test_grant_adds_search_for_the_sandbox_group_only(tmp_path):
     assert (traverse.GROUP, 1, traverse.SANDBOX_GID) in entries
     assert (traverse.OTHER, 0, traverse._UNDEFINED) in entries
     assert os.stat(folder).st_mode & 0o777 == 0o710  # the mask: search for the group class only
+
+
+def test_grant_refuses_a_folder_with_named_entries(tmp_path):
+    """Widening the mask would let every named entry search too: such a folder is refused."""
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    os.chmod(folder, 0o700)
+    try:
+        traverse.grant(str(folder), gid=60998)  # a named entry of someone else's
+    except OSError as exc:
+        pytest.skip(f"this filesystem takes no ACL ({exc.strerror})")
+    with pytest.raises(OSError, match="ACL entries of its own"):
+        traverse.grant(str(folder))
+
+
+def test_the_closed_folder_stays_closed_to_other_users(closed_python):
+    """After the grant, an ordinary user (nobody) still cannot pass the closed folder."""
+    python, closed = closed_python
+    probe = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                            "ls", str(closed / "venv")], capture_output=True, text=True)
+    assert probe.returncode != 0 and "Permission denied" in probe.stderr

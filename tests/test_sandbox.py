@@ -177,9 +177,12 @@ def test_nothing_survives_a_job(box):
 
 def test_a_runtime_the_sandbox_uid_cannot_reach_is_named():
     """Without namespaces, a clone in a closed folder (`mktemp -d`, a 0700 home) would
-    leave the sandbox uid without its Python: the zygote says so instead of grading 0s."""
+    leave the sandbox uid without its Python. With Landlock to confine it, the zygote opens
+    the closed folder to the sandbox group for search (traverse.py); without (the process
+    level) it says so instead of grading 0s."""
     import socket
 
+    from coursekit.sandbox import traverse
     from coursekit.sandbox.zygote import Zygote
 
     import shutil
@@ -195,9 +198,14 @@ def test_a_runtime_the_sandbox_uid_cannot_reach_is_named():
     closed.chmod(0o700)
     a, b = socket.socketpair()
     zygote = Zygote(a, {"uid": 61234}, {})
-    zygote.layers = ["landlock", "seccomp", "uid"]
+    zygote.layers = ["seccomp", "uid"]
     zygote.view.binds = ["/usr", str(closed / "site-packages")]
     assert str(closed / "site-packages") in zygote.runtime_problem()
+    zygote.layers = ["landlock", "seccomp", "uid"]
+    assert zygote.runtime_problem() == ""
+    assert zygote.groups == [traverse.SANDBOX_GID]
+    assert (traverse.GROUP, 1, traverse.SANDBOX_GID) in traverse._entries(str(closed))
+    zygote.groups = []
     closed.chmod(0o755)
     assert zygote.runtime_problem() == ""
     zygote.layers = ["namespaces", "landlock", "seccomp", "uid"]  # the view binds it: fine
@@ -245,3 +253,29 @@ def _state(pid: str) -> str | None:
             return f.read().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
         return None
+
+
+def test_what_a_lab_may_use_in_a_child_at_the_namespaces_level(box):
+    """In its own namespaces a job's children keep /proc/self and UNIX sockets (a
+    DataLoader's workers, multiprocessing's listeners): only the weaker levels, which share
+    the host's /proc and sockets, narrow them (tests/test_local_services.py)."""
+    cell = """
+import os, socket
+pid = os.fork()
+if pid == 0:
+    ok = False
+    try:
+        with open("/proc/self/status") as f:
+            ok = f"Pid:\\t{os.getpid()}" in f.read()
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.bind("/tmp/lab.sock")
+        s.close()
+    except OSError:
+        ok = False
+    os._exit(0 if ok else 1)
+if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0:
+    os._exit(3)  # seen by the supervisor: the cell is skipped as crashed
+"""
+    result = _run(box, cell)
+    assert box.level == "namespaces"
+    assert result.outcome.skipped_cells == {} and result.outcome.failed_calls == {}

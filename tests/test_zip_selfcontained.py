@@ -97,6 +97,34 @@ print(json.dumps({{"plugin": sys.modules[type(plugin).__module__].__file__,
     assert outside == {}
 
 
+def test_a_linked_notebook_never_chooses_the_plugin(tmp_path):
+    """The upload's notebook is a link into a folder laid out like the autograder's
+    (tests/attacks/otter/linked_notebook/): the plugin, found by name as otter finds it,
+    still hands over to the real zip's copy and never imports the upload's."""
+    ag = tmp_path / "autograder"
+    _copy_tree(ag / "source")
+    sub = ag / "submission"
+    fake = sub / "sub" / "source" / "coursekit"
+    fake.mkdir(parents=True)
+    marker = tmp_path / "MARKER"
+    attack = REPO / "tests" / "attacks" / "otter" / "linked_notebook" / "otter_plugin.py"
+    (fake / "otter_plugin.py").write_text(attack.read_text().replace("__MARKER__", str(marker)))
+    (fake / "__init__.py").write_text("")
+    (sub / "sub" / "x").mkdir()
+    (sub / "sub" / "x" / "real.ipynb").write_text("{}")
+    (sub / f"{cfg.ASSIGNMENT}.ipynb").symlink_to("sub/x/real.ipynb")
+    probe = f"""
+import importlib, sys
+cls = getattr(importlib.import_module("coursekit.otter_plugin"), "TrustedGrading")
+plugin = cls({str(sub / f"{cfg.ASSIGNMENT}.ipynb")!r}, {{}}, {{}})
+print(sys.modules[type(plugin).__module__].__file__)
+"""
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=sub, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not marker.exists()
+    assert proc.stdout.strip().splitlines()[-1] == str(ag / "source" / "coursekit" / "otter_plugin.py")
+
+
 def test_sandbox_imports_the_engine_it_belongs_to():
     """The zygote is started on the folder of the supervisor's own coursekit, not on
     whatever `coursekit` the interpreter would import by name."""

@@ -3,9 +3,9 @@
 Denies, with EPERM, the system calls student code has no use for and that reach past
 the other layers: namespaces and mounts (`unshare`, `setns`, `mount`, `clone` with
 namespace flags...), tracing and reading other processes' memory, kernel keyrings,
-BPF, perf, io_uring, kernel modules, clocks, reboot; and every `socket()`: no network
-even where no network namespace could be made, and no UNIX socket either, so a job that
-shares the host's filesystem and network namespace (the `landlock` and `process` levels)
+BPF, perf, io_uring, kernel modules, clocks, reboot; and sockets: no network even where
+no network namespace could be made and, where the job shares the host's filesystem and
+network namespace (the `landlock` and `process` levels), no UNIX socket either, so it
 cannot connect to the host's local services — `docker.sock`, D-Bus, a database — by path
 or by abstract name (Landlock up to ABI 7 does not govern `connect()` to a pathname
 socket). `socketpair(AF_UNIX)` stays: it makes two connected ends and reaches nothing
@@ -40,8 +40,12 @@ def available() -> bool:
         return False
 
 
-def restrict() -> list[str]:
-    """Load the filter into this process (inherited by its children); return a summary."""
+def restrict(unix_sockets: bool = False) -> list[str]:
+    """Load the filter into this process (inherited by its children); return a summary.
+
+    `unix_sockets`: allow `socket(AF_UNIX)` — only where the job has namespaces of its own,
+    so that a named UNIX socket can reach nothing but the job (multiprocessing's listeners,
+    a DataLoader's workers sharing tensors, keep working there)."""
     import pyseccomp as sc
 
     f = sc.SyscallFilter(sc.ALLOW)
@@ -51,7 +55,10 @@ def restrict() -> list[str]:
             f.add_rule(deny, name)
         except Exception:  # noqa: BLE001 - a call this kernel or arch does not have
             continue
-    f.add_rule(deny, "socket")  # any family: network sockets and named UNIX ones alike
+    if unix_sockets:
+        f.add_rule(deny, "socket", sc.Arg(0, sc.NE, socket.AF_UNIX))
+    else:
+        f.add_rule(deny, "socket")  # any family: network sockets and named UNIX ones alike
     f.add_rule(deny, "socketpair", sc.Arg(0, sc.NE, socket.AF_UNIX))
     for bit in (0x00020000,  # CLONE_NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET
                 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000):

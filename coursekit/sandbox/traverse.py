@@ -14,6 +14,7 @@ and the grader refuses with its one-line message instead. The entry stays on the
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import struct
@@ -58,8 +59,20 @@ def _entries(folder: str) -> list[tuple[int, int, int]]:
 
 def grant(folder: str, gid: int = SANDBOX_GID) -> None:
     """Let group `gid` search (not list) `folder`: one named-group ACL entry, the mask
-    widened by search only. Raises OSError where the filesystem has no ACLs."""
+    widened by search only. Raises OSError where the filesystem has no ACLs, where the
+    folder has named entries of its own (widening the mask would let them search too), and
+    where `gid` is a group of this machine (its members would get through as well)."""
+    import grp
+
+    try:
+        grp.getgrgid(gid)
+    except KeyError:
+        pass
+    else:
+        raise OSError(errno.EEXIST, f"group {gid} exists on this machine")
     entries = [e for e in _entries(folder) if not (e[0] == GROUP and e[2] == gid)]
+    if any(e[0] in (USER, GROUP) for e in entries):
+        raise OSError(errno.EPERM, f"{folder} has ACL entries of its own")
     old_mask = next((e[1] for e in entries if e[0] == MASK), None)
     group_obj = next(e[1] for e in entries if e[0] == GROUP_OBJ)
     entries = [e for e in entries if e[0] != MASK] + [(GROUP, 1, gid)]

@@ -309,11 +309,13 @@ class Zygote:
             # its PSS only with CAP_SYS_PTRACE, which a Docker container lacks (limits.py)
             _libc.prctl(PR_SET_DUMPABLE, 1)
             if "landlock" in self.layers:
-                landlock.restrict(view.readable_paths(seen) + list(view.PROC_READABLE)
+                # its own PID namespace's /proc shows the job only; the host's must be narrowed
+                proc = ["/proc"] if "namespaces" in self.layers else list(view.PROC_READABLE)
+                landlock.restrict(view.readable_paths(seen) + proc
                                   + ["/dev/zero", "/dev/urandom", "/dev/random"], writable)
             _libc.prctl(PR_SET_NO_NEW_PRIVS, 1)
             if "seccomp" in self.layers:
-                seccomp.restrict()
+                seccomp.restrict(unix_sockets="namespaces" in self.layers)
             os.environ.clear()
             os.environ.update({
                 "HOME": work, "TMPDIR": "/tmp" if work == "/job" else os.path.join(work, "tmp"),
