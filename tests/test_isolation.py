@@ -427,11 +427,11 @@ return False
 
 
 # A process that outlives its job: double fork, new session, exec a small Python that
-# re-forks (a new pid every few ms) for LIFETIME seconds and meanwhile tampers with what
-# the grader reads: other jobs' job.json / outputs / events (mode "jobs", only jobs of
-# this batch: their job.json carries the batch token), or a folder of stored reports
-# (mode = that folder). In mode "jobs" it also leaves a flag wherever it can write if
-# it could read the hidden checks.
+# re-forks (a new pid every few ms) for LIFETIME seconds and meanwhile tampers with a
+# folder of stored reports (mode = that folder), or (mode "jobs") leaves a flag wherever
+# it can write — /tmp, its home, other jobs' folders — if it could read the hidden checks.
+# (The grader reads no file of a job's folder: results come over the job's pipe, so there
+# is no result file of a later job left to forge.)
 SURVIVOR_SRC = r'''
 import glob, json, os, sys, time
 marker, mode, token, payload, checks, lifetime = sys.argv[1:7]
@@ -457,49 +457,7 @@ def checks_readable():
         return False
 
 def job_dirs():
-    found = set(glob.glob("/tmp/coursekit-job-*/job"))
-    found.update(os.path.dirname(p) for p in glob.glob("/tmp/*/job.json"))
-    return found
-
-def tamper_job(d):
-    try:
-        with open(os.path.join(d, "job.json")) as f:
-            text = f.read()
-    except (OSError, ValueError):
-        return
-    if token not in text or marker in text:
-        return
-    try:
-        names = os.listdir(payload)
-    except OSError:
-        names = []
-    for name in names:
-        dst = os.path.join(d, name)
-        if name.startswith("out-") and not os.path.exists(dst):
-            try:
-                with open(os.path.join(payload, name), "rb") as f:
-                    write(dst, f.read())
-            except OSError:
-                pass
-    if "ck-rewritten" not in text and "cells.json" in names:
-        try:
-            job = json.loads(text)
-            with open(os.path.join(payload, "cells.json")) as f:
-                job["cells"] = json.load(f) + ["# ck-rewritten " + token]
-            write(os.path.join(d, "job.json"), json.dumps(job).encode())
-        except (OSError, ValueError, TypeError):
-            pass
-    events = os.path.join(d, "events.jsonl")
-    try:
-        with open(events, errors="replace") as f:
-            lines = f.readlines()
-    except OSError:
-        return
-    if any('"error"' in line for line in lines):
-        try:
-            write(events, "".join(l for l in lines if '"error"' not in l).encode())
-        except OSError:
-            pass
+    return set(glob.glob("/tmp/coursekit-sandbox-*/coursekit-job-*"))
 
 def tamper_reports(folder):
     for path in glob.glob(os.path.join(folder, "*.json")):
@@ -551,15 +509,12 @@ while time.time() < deadline and not os.path.exists(stop):
                             write(os.path.join(d, "ck-flag-" + token), b"checks.py was readable")
                         except OSError:
                             pass
-        for d in dirs:
-            hop()
-            tamper_job(d)
     time.sleep(0.002)
 '''
 
 
 def survivor_cell(marker: str, mode: str, token: str, lifetime: int = 60) -> str:
-    """The attacker's cell: precompute right answers (mode "jobs"), then leave the survivor."""
+    """The attacker's cell: leave the survivor."""
     return f"""
 import json, os, sys, time
 MARKER, MODE, TOKEN = {marker!r}, {mode!r}, {token!r}
@@ -569,25 +524,6 @@ try:
 except OSError:
     import tempfile
     payload = tempfile.mkdtemp()
-if MODE == "jobs":
-    try:  # right outputs for every call, made here with this notebook's own definitions
-        import numpy as np, torch
-        from coursekit import calls as _calls
-        with np.load("inputs.npz", allow_pickle=False) as _d:
-            _p = {{k: torch.from_numpy(_d[k].copy()) for k in _d.files}}
-        with open("job.json") as _f:
-            _job = json.load(_f)
-        _defs = {{n: globals().get(n) for n in ("lookup", "retrieve", "AttentionTest")}}
-        for _call in _calls.CALLS:
-            try:
-                np.savez(os.path.join(payload, "out-%s.npz" % _call.id),
-                         **_calls.evaluate(_call, _defs, _p, _job["training"]))
-            except Exception:
-                pass
-        with open(os.path.join(payload, "cells.json"), "w") as _f:
-            json.dump([c for c in _job["cells"] if MARKER not in c], _f)
-    except Exception:
-        pass
 _pid = os.fork()
 if _pid == 0:
     try:
@@ -660,11 +596,7 @@ for _name, _target in {links!r}.items():
 
 FIFO_CELL = """
 import os
-try:
-    os.unlink("events.jsonl")
-except OSError:
-    pass
-os.mkfifo("events.jsonl")
+os.mkfifo("planted.fifo")  # a reader of the job folder would block on it
 os._exit(3)
 """
 HOSTILE_EVENTS_CELL = r"""
@@ -673,8 +605,8 @@ lines = [b"\xff\xfe\x80 not utf-8 \xc3\x28\n",
          b'{"call": [1]}\n', b'{"cell": [1]}\n', b'{"call": {"x": 1}, "error": ["y"]}\n',
          b'{"call": "lookup_soft_single", "error": "raised ' + b"A" * 100000 + b'"}\n',
          b'{"cell": "done"}\n', b'{"call": "done"}\n', b"\x00" * 1000 + b"\n", b"{" * 5000 + b"\n"]
-with open("events.jsonl", "ab") as f:
-    f.write(b"".join(lines))
+import os
+os.write(3, b"".join(lines))  # straight into the job's channel to the grader
 """
 
 
@@ -787,14 +719,15 @@ def robustness(tmp_path_factory) -> Batch:
         "1-files": {
             "reference": ref(),
             "stub": Spec(),
-            # job.json and the log become symlinks to root's files, then a crash restarts the job
+            # links to root's files planted in the job folder (whose removal must not follow
+            # them), then a crash restarts the job
             "symlink_job_and_log": ref(after={"lookup": symlink_cell(
-                {"job.json": str(victims["job"]), "stdout.txt": str(victims["log"])})}),
+                {"planted-a": str(victims["job"]), "planted-b": str(victims["log"])})}),
             # every result file becomes a symlink to /dev/zero, then a crash
             "symlink_outputs_dev_zero": ref(after={"lookup": symlink_cell(
                 {f"out-{cid}.npz": "/dev/zero" for cid in _call_ids()})}),
-            # the progress log becomes a symlink to a root file, then a crash
-            "symlink_events": ref(after={"lookup": symlink_cell({"events.jsonl": str(victims["events"])})}),
+            # one more link to a root file, then a crash
+            "symlink_events": ref(after={"lookup": symlink_cell({"planted-c": str(victims["events"])})}),
             # 256 MB zip bombs and a pickled array as results of stubs whose failures are hidden
             "zip_bombs": Spec(after={"lookup": bomb_cell(npz_marker)}),
         },
@@ -803,11 +736,11 @@ def robustness(tmp_path_factory) -> Batch:
             "fd_pickle": ref(after={"lookup": fd_cell(fd_marker)}),
         },
         "3-hostile": {
-            # invalid UTF-8, 100000-deep JSON, wrong types, a premature "done" in the progress log
+            # invalid UTF-8, 100000-deep JSON, wrong types, a premature "done" into the channel
             "hostile_events": Spec(None, REF_RETRIEVE, REF_FORWARD, after={"lookup": HOSTILE_EVENTS_CELL}),
             # junk (a 2 GB length header, binary noise) into every inherited descriptor
             "fd_junk": ref(after={"lookup": fd_cell(None)}),
-            # the progress log becomes a FIFO (a reader blocks forever), then a crash
+            # a FIFO planted in the job folder (a reader would block forever), then a crash
             "fifo_events": ref(after={"lookup": FIFO_CELL}),
         },
     }
@@ -1253,8 +1186,8 @@ class TestOrdinaryUser:
 
 @pytest.fixture(scope="module")
 def otter_attack(built, tmp_path_factory) -> Batch:
-    """One `otter run`: a probe for the autograder's files gates lookup; another cell swaps
-    job.json for a symlink to a root file and crashes."""
+    """One `otter run`: a probe for the autograder's files gates lookup; another cell plants
+    links to a root file in its folder and crashes."""
     tmp = tmp_path_factory.mktemp("otter")
     victim = tmp / "victim-otter"
     token = _token()
@@ -1262,8 +1195,8 @@ def otter_attack(built, tmp_path_factory) -> Batch:
     victim.chmod(0o644)
     spec = Spec(GATED_LOOKUP, REF_RETRIEVE, REF_FORWARD, after={
         "lookup": probe_cell(snoop_probe([])),  # looks for the autograder's files
-        # job.json and the log become symlinks to a root file, then a crash
-        "retrieve": symlink_cell({"job.json": str(victim), "stdout.txt": str(victim)})})
+        # links to a root file planted in the job folder, then a crash
+        "retrieve": symlink_cell({"planted-a": str(victim), "planted-b": str(victim)})})
     sub = tmp / "sub" / f"{A}.ipynb"
     write_nb(sub.parent, A, spec, release=built["release"])
     out = tmp / "out"
