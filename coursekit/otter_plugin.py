@@ -108,25 +108,18 @@ class TrustedGrading(AbstractOtterPlugin):
             print(f"coursekit: {self.report.message}", flush=True)
 
     def _grade(self, ag_dir: Path) -> Any:
-        """The engine's report on the upload's notebook (read strictly, graded in the sandbox)."""
-        from coursekit.engine import Report, default_grader
-        from coursekit.submission import SubmissionError, read_submission
+        """The engine's report on the upload's notebook: read strictly and size-capped by
+        `Grader.grade_path` (a link or anything but a regular file is refused; otter's own
+        parse is not graded), graded in the sandbox."""
+        from coursekit.engine import default_grader
 
         files = ag_dir / "source" / GRADER_FILES
         if not files.is_dir():  # otter assign's own run of the solution, before finish_zip
             files = ag_dir / "source" / "files"
-        # Our own strict, size-capped reading of the upload (otter's parse is not graded);
-        # a link or anything but a regular file is refused.
-        try:
-            notebook = read_submission(Path(self.submission_path))
-        except SubmissionError as exc:
-            return Report(status="bad input", message=str(exc))
-        except OSError as exc:
-            return Report(status="bad input", message=f"the submission cannot be read ({exc.strerror})")
         grader = default_grader(bundle_path=files / cfg.BUNDLE_FILE,
                                 settings_path=files / "attention_config.json")
         try:
-            return grader.grade_notebook(notebook)
+            return grader.grade_path(Path(self.submission_path))
         finally:
             grader.close()
 
@@ -138,7 +131,7 @@ class TrustedGrading(AbstractOtterPlugin):
         from coursekit import checks
         from coursekit.engine import CaseResult, case_points
 
-        if not self.report.cases:  # bad input or a fault: every case fails, with the reason
+        if not self.report.cases:  # a fault of ours: every case fails, with the reason
             points = case_points()
             self.report.cases = [CaseResult(cid, c.question, points[cid], False,
                                             self.report.message) for cid, c in checks.CASES.items()]

@@ -134,11 +134,11 @@ class Zygote:
             return ""
         paths = [p for p in self.view.binds if os.path.isdir(p)]
 
-        def reaches(path: str) -> bool:
+        def reaches(some: list[str]) -> bool:  # one throwaway child for them all
             return self._works(lambda: (os.setgroups(self.groups), os.setgid(self.uid),
-                                        os.setuid(self.uid), os.listdir(path)))
+                                        os.setuid(self.uid), [os.listdir(p) for p in some]))
 
-        if all(reaches(p) for p in paths):
+        if reaches(paths):
             return ""
         how = "this machine allows no namespaces to show it"
         if self.as_root and "landlock" in self.layers:
@@ -149,11 +149,11 @@ class Zygote:
                 how += f" and its folders take no ACL entry ({exc.strerror})"
             else:
                 self.groups = [traverse.SANDBOX_GID]
-                if all(reaches(p) for p in paths):
+                if reaches(paths):
                     return ""
         elif self.as_root:
             how += " nor Landlock to confine a way through"
-        blocked = next((p for p in paths if not reaches(p)), paths[0] if paths else "?")
+        blocked = next((p for p in paths if not reaches([p])), paths[0] if paths else "?")
         return (f"the sandbox user cannot read the Python runtime at {blocked} (a folder above it "
                 f"is closed to other users) and {how}; install the project where other users "
                 "can read it")
