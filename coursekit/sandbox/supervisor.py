@@ -7,7 +7,9 @@ within a byte budget) and the zygote's control messages (the zygote runs no stud
 code). It measures time itself: a cell or call is timed from the moment the job
 announced it, and a job may only move forward through the cells and calls it was given,
 so repeating a progress message never buys time. Memory is the PSS of the job's
-processes. A job that runs over, crashes or breaks the protocol is killed and restarted
+processes, plus every other form where the job runs in a memory cgroup of its own
+(memcg.py: the kernel's OOM kills there are "out of memory"), or else plus the memfd,
+shmem and tmpfs files it holds (limits.held_mb). A job that runs over, crashes or breaks the protocol is killed and restarted
 past the cell or call that failed, in a fresh sandbox; `run_job` always returns.
 """
 
@@ -34,6 +36,7 @@ import course_config as cfg
 from coursekit.sandbox import cgroup
 from coursekit.sandbox import gpu as job_gpu
 from coursekit.sandbox import limits as job_limits
+from coursekit.sandbox import memcg
 from coursekit.sandbox import uids
 from coursekit.sandbox.channel import ChannelError, Frame, FrameReader, MAX_JOB_BYTES
 from coursekit import ENGINE_ROOT  # the zygote imports this same engine
@@ -138,6 +141,9 @@ class Sandbox:
         self.gpu_note = ""
         self.layers: list[str] = []
         self.level = ""
+        # how memory in every form is counted: "cgroup v1"/"cgroup v2", or "accounting (why)"
+        self.memory_guard = ""
+        self._memcg: memcg.Hierarchy | None = None
         self._proc: subprocess.Popen | None = None
         self._sock: socket.socket | None = None
         self._claim: uids.UidClaim | None = None
@@ -193,6 +199,10 @@ class Sandbox:
             raise SandboxError(f"the sandbox did not start: {log_tail.strip()[-500:]}")
         self.layers = [str(x) for x in reply["layers"]]
         self.level = str(reply["level"])
+        self._memcg, why = memcg.find(refused="memcg" in refused_layers())
+        self.memory_guard = self._memcg.name if self._memcg else f"accounting ({why})"
+        if self._memcg:
+            self.layers.append("memcg")
         self.device = "cuda" if reply.get("device") == "cuda" else "cpu"
         self.gpu_note = str(reply.get("gpu_note") or "")[:300]
         if reply.get("problem"):
@@ -318,9 +328,29 @@ class Sandbox:
     def _run_once(self, run: dict[str, Any], limits: Limits, deadline: float, state: "_Progress",
                   result: JobResult, budget: list[int]) -> tuple[str, int]:
         """One start of the job; returns (why it was stopped or "", exit status)."""
+        cg = self._job_cgroup(limits.memory_mb)
+        try:
+            return self._run_in(cg, run, limits, deadline, state, result, budget)
+        finally:
+            if cg is not None:
+                cg.destroy()
+
+    def _job_cgroup(self, memory_mb: int) -> memcg.JobCgroup | None:
+        """A fresh memory cgroup for one job start, or None (then: accounting)."""
+        if self._memcg is None:
+            return None
+        cg = memcg.JobCgroup(self._memcg, memory_mb)
+        try:
+            cg.create()
+        except OSError:
+            return None
+        return cg
+
+    def _run_in(self, cg: memcg.JobCgroup | None, run: dict[str, Any], limits: Limits, deadline: float,
+                state: "_Progress", result: JobResult, budget: list[int]) -> tuple[str, int]:
         r, w = os.pipe()
         try:
-            self._send({"job": run}, [w])
+            self._send({"job": {**run, "memcg": cg.procs if cg else None}}, [w])
         except OSError:
             os.close(r)
             os.close(w)
@@ -333,6 +363,8 @@ class Sandbox:
             self.close()
             raise SandboxError("the sandbox did not start the job")
         init = started["init"]
+        if cg is not None and init not in cg.pids():  # the leader could not join it: count ourselves
+            cg = None
         pid_ns = None
         if "namespaces" in self.layers:
             pid_ns = job_limits._ns(init)
@@ -350,7 +382,8 @@ class Sandbox:
                     elif now >= next_memory:
                         next_memory = now + MEMORY_EVERY_S
                         pids = job_limits.job_pids(init, pid_ns, uid, init)
-                        if job_limits.memory_mb(pids, limits.memory_mb) > limits.memory_mb:
+                        if self._over_memory(cg, pids, init if pid_ns and state.seen_any else None,
+                                             limits.memory_mb):
                             reason = "out of memory"
                         elif self._gpu_memory and self._gpu_memory(pids) > limits.gpu_memory_mb:
                             reason = f"used more than {limits.gpu_memory_mb} MB of GPU memory"
@@ -375,6 +408,8 @@ class Sandbox:
                         raise SandboxError("the sandbox went away")
                     if "exited" in msg:
                         exited = msg["exited"] if isinstance(msg["exited"], int) else -1
+            if not reason and cg is not None and cg.oom_kills():  # the kernel ended it at the limit
+                reason = "out of memory"
             if not reason:  # frames written just before it ended
                 while select.select([r], [], [], 0.2)[0]:
                     data = os.read(r, 1 << 20)
@@ -390,6 +425,19 @@ class Sandbox:
             os.close(r)
             budget[0] = reader.budget
         return reason, exited
+
+    @staticmethod
+    def _over_memory(cg: memcg.JobCgroup | None, pids: list[int], mounts_of: int | None,
+                     limit_mb: int) -> bool:
+        """Over the limit: an OOM kill in the job's cgroup, or PSS plus (without a cgroup)
+        the memory it holds outside every resident set. `mounts_of`: the job's init once
+        its own tmpfs mounts are up (None: not yet, or no mount namespace)."""
+        if cg is not None:
+            if cg.oom_kills():
+                return True
+            return job_limits.memory_mb(pids, limit_mb) > limit_mb
+        held = job_limits.held_mb(pids, mounts_of)
+        return held + job_limits.memory_mb(pids, limit_mb - held) > limit_mb
 
 
 class _Progress:

@@ -256,6 +256,7 @@ class Zygote:
         """The job leader: unshare, fork init, wait for it, exit with its status."""
         code = SETUP_FAILED
         try:
+            _join(job.get("memcg"))  # before init is forked: all of the job is in its cgroup
             if "namespaces" in self.layers:
                 namespaces.enter(self.as_root)
             # If the zygote dies (killed, out of memory), the leader dies, and with it init
@@ -386,6 +387,18 @@ class Zygote:
             for fd in self._fds:  # a stray descriptor (a kill that raced an exit): drop it
                 os.close(fd)
             self._fds = []
+
+
+def _join(procs: Any) -> None:
+    """Move this process into the job's memory cgroup (memcg.py), given its cgroup.procs
+    file; where that fails the supervisor sees it and counts the job's memory itself."""
+    if not isinstance(procs, str) or not procs:
+        return
+    try:
+        with open(procs, "w") as f:
+            f.write("0")
+    except OSError:
+        pass
 
 
 def _oom_first() -> None:
