@@ -18,6 +18,7 @@ machine where we are fully privileged root, without our own COURSEKIT_REFUSE swi
    `results/`, `submission_metadata.json`, and `run_autograder`: the zip's own, with its
    mamba activation replaced by this project's virtual environment. A private tmpfs
    `/root` (the container's home) keeps jupyter's and matplotlib's files off the host;
+   `/sys/fs/cgroup` and the mounts below it are read-only, as Docker mounts them;
 3. in the child that runs COMMAND, what runc does for Docker's defaults, in runc's order
    when no_new_privs is not asked for: load moby's default seccomp profile for x86_64
    (`MOBY_*` below; allow-list, EPERM for the rest, `clone` without namespace flags,
@@ -65,6 +66,8 @@ _libc.syscall.restype = ctypes.c_long
 CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC = 0x20000, 0x2000000, 0x4000000, 0x8000000
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 2, 4, 8, 16384, 1 << 18
+MS_RDONLY, MS_REMOUNT, MS_BIND = 1, 32, 4096
+CGROUPFS = "/sys/fs/cgroup"
 PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 1, 24, 47, 4
 
 # --- Docker's defaults ------------------------------------------------------------------
@@ -226,6 +229,17 @@ def _layout(zip_path: Path, submission: Path | None) -> None:
         "previous_submissions": []}))
 
 
+def _cgroupfs_read_only() -> None:
+    """Docker mounts cgroupfs read-only in a container that is not privileged: the
+    container's copies of /sys/fs/cgroup and every mount below it become read-only
+    (the host's stay as they are)."""
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    for point in points:
+        if point == CGROUPFS or point.startswith(CGROUPFS + "/"):
+            _mount(None, point, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
 def _reap_until(pid: int) -> int:
     """PID 1's loop: reap every orphan until `pid` ends; its wait status."""
     while True:
@@ -245,6 +259,7 @@ def _container_init(args: argparse.Namespace) -> int:
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     _mount("tmpfs", "/root", "tmpfs", MS_NOSUID | MS_NODEV, "size=256m,mode=0700")
+    _cgroupfs_read_only()
     _layout(Path(args.zip), Path(args.submission) if args.submission else None)
     env = {"PATH": PATH, "HOME": "/root", "LANG": "C.UTF-8", "USER": "root", "HOSTNAME": "gradescope"}
     env.update(dict(kv.split("=", 1) for kv in args.env))
