@@ -6,6 +6,8 @@
 - `channel`: the one bounded, strictly parsed way results come back.
 - layers, applied in the job: `namespaces` (+ `view`, what the job sees), `landlock`,
   `seccomp`, `limits`; and `uids` (a uid of its own when the grader is root).
+- `memcg`: a memory cgroup per job, made by the supervisor and joined by the job's
+  leader, where the machine allows one (else `limits.held_mb` counts held memory).
 
 Levels, strongest first: `namespaces` (all layers), `landlock` (no namespaces: Landlock,
 seccomp, limits, own uid as root), `process` (seccomp where it works, limits, own uid as
