@@ -9,8 +9,9 @@ announced it, and a job may only move forward through the cells and calls it was
 so repeating a progress message never buys time. Memory is the PSS of the job's
 processes, plus every other form where the job runs in a memory cgroup of its own
 (memcg.py: the kernel's OOM kills there are "out of memory"), or else plus the memfd,
-shmem and tmpfs files it holds (limits.held_mb). A job that runs over, crashes or breaks the protocol is killed and restarted
-past the cell or call that failed, in a fresh sandbox; `run_job` always returns.
+shmem and tmpfs files it holds (limits.held_mb). A job that runs over, crashes or
+breaks the protocol is killed and restarted past the cell or call that failed, in a
+fresh sandbox; `run_job` always returns.
 """
 
 from __future__ import annotations
