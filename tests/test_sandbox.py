@@ -70,6 +70,9 @@ def test_frames_round_trip_in_pieces():
     assert [f.kind for f in frames] == ["call", "out"]
     assert np.array_equal(frames[1].arrays["value"], arrays["value"])
     assert frames[1].arrays["is_float"].dtype == np.bool_
+    # 0-d arrays stay 0-d (np.ascontiguousarray made them 1-d: the training call's device
+    # code and losses came back with shape (1,), and the device claim was never read)
+    assert frames[1].arrays["is_float"].shape == ()
 
 
 # --- the job protocol: only forward --------------------------------------------------------

@@ -56,7 +56,8 @@ def write_frame(fd: int, t: str, arrays: dict[str, np.ndarray] | None = None, **
     if arrays is not None:
         specs = []
         for name, arr in arrays.items():
-            arr = np.ascontiguousarray(arr)
+            arr = np.asarray(arr)
+            arr = np.ascontiguousarray(arr).reshape(arr.shape)  # ascontiguousarray makes 0-d arrays 1-d
             if arr.dtype.str not in DTYPES:
                 arr = arr.astype(np.float64)
             specs.append([name, arr.dtype.str, list(arr.shape)])
