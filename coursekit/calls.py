@@ -22,6 +22,7 @@ MODEL_SEED = 0
 EMBED_DIM = 32
 NUM_HEADS = 1
 LOOKUP_SHAPE_NAMES = ("single", "multi", "batched")
+FORWARD_SETS = ("a", "b")  # the forward check's two parameter sets (hidden inputs fwd_a.*, fwd_b.*)
 
 Arrays = dict[str, np.ndarray]
 
@@ -74,6 +75,8 @@ def _array(value: Any) -> np.ndarray:
     if not isinstance(value, torch.Tensor):
         raise StudentError(f"returned {_type_name(value)}, not a torch.Tensor")
     arr = value.detach().to("cpu")
+    if arr.is_complex():  # numpy would keep it complex, and the channel would drop its imaginary part
+        raise StudentError("returned a complex tensor, not a real one")
     if arr.dtype == torch.bfloat16 or arr.dtype == torch.float16:
         arr = arr.float()
     return arr.numpy().copy()
@@ -133,12 +136,30 @@ def _new_model(AttentionTest: Any, seed: int) -> Any:
     return model
 
 
-def _state(model: Any) -> Arrays:
+PARAMETERS_MISMATCH = ("the model's parameters do not match the given __init__ "
+                       "(one img_mlp Linear(784, 32) and one nn.MultiheadAttention)")
+
+
+def parameter_names(p: dict[str, torch.Tensor], prefix: str) -> dict[str, str]:
+    """The grader's parameter set `prefix` among the hidden inputs: state-dict name -> input name."""
+    return {k[len(prefix) + 1:]: k for k in p if k.startswith(prefix + ".")}
+
+
+def _load(model: Any, p: dict[str, torch.Tensor], prefix: str) -> None:
+    """Put the grader's parameters `prefix` into the student's model (they were chosen by the
+    grader, seeded and non-degenerate: the model's own initialisation, zeros included, is
+    never what is judged). A model whose parameters are not the given __init__'s fails."""
+    names = parameter_names(p, prefix)
     try:
-        return {f"param.{k}": v.detach().to("cpu").numpy().copy()
-                for k, v in model.state_dict().items()}
+        own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     except Exception:
         raise StudentError("has parameters that cannot be read") from None
+    if own != {k: tuple(p[v].shape) for k, v in names.items()}:
+        raise StudentError(PARAMETERS_MISMATCH)
+    try:
+        model.load_state_dict({k: p[v] for k, v in names.items()}, strict=True)
+    except Exception:
+        raise StudentError(PARAMETERS_MISMATCH) from None
 
 
 def _pair(result: Any) -> tuple[Any, Any]:
@@ -166,11 +187,15 @@ def evaluate(call: Call, defs: dict[str, Any], p: dict[str, torch.Tensor],
         if batch:
             args = [a.unsqueeze(0).expand(batch, *a.shape).clone() for a in args]
         out = _student(fn, *args, **kwargs)
-        return {"value": _array(out), "is_float": np.array(bool(out.is_floating_point()))}
+        return {"value": _array(out)}  # its dtype says whether it is a float tensor
     if call.target == "forward":
         model = _new_model(fn, MODEL_SEED)
-        output, weights = _pair(_student(model, p["model_img"].clone(), p["model_db"].clone()))
-        return {"output": _array(output), "weights": _array(weights), **_state(model)}
+        out: Arrays = {}
+        for tag in FORWARD_SETS:
+            _load(model, p, f"fwd_{tag}")
+            output, weights = _pair(_student(model, p["model_img"].clone(), p["model_db"].clone()))
+            out[f"output_{tag}"], out[f"weights_{tag}"] = _array(output), _array(weights)
+        return out
     return _train(fn, p, **(training or {}))
 
 
@@ -203,7 +228,7 @@ DEVICE_MIX = ("forward mixes devices: it makes a tensor on the CPU while the mod
 _MIXED = re.compile(r"not on the expected device|same device|two devices|Expected .{0,80}device", re.I)
 
 
-def _portability(AttentionTest: Any, p: dict[str, torch.Tensor], seed: int) -> None:
+def _portability(AttentionTest: Any, p: dict[str, torch.Tensor], seed: int = MODEL_SEED) -> None:
     """The same verdict on every machine: forward once on the CPU (what fails there fails
     everywhere, e.g. a hard-coded `.cuda()`), then with the model and inputs on the `meta`
     device, where a tensor made without `device=` is on the CPU and torch refuses to mix
@@ -220,17 +245,17 @@ def _portability(AttentionTest: Any, p: dict[str, torch.Tensor], seed: int) -> N
 
 
 def _train(AttentionTest: Any, p: dict[str, torch.Tensor], *, device: str = "cpu",
-           cuda_failed: bool = False, gpu_memory_mb: int = 0, **settings: Any) -> Arrays:
+           cuda_failed: bool = False, gpu_memory_mb: int = 0, **_: Any) -> Arrays:
     """The training check on `device`, after the portability probe; on CUDA, a model that
-    fails there for another reason is trained on the CPU (so the verdict is the CPU's)."""
+    fails there for another reason is checked on the CPU (so the verdict is the CPU's)."""
     GPU_MEMORY_MB[0] = gpu_memory_mb
     _neutral_torch()
-    _portability(AttentionTest, p, settings["seed"])
+    _portability(AttentionTest, p)
     if device != "cuda":
-        return {**_train_on(AttentionTest, p, device="cpu", **settings),
+        return {**_gradients_on(AttentionTest, p, device="cpu"),
                 "device": np.array(2 if cuda_failed else 0, dtype=np.int8)}
     try:
-        out = _train_on(AttentionTest, p, device="cuda", **settings)
+        out = _gradients_on(AttentionTest, p, device="cuda")
         torch.cuda.synchronize()  # CUDA reports some errors late: they belong to this attempt
         return {**out, "device": np.array(1, dtype=np.int8)}
     except StudentError as err:
@@ -239,44 +264,52 @@ def _train(AttentionTest: Any, p: dict[str, torch.Tensor], *, device: str = "cpu
     except Exception as exc:  # noqa: BLE001 - a failure outside the student's calls, on CUDA
         _gpu_oom_is_the_verdict(exc)
     _neutral_torch()
-    return {**_train_on(AttentionTest, p, device="cpu", **settings), "device": np.array(3, dtype=np.int8)}
+    return {**_gradients_on(AttentionTest, p, device="cpu"), "device": np.array(3, dtype=np.int8)}
 
 
 def _neutral_torch() -> None:
     """Undo global torch settings a cell may have made that would change the training
-    check by machine: a default device (the batch sampler's generator is on the CPU) and
-    TF32 matmuls on a GPU (the grader recomputes the weights in float64)."""
+    check by machine: a default device and TF32 matmuls on a GPU (the grader recomputes
+    the gradients in float64)."""
     torch.set_default_device(None)
     torch.set_float32_matmul_precision("highest")
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
 
 
-def _train_on(AttentionTest: Any, p: dict[str, torch.Tensor], *, steps: int, batch_size: int,
-              lr: float, seed: int, device: str = "cpu", **_: Any) -> Arrays:
-    """Train the student's model as the lab does (Adam on the MSE of output vs query).
+def training_points(p: dict[str, torch.Tensor]) -> list[str]:
+    """The training check's points: `train_K` parameter sets, each with its batch `train_idx_K`."""
+    return sorted(k.removeprefix("train_idx_") for k in p if k.startswith("train_idx_"))
 
-    Returns the trained parameters and the weights its forward gives on the held-out
-    queries; the trusted side recomputes both the weights and the MSE from the parameters.
+
+def _gradients_on(AttentionTest: Any, p: dict[str, torch.Tensor], *, device: str) -> Arrays:
+    """The training loss the lab uses (MSE of output vs query) and its gradients, at each
+    of the grader's points: parameters of the reference's training run and one batch each.
+
+    No optimizer, seed, step count or learning rate is taken from, or left to, this process:
+    the trusted side compares the loss and gradients with the reference's at the same
+    parameters, and the reference's training reaches the target (docs/calibration.md).
     """
-    model = _new_model(AttentionTest, seed)
+    model = _new_model(AttentionTest, MODEL_SEED)
     try:
         model = model.to(device)
-        params = list(model.parameters())
     except Exception as exc:
         _gpu_oom_is_the_verdict(exc)
         raise StudentError("could not be set up for training") from None
-    if not params:
-        raise StudentError("has no parameters to train")
-    optimizer = torch.optim.Adam(params, lr=lr)
     database = p["data_database"].to(device)
-    db = database.unsqueeze(0).expand(batch_size, -1, -1)
     train = p["data_train"].to(device)
-    g = torch.Generator().manual_seed(seed)
-    model.train()
-    for _ in range(steps):
-        idx = torch.randint(0, train.shape[0], (batch_size,), generator=g).to(device)
+    out: Arrays = {}
+    for point in training_points(p):
+        _load(model, p, f"train_{point}")
+        params = dict(model.named_parameters())
+        if not params:
+            raise StudentError("has no parameters to train")
+        idx = p[f"train_idx_{point}"].to(device)
         x_q = train[idx].unsqueeze(1)
+        db = database.unsqueeze(0).expand(x_q.shape[0], -1, -1)
+        model.train()
+        for param in params.values():  # not model.zero_grad(): the student's class may override it
+            param.grad = None
         output, _w = _pair(_student(model, x_q, db))
         try:
             loss = (output - x_q).pow(2).mean()
@@ -285,22 +318,12 @@ def _train_on(AttentionTest: Any, p: dict[str, torch.Tensor], *, steps: int, bat
         if not (isinstance(loss, torch.Tensor) and loss.requires_grad):
             raise StudentError(NO_GRADIENT)
         try:
-            optimizer.zero_grad()
             loss.backward()
         except Exception as exc:
             _gpu_oom_is_the_verdict(exc)
             raise StudentError("loss cannot be back-propagated") from None
-        optimizer.step()
-    model.eval()
-    weights = []
-    with torch.no_grad():
-        held = p["data_heldout"].to(device)
-        for start in range(0, held.shape[0], batch_size):
-            x_q = held[start:start + batch_size].unsqueeze(1)
-            dbb = database.unsqueeze(0).expand(x_q.shape[0], -1, -1)
-            weights.append(_array(_pair(_student(model, x_q, dbb))[1]))
-    try:
-        w = np.concatenate(weights)
-    except ValueError:
-        raise StudentError("returned weights of changing shapes") from None
-    return {"weights": w, **_state(model.to("cpu"))}
+        out[f"loss_{point}"] = _array(loss)
+        for name, param in params.items():  # a parameter the loss does not reach: zeros
+            grad = param.grad if param.grad is not None else torch.zeros_like(param)
+            out[f"grad_{point}.{name}"] = _array(grad)
+    return out

@@ -27,14 +27,16 @@ import torch
 import torch.nn as nn
 
 # The untrusted side (what the sandbox imports), re-exported for the trusted side.
-from coursekit.calls import (CALLS, CALLS_BY_ID, EMBED_DIM, IMAGE_DIM, LOOKUP_SHAPE_NAMES,  # noqa: F401
-                             MODEL_SEED, NUM_DB, NUM_HEADS, Arrays, Call, StudentError,
-                             _exception_name, evaluate)
+from coursekit.calls import (CALLS, CALLS_BY_ID, EMBED_DIM, FORWARD_SETS, IMAGE_DIM,  # noqa: F401
+                             LOOKUP_SHAPE_NAMES, MODEL_SEED, NUM_DB, NUM_HEADS, Arrays, Call,
+                             StudentError, _exception_name, evaluate, parameter_names,
+                             training_points)
 
 RTOL = 1e-4
 ATOL = 1e-5
 _SEED = 1234  # hidden inputs; never shown to students
 MODEL_BATCH = 4
+_ADAM = torch.optim.Adam  # the reference's optimiser, bound before any notebook cell could patch it
 CONFIG_FILE = "attention_config.json"  # written beside this module in the autograder
 
 
@@ -58,8 +60,9 @@ DESCRIBE = {"single": "a single query", "multi": "multiple queries",
             "batched": "a batch of queries (3-D)"}
 
 
-def probes(bundle: Arrays | None = None) -> dict[str, torch.Tensor]:
-    """Every hidden input, by name. `bundle` (database/train/heldout images) feeds training."""
+def probes(bundle: Arrays | None = None, training: dict[str, Any] | None = None) -> dict[str, torch.Tensor]:
+    """Every hidden input, by name. `bundle` (database/train/heldout images) and `training`
+    (the course's settings) add the training check's points (`reference_training`)."""
     p: dict[str, torch.Tensor] = {}
     for i, (name, (qs, ks)) in enumerate(_LOOKUP_SHAPES.items()):
         g = _gen(i)
@@ -89,11 +92,90 @@ def probes(bundle: Arrays | None = None) -> dict[str, torch.Tensor]:
     p["model_db"] = (torch.rand(NUM_DB, IMAGE_DIM, generator=g) * 2 - 1).unsqueeze(0).expand(
         MODEL_BATCH, -1, -1).contiguous()
     p["model_img"] = torch.rand(MODEL_BATCH, 1, IMAGE_DIM, generator=g) * 2 - 1
+    for tag, (offset, scale) in zip(FORWARD_SETS, ((80, 2.0), (81, 2.5))):
+        for name, value in chosen_parameters(_SEED + offset, scale).items():
+            p[f"fwd_{tag}.{name}"] = value
     if bundle is not None:
         for key in ("database", "train", "heldout"):
             p[f"data_{key}"] = torch.from_numpy(
                 bundle[key].astype(np.float32) / 255.0 * 2 - 1).reshape(-1, IMAGE_DIM)
+        if training is not None:
+            p.update(reference_training(p, training).points)
     return p
+
+
+def chosen_parameters(seed: int, scale: float) -> dict[str, torch.Tensor]:
+    """Parameters of the lab's model that the grader chooses for the forward check: the
+    default initialisation, seeded, with the embedding and the attention's projections
+    scaled by `scale` and non-zero biases, so that the attention weights are far from
+    uniform (the default's are within 20% of 1/100: zeroed parameters would pass)."""
+    with torch.random.fork_rng():  # the global generator is the student's
+        torch.manual_seed(seed)
+        model = ReferenceAttention()
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            model.img_mlp[0].weight.mul_(scale)
+            model.mha.in_proj_weight.mul_(scale)
+            model.mha.in_proj_bias.copy_(0.1 * torch.randn(model.mha.in_proj_bias.shape, generator=g))
+            model.mha.out_proj.bias.copy_(0.1 * torch.randn(model.mha.out_proj.bias.shape, generator=g))
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+@dataclass(frozen=True)
+class ReferenceRun:
+    """The reference's training with the course's budget: its points and held-out MSE."""
+
+    points: dict[str, torch.Tensor]  # train_K.<parameter> and the batch train_idx_K, per point
+    mse: float
+
+
+def reference_training(p: dict[str, torch.Tensor], training: dict[str, Any]) -> ReferenceRun:
+    """Train the lab's reference model as the lab does (Adam on the MSE of retrieval vs
+    query, the course's seed, steps, batch size and learning rate) and keep its parameters
+    at the start, the middle and the end, each with one batch of training queries: the
+    points where the training check compares the student's gradients with these.
+
+    Raises ValueError when the budget does not bring the reference to the target MSE (a
+    course setting that no correct submission could meet).
+    """
+    steps, batch = int(training["steps"]), int(training["batch_size"])
+    with torch.random.fork_rng():  # this side's global generator stays as it was
+        torch.manual_seed(int(training["seed"]))
+        model = ReferenceAttention()
+    optimizer = _ADAM(model.parameters(), lr=float(training["lr"]))
+    db, train = p["data_database"], p["data_train"]
+    g = torch.Generator().manual_seed(int(training["seed"]))
+    keep = sorted({0, steps // 2, steps})
+    points: dict[str, torch.Tensor] = {}
+    for step in range(steps + 1):
+        idx = torch.randint(0, train.shape[0], (batch,), generator=g)
+        if step in keep:
+            k = str(keep.index(step))
+            points.update({f"train_{k}.{n}": v.detach().clone() for n, v in model.state_dict().items()})
+            points[f"train_idx_{k}"] = idx
+        if step == steps:
+            break
+        x_q = train[idx].unsqueeze(1)
+        loss = (torch.matmul(model.weights(x_q, db), db) - x_q).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    run = ReferenceRun(points, heldout_mse(model, p))
+    target = training.get("target_mse")
+    if target is not None and not run.mse <= float(target):
+        raise ValueError(f"the training budget does not bring the reference model to the target: held-out "
+                         f"MSE {run.mse:.4f} > {float(target):.4f} (see docs/calibration.md)")
+    return run
+
+
+def heldout_mse(model: "ReferenceAttention", p: dict[str, torch.Tensor]) -> float:
+    """Held-out MSE of `attn_output_weights @ database` against the queries, in float64."""
+    ref = ReferenceAttention().double()
+    ref.load_state_dict({k: v.detach().double() for k, v in model.state_dict().items()})
+    db, held = p["data_database"].double(), p["data_heldout"].double()
+    with torch.no_grad():
+        w = ref.weights(held.unsqueeze(1), db)
+    return float((torch.matmul(w, db) - held.unsqueeze(1)).pow(2).mean())
 
 
 def load_bundle(path: str | Path) -> Arrays:
@@ -121,18 +203,10 @@ class ReferenceAttention(nn.Module):
         return self.mha(x_q, x_kv, x_kv)[1]
 
 
-def _reference_model(out: Arrays, what: str) -> ReferenceAttention:
+def _reference_model(p: dict[str, torch.Tensor], prefix: str) -> ReferenceAttention:
+    """The reference model (float64) with the grader's parameter set `prefix`."""
     model = ReferenceAttention().double()
-    state = {k.removeprefix("param."): torch.from_numpy(v) for k, v in out.items()
-             if k.startswith("param.")}
-    expected = model.state_dict()
-    if set(state) != set(expected) or any(state[k].shape != expected[k].shape for k in state):
-        _fail(f"{what}: the model's parameters do not match the given __init__ "
-              "(one img_mlp Linear(784, 32) and one nn.MultiheadAttention)")
-    try:
-        model.load_state_dict({k: v.double() for k, v in state.items()})
-    except Exception:
-        _fail(f"{what}: the model's parameters cannot be loaded into the given architecture")
+    model.load_state_dict({k: p[v].double() for k, v in parameter_names(p, prefix).items()})
     return model.eval()
 
 
@@ -196,10 +270,10 @@ def _checked(outputs: Outputs, call_id: str, shape: tuple[int, ...], need_float:
     value = out.get("value")
     if value is None or tuple(value.shape) != shape:
         raise _Why(f"returned a result of the wrong shape (expected {shape})")
-    if need_float and not bool(out.get("is_float", np.array(False))):
-        raise _Why("must return a float tensor, not an integer one")
     if value.dtype.kind not in "fiub":
         raise _Why("returned values that are not numbers")
+    if need_float and value.dtype.kind != "f":  # the array's own dtype: no claim of the job's
+        raise _Why("must return a float tensor, not an integer one")
     return value
 
 
@@ -360,9 +434,43 @@ def _orders_like(weights: np.ndarray, scores: torch.Tensor) -> bool:
     return bool(largest.all() and (top > bottom).all())
 
 
+# Soft weights are a softmax of the scores at some temperature t > 0 (the lab's t = 1, or
+# the √d scaling's t = 1/√d), within these: a hard maximum or any other distribution
+# that merely orders the keys as the scores do is not.
+TEMPERATURE_ATOL = 1e-4
+
+
+def softmax_temperature(got: np.ndarray, scores: torch.Tensor) -> float | None:
+    """The t > 0 with got ≈ softmax(t · scores) over the last dimension, or None.
+
+    t is fitted (least squares over every row) on the logarithms of the weights above
+    1e-30, centred per row; then every weight must agree within TEMPERATURE_ATOL (and
+    RTOL). A one-hot row has a single positive weight and no t of its own: it agrees only
+    where the fitted softmax is itself one-hot to that tolerance.
+    """
+    w = torch.from_numpy(np.asarray(got, dtype=np.float64))
+    s = scores.double()
+    if w.shape != s.shape or not bool(torch.isfinite(w).all()) or bool((w < 0).any()):
+        return None
+    positive = w > 1e-30
+    count = positive.sum(-1, keepdim=True).clamp(min=1)
+    log_w = torch.where(positive, w.clamp(min=1e-300).log(), torch.zeros_like(w))
+    mean_log = log_w.sum(-1, keepdim=True) / count
+    mean_s = torch.where(positive, s, torch.zeros_like(s)).sum(-1, keepdim=True) / count
+    ds = torch.where(positive, s - mean_s, torch.zeros_like(s))
+    dl = torch.where(positive, log_w - mean_log, torch.zeros_like(w))
+    denominator = float((ds * ds).sum())
+    t = float((ds * dl).sum()) / denominator if denominator > 0 else 1.0
+    if not (np.isfinite(t) and t > 0):
+        return None
+    fitted = torch.softmax(t * s, dim=-1)
+    return t if bool(torch.allclose(w, fitted, rtol=RTOL, atol=TEMPERATURE_ATOL)) else None
+
+
 def v_lookup_soft_rows(o: Outputs, p: dict[str, torch.Tensor]) -> None:
-    """Each row of the soft weights is a distribution (non-negative, summing to 1) that
-    ranks the keys as the scores QKᵀ do."""
+    """Soft weights on sharper queries are a softmax of the scores QKᵀ over the keys, at
+    some temperature (the lab's, or scaled by √d): rows are distributions that follow the
+    scores as a softmax does, not a hard maximum or another ordering of the keys."""
     def judge(mode: str, name: str) -> None:
         got = _checked(o, f"lookup_sharp_{name}", _lookup_shape(p, name)).astype(np.float64)
         scores = _scores(p, f"qs_{name}", f"k_{name}")
@@ -375,6 +483,10 @@ def v_lookup_soft_rows(o: Outputs, p: dict[str, torch.Tensor]) -> None:
             raise _soft_cause(got, scores, p[f"qs_{name}"].shape[-1]) or _Why(
                 "the weights do not order the keys as the scores Q Kᵀ do "
                 "(the best-matching key must get the largest weight)")
+        if softmax_temperature(got, scores) is None:
+            raise _soft_cause(got, scores, p[f"qs_{name}"].shape[-1]) or _Why(
+                "the weights are not a softmax of the scores Q Kᵀ over the keys "
+                "(a hard maximum, one-hot rows, is not soft attention)")
 
     _judge_all(o, "lookup", _SOFT, DESCRIBE, judge)
 
@@ -401,14 +513,18 @@ def v_retrieve_one_hot(o: Outputs, p: dict[str, torch.Tensor]) -> None:
     _judge_all(o, "retrieve", {"retrieve": "retrieve with one-hot weights"}, {"onehot": ""}, judge)
 
 
-def _forward(o: Outputs) -> tuple[Arrays, np.ndarray, np.ndarray]:
+def _forward(o: Outputs) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Output and weights of forward for each of the grader's parameter sets, checked for shape."""
     out = _get(o, "forward", "AttentionTest.forward")
     shapes = {"output": (MODEL_BATCH, 1, IMAGE_DIM), "weights": (MODEL_BATCH, 1, NUM_DB)}
-    for key, shape in shapes.items():
-        if key not in out or tuple(out[key].shape) != shape:
-            label = "output" if key == "output" else "attn_output_weights"
-            _fail(f"AttentionTest.forward: {label} has the wrong shape (expected {shape})")
-    return out, out["output"].astype(np.float64), out["weights"].astype(np.float64)
+    for tag in FORWARD_SETS:
+        for key, shape in shapes.items():
+            value = out.get(f"{key}_{tag}")
+            if value is None or tuple(value.shape) != shape:
+                label = "output" if key == "output" else "attn_output_weights"
+                _fail(f"AttentionTest.forward: {label} has the wrong shape (expected {shape})")
+    return {tag: (out[f"output_{tag}"].astype(np.float64), out[f"weights_{tag}"].astype(np.float64))
+            for tag in FORWARD_SETS}
 
 
 def v_forward_shapes(o: Outputs, p: dict[str, torch.Tensor]) -> None:
@@ -416,60 +532,100 @@ def v_forward_shapes(o: Outputs, p: dict[str, torch.Tensor]) -> None:
     _forward(o)
 
 
-def v_forward_weights(o: Outputs, p: dict[str, torch.Tensor]) -> None:
-    """The weights are a distribution over the 100 images and come from the model's attention."""
-    out, _, w = _forward(o)
-    if (w < 0).any() or not _close(w.sum(-1), np.ones(w.shape[:-1])):
-        _fail("AttentionTest.forward: the weights are not a distribution over the 100 "
-              "database images (rows must be non-negative and sum to 1)")
-    model = _reference_model(out, "AttentionTest.forward")
+def _model_weights(p: dict[str, torch.Tensor], tag: str) -> torch.Tensor:
+    """The reference's attention weights on the forward inputs, with the grader's set `tag`."""
     with torch.no_grad():
-        expected = model.weights(p["model_img"].double(), p["model_db"].double())
-    if not _close(w, expected, atol=1e-4):
-        _fail("AttentionTest.forward: the weights are not the attention weights of self.mha "
-              "for the embedded query against the embedded database (keys = values)")
+        return _reference_model(p, f"fwd_{tag}").weights(p["model_img"].double(), p["model_db"].double())
+
+
+def v_forward_weights(o: Outputs, p: dict[str, torch.Tensor]) -> None:
+    """The weights are a distribution over the 100 images and are the model's attention
+    weights, with parameters the grader chose and loaded (two sets: they must follow them)."""
+    for tag, (_, w) in _forward(o).items():
+        if (w < 0).any() or not _close(w.sum(-1), np.ones(w.shape[:-1])):
+            _fail("AttentionTest.forward: the weights are not a distribution over the 100 "
+                  "database images (rows must be non-negative and sum to 1)")
+        if not _close(w, _model_weights(p, tag), atol=1e-4):
+            _fail("AttentionTest.forward: the weights are not the attention weights of self.mha "
+                  "for the embedded query against the embedded database (keys = values)")
 
 
 def v_forward_output(o: Outputs, p: dict[str, torch.Tensor]) -> None:
     """The output is the retrieval with the model's attention weights @ image_database.
 
-    The weights are recomputed from the returned parameters (as in v_forward_weights), not
-    taken from forward: an output that ignores the model must not pass by matching its own
-    made-up weights.
+    The weights are the reference's at the grader's parameters (as in v_forward_weights),
+    not taken from forward: an output that ignores the model must not pass by matching
+    its own made-up weights.
     """
-    out, output, _ = _forward(o)
-    model = _reference_model(out, "AttentionTest.forward")
-    db = p["model_db"].double()
-    with torch.no_grad():
-        expected = torch.matmul(model.weights(p["model_img"].double(), db), db)
-    if not _close(output, expected, atol=1e-4):
-        _fail("AttentionTest.forward: the output is not the retrieval "
-              "attn_output_weights @ image_database (with the attention weights of self.mha)")
+    for tag, (output, _) in _forward(o).items():
+        expected = torch.matmul(_model_weights(p, tag), p["model_db"].double())
+        if not _close(output, expected, atol=1e-4):
+            _fail("AttentionTest.forward: the output is not the retrieval "
+                  "attn_output_weights @ image_database (with the attention weights of self.mha)")
 
 
-def heldout_mse(o: Outputs, p: dict[str, torch.Tensor]) -> float:
-    """Held-out MSE of the trained model, recomputed here from its parameters."""
+# The training check compares gradients at the grader's points (docs/calibration.md):
+# float32 on a CPU or a GPU against float64 here differs by far less than these.
+LOSS_RTOL = 1e-4
+GRAD_RTOL = 1e-3
+_NO_GRADIENT_HINT = {"img_mlp": " (is the embedding computed under torch.no_grad() or detached?)",
+                     "mha": " (are the attention weights detached?)"}
+
+
+def _reference_gradients(p: dict[str, torch.Tensor], point: str) -> tuple[float, dict[str, torch.Tensor]]:
+    """The lab's training loss and its gradients at the grader's point, in float64."""
+    model = _reference_model(p, f"train_{point}")
+    x_q = p["data_train"][p[f"train_idx_{point}"]].double().unsqueeze(1)
+    db = p["data_database"].double()
+    loss = (torch.matmul(model.weights(x_q, db), db) - x_q).pow(2).mean()
+    names, params = zip(*model.named_parameters())
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    return float(loss.detach()), {n: (g if g is not None else torch.zeros_like(t))
+                         for n, g, t in zip(names, grads, params)}
+
+
+def gradient_errors(o: Outputs, p: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Relative error of the student's gradients, per point and parameter (`0.img_mlp.0.weight`):
+    |g - g_ref| / |g_ref| (|g| where the reference's is zero). For calibration and the verdict."""
     out = _get(o, "training", "training: AttentionTest.forward")
-    model = _reference_model(out, "training")
-    db, held = p["data_database"].double(), p["data_heldout"].double()
-    with torch.no_grad():
-        w = model.weights(held.unsqueeze(1), db)
-    claimed = out.get("weights")
-    if claimed is None or tuple(claimed.shape) != tuple(w.shape) or not _close(claimed, w, atol=1e-4):
-        _fail("training: the weights returned by forward are not the attention weights "
-              "of the trained model")
-    return float((torch.matmul(w, db) - held.unsqueeze(1)).pow(2).mean())
+    errors = {}
+    for point in training_points(p):
+        _, grads = _reference_gradients(p, point)
+        for name, ref in grads.items():
+            got = out.get(f"grad_{point}.{name}")
+            if got is None or tuple(got.shape) != tuple(ref.shape) or not np.isfinite(got).all():
+                errors[f"{point}.{name}"] = float("inf")
+                continue
+            diff = float(torch.linalg.vector_norm(torch.from_numpy(got.astype(np.float64)) - ref))
+            scale = float(torch.linalg.vector_norm(ref))
+            errors[f"{point}.{name}"] = diff / scale if scale > 0 else diff
+    return errors
 
 
-def v_training_mse(o: Outputs, p: dict[str, torch.Tensor], target_mse: float = 0.0) -> None:
-    """Training the student's model (fixed budget) reaches the target held-out MSE."""
-    mse = heldout_mse(o, p)
-    if not np.isfinite(mse):
-        _fail("training: the held-out MSE is not finite (nan or inf)")
-    if mse > target_mse:
-        _fail(f"training: after the fixed training budget the held-out MSE is {mse:.3f}, "
-              f"above the target {target_mse:.3f} (the model does not learn to retrieve "
-              "matching images)")
+def v_training(o: Outputs, p: dict[str, torch.Tensor]) -> None:
+    """Training the student's model follows the lab's: at the grader's points (parameters
+    of the reference's run with the course's budget, which reaches the target held-out
+    MSE, and one batch each) the training loss and its gradients for every parameter are
+    the reference's. Nothing about how the job trains is taken from it."""
+    out = _get(o, "training", "training: AttentionTest.forward")
+    errors = gradient_errors(o, p)
+    for point in training_points(p):
+        loss, grads = _reference_gradients(p, point)
+        claimed = out.get(f"loss_{point}")
+        if (claimed is None or claimed.shape != () or not np.isfinite(claimed)
+                or abs(float(claimed) - loss) > LOSS_RTOL * abs(loss)):
+            _fail("training: the training loss (output − query)² is not the lab's model's at the "
+                  "grader's parameters: the output is not the retrieval with self.mha's weights")
+        for name in grads:
+            if errors[f"{point}.{name}"] <= GRAD_RTOL:
+                continue
+            module = name.split(".")[0]
+            got = out.get(f"grad_{point}.{name}")
+            if got is not None and got.shape == tuple(grads[name].shape) and not np.any(got):
+                _fail(f"training: no gradient of the loss reaches self.{module}"
+                      f"{_NO_GRADIENT_HINT.get(module, '')}: training cannot reach the target held-out MSE")
+            _fail(f"training: the gradient of the loss for self.{module} is not the lab's model's: "
+                  "training does not follow the lab's, which reaches the target held-out MSE")
 
 
 @dataclass(frozen=True)
@@ -498,18 +654,13 @@ CASES: dict[str, Case] = {
     "forward_shapes": Case("forward", ("forward",), v_forward_shapes),
     "forward_weights": Case("forward", ("forward",), v_forward_weights),
     "forward_output": Case("forward", ("forward",), v_forward_output),
-    "training_mse": Case("training", ("training",), v_training_mse),
+    "training_mse": Case("training", ("training",), v_training),
 }
 
 
-def verdict(case_id: str, outputs: Outputs, p: dict[str, torch.Tensor],
-            training: dict[str, Any] | None = None) -> None:
+def verdict(case_id: str, outputs: Outputs, p: dict[str, torch.Tensor]) -> None:
     """Judge one hidden case from the outputs of its calls; raises CheckFailed."""
-    case = CASES[case_id]
-    if case_id == "training_mse":
-        case.verdict(outputs, p, target_mse=(training or {})["target_mse"])
-    else:
-        case.verdict(outputs, p)
+    CASES[case_id].verdict(outputs, p)
 
 
 # --- in one process (the notebook's thin test cells) -----------------------------
@@ -532,11 +683,11 @@ def run_case(case_id: str, training: dict[str, Any] | None = None, bundle: Array
     case = CASES[case_id]
     if "training" in case.calls and (training is None or bundle is None):
         training, bundle = bundled_training()
-    p = probes(bundle)
+    p = probes(bundle, training)
     outputs: Outputs = {}
     for call_id in case.calls:
         try:
             outputs[call_id] = evaluate(CALLS_BY_ID[call_id], defs, p, training)
         except StudentError as err:
             outputs[call_id] = err
-    verdict(case_id, outputs, p, training)
+    verdict(case_id, outputs, p)

@@ -29,6 +29,8 @@ SAFE_KINDS = [re.compile(p) for p in (
     r"not implemented yet", r"not defined \(run the cell that defines it\)",
     rf"raised {_BUILTIN_EXC}", r"returned (?:[A-Za-z_]+|a numpy array|an object|None), not a torch\.Tensor",
     r"AttentionTest\(\.\.\.\) is not an nn\.Module", r"has parameters that cannot be read",
+    re.escape(checks_calls.PARAMETERS_MISMATCH),
+    r"returned a complex tensor, not a real one",
     r"forward must return a pair \(output, attn_output_weights\)",
     r"could not be set up for training", r"has no parameters to train",
     r"loss cannot be back-propagated", r"returned weights of changing shapes",
@@ -165,20 +167,23 @@ def _claims(result: sandbox.JobResult) -> dict[str, Any]:
     return outputs
 
 
-# What the untrusted side needs of the training settings (not the target it is judged by);
-# the device is the sandbox's to decide.
-CHILD_TRAINING_KEYS = ("seed", "steps", "batch_size", "lr")
+# What the untrusted side needs of the training settings: nothing. The budget (seed, steps,
+# batch size, learning rate) stays here: the reference's run with it makes the points where
+# the job computes gradients. The device is the sandbox's to decide.
+CHILD_TRAINING_KEYS: tuple[str, ...] = ()
 
 
 def _training_device(result: sandbox.JobResult, asked: str) -> str:
-    """Where the training check ran: the job's claim (a 0-d int8 array naming one of
-    `calls.DEVICES`), "" where it did not finish."""
+    """Where the training check ran, for the report (it changes no score): the job's claim
+    (a 0-d int8 array naming one of `calls.DEVICES`) where it can be true of what the
+    sandbox asked for, else what was asked; "" where the check did not finish."""
     arrays = result.outputs.get("training")
     if not arrays:
         return ""
     code = arrays.get("device")
+    possible = (1, 2, 3) if asked == "cuda" else (0,)  # a CPU job cannot have tried CUDA
     if (isinstance(code, np.ndarray) and code.shape == () and code.dtype == np.int8
-            and int(code) in checks_calls.DEVICES):
+            and int(code) in possible):
         return checks_calls.DEVICES[int(code)]
     return asked
 
@@ -194,7 +199,7 @@ class Grader:
 
         torch.set_num_threads(1)  # deterministic verdicts
         self.training = training
-        self.probes = checks.probes(bundle)
+        self.probes = checks.probes(bundle, training)
         self.limits = limits or sandbox.Limits()
         self.slot = slot
         self.points = case_points()
@@ -242,7 +247,7 @@ class Grader:
                                                f"{case.question}: not graded, the submission {everything}"))
                 continue
             try:
-                checks.verdict(cid, outputs, self.probes, self.training)
+                checks.verdict(cid, outputs, self.probes)
             except checks.CheckFailed as exc:
                 report.cases.append(CaseResult(cid, case.question, points, False, str(exc)))
             except Exception:  # a verdict must never crash grading

@@ -204,6 +204,28 @@ def _model(AttentionTest, what):
     return model
 
 
+# The given __init__'s parameters, and the spread of the ones this check chooses: large
+# enough that the attention weights are far from uniform (as the hidden tests' are).
+_PARAMETERS = {"img_mlp.0.weight": ((32, 784), 0.04), "img_mlp.0.bias": ((32,), 0.03),
+               "mha.in_proj_weight": ((96, 32), 0.25), "mha.in_proj_bias": ((96,), 0.1),
+               "mha.out_proj.weight": ((32, 32), 0.18), "mha.out_proj.bias": ((32,), 0.1)}
+
+
+def _load_chosen(model, what, seed):
+    """Put parameters chosen here (seeded) into the model: forward must use the model's
+    parameters, whatever its own initialisation made of them (zeros included)."""
+    try:
+        own = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    except Exception:  # noqa: BLE001 - the student's module
+        own = None
+    if own != {name: shape for name, (shape, _) in _PARAMETERS.items()}:
+        raise _Failed(f"{what}: the model's parameters do not match the given __init__ (one img_mlp "
+                      "Linear(784, 32) and one nn.MultiheadAttention): keep the __init__ as given")
+    g = torch.Generator().manual_seed(seed)
+    chosen = {name: torch.randn(shape, generator=g) * std for name, (shape, std) in _PARAMETERS.items()}
+    _call(what, "parameters chosen by the check", model.load_state_dict, chosen)
+
+
 def _images(seed, batch):
     """Query images (batch×1×784) and a database (batch×100×784), pixels in [-1, 1] as in the lab."""
     g = torch.Generator().manual_seed(seed)
@@ -226,6 +248,7 @@ def check_forward(AttentionTest):
     kind = "a batch of 2 queries (img 2×1×784, image_database 2×100×784)"
     try:
         model = _model(AttentionTest, what)
+        _load_chosen(model, what, 7)
         model.eval()
         with torch.no_grad():
             output, weights = _forward(model, img, db, what, kind)
@@ -254,8 +277,16 @@ def check_forward(AttentionTest):
 
 
 def check_training(AttentionTest):
-    """One line per failed property of a training step of `AttentionTest`."""
+    """One line per failed property of a training step of `AttentionTest`.
+
+    The hidden training check compares the gradients of the training loss through forward
+    with the lab's model's: a forward that fails its own checks fails training too, and
+    this says so in one line instead of training it.
+    """
     what = "training"
+    if check_forward(AttentionTest):
+        return [f"{what}: fails because AttentionTest.forward fails its checks (see them): training "
+                "is judged on the gradients of forward's output, which must be the lab's retrieval"]
     img, db = _images(6, 4)
     kind = "a training step on 4 queries"
     try:
@@ -273,6 +304,7 @@ def check_training(AttentionTest):
                           " (are the attention weights detached, or made without self.mha?)")
         optimizer.zero_grad()
         _call(what, kind, loss.backward)
+        grads = {name: None if p.grad is None else p.grad.detach().clone() for name, p in params.items()}
         optimizer.step()
     except _Failed as failed:
         return [str(failed)]
@@ -284,7 +316,33 @@ def check_training(AttentionTest):
     if not any(name.startswith("mha") for name in changed):
         failures.append(f"{what}: {kind} does not change self.mha (the attention weights must"
                         " come from self.mha)")
+    if not failures:
+        failures += _gradient_differs(model, before, grads, img, db, what, kind)
     return failures
+
+
+def _gradient_differs(model, before, grads, img, db, what, kind):
+    """The gradients of the loss through forward against the lab's computation's, at the
+    same (initial) parameters: part of it detached changes them though forward's values
+    are right."""
+    try:
+        model.load_state_dict(before)
+        X_q, X_v = model.img_mlp(img), model.img_mlp(db)
+        loss = (torch.bmm(model.mha(X_q, X_v, X_v)[1], db) - img).pow(2).mean()
+        names = list(grads)
+        params = dict(model.named_parameters())
+        lab = torch.autograd.grad(loss, [params[n] for n in names], allow_unused=True)
+    except Exception:  # noqa: BLE001 - a changed __init__: the forward check says what breaks
+        return []
+    for name, ref in zip(names, lab):
+        ref = torch.zeros_like(params[name]) if ref is None else ref
+        got = torch.zeros_like(ref) if grads[name] is None else grads[name]
+        if (got - ref).norm() > 1e-3 * ref.norm() + 1e-8:
+            module = name.split(".")[0]
+            return [f"{what}: {kind} gives self.{module} a gradient other than the lab's forward"
+                    " gives (is part of the computation detached, or made without self.img_mlp"
+                    " and self.mha?)"]
+    return []
 
 
 # torch's words for tensors on two devices (the grader's coursekit/calls.py uses the same)

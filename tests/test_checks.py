@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -236,18 +237,35 @@ def test_training_reference_reaches_target():
     run("training_mse", AttentionTest=ModelRef)
 
 
-def _mse(model) -> float:
-    p = checks.probes(BUNDLE)
-    out = checks.evaluate(checks.CALLS_BY_ID["training"], {"AttentionTest": model}, p, TRAINING)
-    return checks.heldout_mse({"training": out}, p)
+class ModelEmbeddingNoGrad(_Base):  # a right forward whose embedding gets no gradient
+    def forward(self, img, image_database):
+        with torch.no_grad():
+            x_q, x_v = self.img_mlp(img), self.img_mlp(image_database)
+        _, w = self.mha(x_q, x_v, x_v)
+        return torch.bmm(w, image_database), w
+
+
+class ModelZeroInit(_Base):  # zeroed parameters and a forward that ignores them
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        with torch.no_grad():
+            for param in self.parameters():
+                param.zero_()
+
+    def forward(self, img, image_database):
+        w = torch.full((img.shape[0], 1, image_database.shape[1]), 1 / image_database.shape[1],
+                       device=img.device)
+        return torch.bmm(w, image_database), w
 
 
 @pytest.mark.parametrize("model, message", [
-    (ModelUniform, "the weights returned by forward are not the attention weights"),
+    (ModelUniform, "training: the training loss (output − query)² is not the lab's model's"),
     (ModelDetached, "loss cannot be back-propagated: the output does not depend on the model's parameters"),
     (ModelCopiesQuery, "loss cannot be back-propagated"),
     (ModelMhaOutput, "output has shape (B, 1, 32), not the query images' (B, 1, 784): "
                      "the training loss cannot be computed"),
+    (ModelEmbeddingNoGrad, "training: no gradient of the loss reaches self.img_mlp (is the embedding "
+                           "computed under torch.no_grad() or detached?)"),
 ])
 def test_training_no_learning_fails(model, message):
     with pytest.raises(CheckFailed) as info:
@@ -255,17 +273,55 @@ def test_training_no_learning_fails(model, message):
     assert message in str(info.value)
 
 
-def test_untrained_model_misses_target():
+def test_a_stronger_optimizer_in_the_job_does_not_buy_the_training_points(monkeypatch):
+    """Issue 19: `torch.optim.Adam` patched to triple the learning rate made the embedding
+    that gets no gradient reach the target (2/2). The job now runs no optimizer: the
+    verdict is the gradients' at the grader's points, whatever the job's torch does."""
+    real = torch.optim.Adam
+    monkeypatch.setattr(torch.optim, "Adam", lambda params, lr, **kw: real(params, lr=3 * lr, **kw))
+    with pytest.raises(CheckFailed, match="no gradient of the loss reaches self.img_mlp"):
+        run("training_mse", AttentionTest=ModelEmbeddingNoGrad)
+
+
+def test_the_training_verdict_ignores_the_models_own_initialisation_and_optimiser_view():
     class Untrained(ModelRef):
-        def parameters(self, recurse=True):  # the optimiser sees nothing to update
+        def parameters(self, recurse=True):  # an optimiser would see nothing to update
             return iter([torch.nn.Parameter(torch.zeros(1))])
 
-    assert _mse(Untrained) > TRAINING["target_mse"]
+    run("training_mse", AttentionTest=Untrained)  # its forward trains as the lab's does
+    with pytest.raises(CheckFailed):
+        run("training_mse", AttentionTest=ModelZeroInit)
 
 
-def test_training_is_deterministic():
-    assert _mse(ModelRef) == _mse(ModelRef)
-    assert _mse(ModelRef) < TRAINING["target_mse"]
+def test_reference_run_is_deterministic_and_reaches_the_target():
+    p = checks.probes(BUNDLE)
+    one, two = checks.reference_training(p, TRAINING), checks.reference_training(p, TRAINING)
+    assert one.mse == two.mse and one.mse < TRAINING["target_mse"]
+    assert one.points.keys() == two.points.keys()
+    assert all(torch.equal(one.points[k], two.points[k]) for k in one.points)
+    assert sorted(k for k in one.points if k.startswith("train_idx_")) == [
+        "train_idx_0", "train_idx_1", "train_idx_2"]
+    # the three points are three different models along the run
+    w = [one.points[f"train_{k}.img_mlp.0.weight"] for k in "012"]
+    assert not torch.equal(w[0], w[1]) and not torch.equal(w[1], w[2])
+
+
+def test_correct_gradients_are_within_a_thousandth_of_the_reference():
+    p = checks.probes(BUNDLE, TRAINING)
+    out = checks.evaluate(checks.CALLS_BY_ID["training"], {"AttentionTest": ModelRef}, p, {})
+    errors = checks.gradient_errors({"training": out}, p)
+    assert len(errors) == 3 * 6 and max(errors.values()) < checks.GRAD_RTOL / 100
+
+
+def test_the_forward_check_loads_the_graders_parameters():
+    """Issue 19: zeroed parameters made the reference's weights uniform, so a forward
+    returning 1/N and the mean image earned 3/3."""
+    assert _outcomes("forward", AttentionTest=ModelZeroInit) == {
+        "forward_shapes": True, "forward_weights": False, "forward_output": False}
+    p = checks.probes()
+    for tag in checks.FORWARD_SETS:  # the grader's parameters give far-from-uniform weights
+        w = checks._model_weights(p, tag)
+        assert float(w.max()) > 0.05 and float(w.min()) < 0.005
 
 
 def test_training_check_reads_bundled_settings(bundle, tmp_path, monkeypatch):
@@ -282,7 +338,7 @@ def test_training_check_reads_bundled_settings(bundle, tmp_path, monkeypatch):
         json.dumps({**cfg.TRAINING_CHECK, "target_mse": 0.0, "bundle_file": cfg.BUNDLE_FILE}))
     monkeypatch.syspath_prepend(str(mod_dir))
     bundled = importlib.import_module("attention_checks")
-    with pytest.raises(bundled.CheckFailed, match="above the target 0.000"):
+    with pytest.raises(ValueError, match="does not bring the reference model to the target"):
         bundled.run_case("training_mse", AttentionTest=ModelRef)
 
 
@@ -316,6 +372,21 @@ def test_constant_soft_lookup_fails_rows_by_the_ordering_property():
     assert "soft lookup: the weights do not order the keys as the scores Q Kᵀ do" in str(info.value)
 
 
+def lookup_hard_max(Q, K, soft=True):  # one-hot rows at the best key, in both modes
+    scores = Q.float() @ K.float().transpose(-2, -1)
+    return F.one_hot(scores.argmax(-1), scores.shape[-1]).float()
+
+
+def test_a_hard_maximum_earns_only_the_shape_and_one_hot_points():
+    """Issue 19: one-hot rows are distributions that order like the scores, and passed
+    "soft rows" (3 of 5). Soft points need a softmax of the scores (some temperature)."""
+    assert _outcomes("lookup", lookup=lookup_hard_max) == {
+        "lookup_shapes": True, "lookup_hard_scores": False, "lookup_one_hot": True,
+        "lookup_soft_softmax": False, "lookup_soft_rows": False}
+    with pytest.raises(CheckFailed, match="not a softmax of the scores"):
+        run("lookup_soft_rows", lookup=lookup_hard_max)
+
+
 @pytest.mark.parametrize("model, expected", [
     (ModelIgnoresModel, {"forward_shapes": True, "forward_weights": False, "forward_output": False}),
     (ModelUniform, {"forward_shapes": True, "forward_weights": False, "forward_output": False}),
@@ -333,3 +404,25 @@ def test_model_ignoring_output_fails_as_not_the_models_retrieval():
         run("forward_output", AttentionTest=ModelIgnoresModel)
     assert ("the output is not the retrieval attn_output_weights @ image_database"
             in str(info.value))
+
+
+def test_a_claimed_dtype_is_never_believed():
+    """Issue 19: the job's `is_float` flag decided the float-tensor property, so a forged
+    frame could claim it for integer one-hot results (w07 would regain its point). The
+    verdict reads the returned array's own dtype."""
+    p = checks.probes()
+    out = {}
+    for call_id in checks.CASES["lookup_one_hot"].calls:
+        arrays = checks.evaluate(checks.CALLS_BY_ID[call_id], {"lookup": lookup_no_float}, p)
+        assert arrays["value"].dtype.kind == "i"
+        out[call_id] = {**arrays, "is_float": np.array(True)}  # what a forged frame would say
+    with pytest.raises(CheckFailed, match="must return a float tensor"):
+        checks.verdict("lookup_one_hot", out, p)
+
+
+def test_a_complex_result_is_refused_before_the_channel():
+    def lookup_complex(Q, K, soft=True):
+        return (Q.float() @ K.float().transpose(-2, -1)).to(torch.cfloat)
+
+    with pytest.raises(CheckFailed, match="returned a complex tensor, not a real one"):
+        run("lookup_hard_scores", lookup=lookup_complex)

@@ -42,6 +42,13 @@ EXPECTED: dict[str, tuple[float, float, float, float]] = {
     "w25_retrieve_2d_only": (5, 1, 3, 2),  # batched weights only
     "w26_forward_cpu_only": (5, 2, 3, 0),  # trains on the CPU, not on a GPU: 0 everywhere
     "w27_forward_cuda_only": (5, 2, 0, 0),  # runs on a GPU only: 0 everywhere
+    "w28_optimizer_patched": (5, 2, 3, 0),  # no gradient reaches the embedding: Adam x3 buys nothing
+    "w29_zeroed_model": (0, 0, 1, 0),  # zeroed parameters: the grader loads its own
+    "w30_hard_max_lookup": (2, 2, 3, 2),  # one-hot rows: the shape and one-hot cases only
+    "w31_second_softmax": (5, 2, 1, 0),
+    "w32_sharpened_weights": (5, 2, 1, 0),
+    "w33_flipped_database": (5, 2, 2, 0),  # the model's weights, retrieved from the wrong images
+    "w34_keys_detached": (5, 2, 3, 0),  # right values; the keys' embedding gets no gradient
 }
 
 # the one-line message each wrong submission gets for a question it loses points on
@@ -66,6 +73,12 @@ MESSAGES = {
     "w18_retrieve_wrong_order": "retrieve with the weights of a single query: returned a result of the wrong shape",
     "w19_constant_lookup": "soft lookup: the weights do not order the keys as the scores Q Kᵀ do",
     "w20_forward_ignores_model": "the output is not the retrieval attn_output_weights @ image_database",
+    "w28_optimizer_patched": "training: no gradient of the loss reaches self.img_mlp",
+    "w29_zeroed_model": "the weights are not the attention weights of self.mha",
+    "w30_hard_max_lookup": "soft lookup: the weights are not softmax(Q Kᵀ) over the keys",
+    "w31_second_softmax": "the weights are not the attention weights of self.mha",
+    "w33_flipped_database": "the output is not the retrieval attn_output_weights @ image_database",
+    "w34_keys_detached": "training: the gradient of the loss for self.img_mlp is not the lab's model's",
 }
 
 

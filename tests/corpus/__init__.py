@@ -255,6 +255,49 @@ WRONG: dict[str, Spec] = {
     "w26_forward_cpu_only": Spec(REF_LOOKUP, REF_RETRIEVE, _forward(
         extra="attn_output_weights = attn_output_weights + torch.zeros(attn_output_weights.shape)")),
     "w27_forward_cuda_only": Spec(REF_LOOKUP, REF_RETRIEVE, "img = img.cuda()\n" + REF_FORWARD),
+    # verdicts the job could bend before issue 19
+    "w28_optimizer_patched": Spec(REF_LOOKUP, REF_RETRIEVE, """
+        with torch.no_grad():
+            X_q = self.img_mlp(img)
+            X_v = self.img_mlp(image_database)
+        attn_output, attn_output_weights = self.mha(X_q, X_v, X_v)
+        return torch.bmm(attn_output_weights, image_database), attn_output_weights
+        """, after={"forward": """
+        _RealAdam = torch.optim.Adam
+        torch.optim.Adam = lambda params, lr, **kw: _RealAdam(params, lr=3 * lr, **kw)
+        """}),
+    "w29_zeroed_model": Spec(None, None, """
+        n = image_database.shape[1]
+        attn_output_weights = torch.full((img.shape[0], 1, n), 1.0 / n) + 0 * self.img_mlp(img).sum()
+        return torch.bmm(attn_output_weights, image_database), attn_output_weights
+        """, after={"forward": """
+        _given_init = AttentionTest.__init__
+        def _zeroed_init(self, *args, **kwargs):
+            _given_init(self, *args, **kwargs)
+            with torch.no_grad():
+                for p in self.parameters():
+                    p.zero_()
+        AttentionTest.__init__ = _zeroed_init
+        """}),
+    "w30_hard_max_lookup": Spec("""
+        scores = Q.float() @ K.float().transpose(-2, -1)
+        return F.one_hot(scores.argmax(dim=-1), scores.shape[-1]).float()
+        """, REF_RETRIEVE, REF_FORWARD),
+    # wrong outputs whose public training check printed ✅ before issue 19
+    "w31_second_softmax": Spec(REF_LOOKUP, REF_RETRIEVE, _forward(
+        extra="attn_output_weights = torch.softmax(attn_output_weights, dim=-1)")),
+    "w32_sharpened_weights": Spec(REF_LOOKUP, REF_RETRIEVE, _forward(
+        extra=("attn_output_weights = attn_output_weights ** 2 / "
+               "(attn_output_weights ** 2).sum(-1, keepdim=True)"))),
+    "w33_flipped_database": Spec(REF_LOOKUP, REF_RETRIEVE, _forward(
+        retrieval="torch.bmm(attn_output_weights, image_database.flip(1))")),
+    # right values, but the keys' embedding gets no gradient: training is not the lab's
+    "w34_keys_detached": Spec(REF_LOOKUP, REF_RETRIEVE, """
+        X_q = self.img_mlp(img)
+        X_v = self.img_mlp(image_database).detach()
+        attn_output, attn_output_weights = self.mha(X_q, X_v, X_v)
+        return torch.bmm(attn_output_weights, image_database), attn_output_weights
+        """),
 }
 
 SUBMISSIONS: dict[str, Spec] = {**CORRECT, **WRONG}
