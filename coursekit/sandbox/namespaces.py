@@ -28,7 +28,7 @@ MS_NOATIME, MS_NODIRATIME, MS_RELATIME, MS_STRICTATIME = 1024, 2048, 1 << 21, 1 
 MNT_DETACH = 2
 STAGE = "/tmp"  # where the new root is assembled (a private mount: the host's /tmp is untouched)
 DEVICES = ("null", "zero", "full", "random", "urandom")
-TMP_SIZE = "size=256m"  # /tmp and /job are memory: bounded, and counted in neither RSS nor PSS
+TMP_SIZE = "size=256m"  # /tmp and /job are memory: bounded, and counted by the memory cgroup or accounting (memcg.py)
 
 
 def enter(as_root: bool) -> None:
