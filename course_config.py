@@ -129,6 +129,12 @@ AUTOGRADER_REQUIREMENTS = [
     "pyseccomp==0.1.2",  # the sandbox's seccomp layer (libseccomp2 is in Gradescope's image)
     "nvidia-ml-py==13.615.71",  # the GPU memory check (NVML), on a GPU autograder image
 ]
+# Whether the machines that run the autograder zip have an NVIDIA GPU (Gradescope's do
+# not). The image's torch is PyTorch's CPU-only build (from AUTOGRADER_TORCH_CPU_INDEX,
+# no CUDA stack, no NVML) unless TRAINING_CHECK["device"] is "cuda", or "auto" with a GPU
+# here; then it is the registry's CUDA build (several GB more). See coursekit/image.py.
+AUTOGRADER_GPU = False
+AUTOGRADER_TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 # Per-submission limits of the sandbox that runs student code (coursekit grade and
 # the autograder alike): whole submission, one notebook cell, one call of student
 # code on hidden inputs, the training call (about 2 s on one CPU thread), resident memory.

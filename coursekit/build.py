@@ -160,7 +160,7 @@ def check_release(path: Path, hidden_only: bool = False) -> None:
 ASSIGN_ONLY_FILES = (CHECKS_MODULE, PUBLIC_CHECKS_MODULE)
 
 
-def finish_zip(zip_path: Path) -> None:
+def finish_zip(zip_path: Path, image_cuda: bool | None = None) -> None:
     """Make otter assign's zip the one Gradescope runs: nothing of the grader where otter
     copies files next to the submission, and the engine at the zip's root.
 
@@ -169,15 +169,23 @@ def finish_zip(zip_path: Path) -> None:
     plugin reads them there), the checks otter assign needed are dropped, and each test
     file becomes a placeholder: no hidden test, check, seed or datum is ever copied where
     an upload's files lie.
+
+    otter's image (`setup.sh`: Miniforge, conda, torch's CUDA stack, Chromium) gives way
+    to ours (`coursekit.image`: a venv with the exact pins, CPU-only torch unless the
+    course grades on a GPU); `image_cuda` overrides the course's choice.
     """
     import zipfile
 
+    from coursekit import image
     from coursekit.otter_plugin import GRADER_FILES, placeholder_test
 
+    ours = image.image_files(cuda=image_cuda, pdf=False)  # stage_master turns otter's PDFs off
     rewritten = zip_path.with_suffix(".tmp")
     with zipfile.ZipFile(zip_path) as src, zipfile.ZipFile(rewritten, "w", zipfile.ZIP_DEFLATED) as dst:
         for info in src.infolist():
             name = info.filename
+            if name in ours or name in image.REPLACED:
+                continue
             if name.startswith("files/"):
                 if name[len("files/"):] in ASSIGN_ONLY_FILES:
                     continue
@@ -194,6 +202,11 @@ def finish_zip(zip_path: Path) -> None:
         # The settings this build used (the zip grades by them, whatever is installed
         # where it runs: see coursekit.otter_plugin.TrustedGrading).
         dst.write(Path(cfg.__file__).resolve(), "course_config.py")
+        for name, text in ours.items():
+            info = zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0))
+            info.external_attr = (0o755 if not name.endswith(".txt") else 0o644) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            dst.writestr(info, text)
     rewritten.replace(zip_path)
 
 
@@ -333,13 +346,13 @@ def build(*, run_tests: bool = True, out_root: Path | None = None, quiet: bool =
         _run_otter_assign(staged, dist, run_tests)
 
         student = nbformat.read(dist / "student" / staged.name, as_version=4)
-        # The public tests travel in the first cell (Colab has no tests/ folder and refuses
-        # tests kept in notebook metadata), not in the metadata.
-        public_tests = student.metadata["otter"].pop("tests", {})
+        # otter's public tests are not shipped: the first cell's lab_checks.py runs the same
+        # checks without otter (issue 20), and Colab refuses tests kept in notebook metadata.
+        student.metadata["otter"].pop("tests", None)
         student.metadata["otter"].pop("OK_FORMAT", None)  # otter requires it only with tests
-        student = normalise(release_setup.with_setup_cell(student, public_tests))
+        student = normalise(release_setup.with_setup_cell(student))
         solution = make_solutions(normalise(release_setup.with_setup_cell(
-            nbformat.read(dist / "autograder" / staged.name, as_version=4), public_tests)), student)
+            nbformat.read(dist / "autograder" / staged.name, as_version=4))), student)
         for nb, dst in ((student, release_nb), (solution, solution_nb)):
             dst.parent.mkdir(parents=True, exist_ok=True)
             nbformat.write(nb, dst)

@@ -7,7 +7,7 @@ and the sandbox must fall back to what works. This harness makes that container 
 machine where we are fully privileged root, without our own COURSEKIT_REFUSE switch:
 
     python -m tests.container run --zip ZIP [--submission NB] --out DIR
-           [--keep-caps] [--no-seccomp] [--env NAME=VALUE]... [--cwd DIR] -- COMMAND...
+           [--keep-caps] [--no-seccomp] [--env NAME=VALUE]... [--cwd DIR] [--root DIR] -- COMMAND...
 
 1. new mount and PID namespaces (while still privileged); the harness is PID 1 of the
    container, reaps orphans, and ends every process of it when COMMAND ends (as
@@ -16,9 +16,12 @@ machine where we are fully privileged root, without our own COURSEKIT_REFUSE swi
    container; an empty `/autograder` folder is created on the host to mount over if
    there is none): `source/` the unzipped autograder zip, `submission/` the upload,
    `results/`, `submission_metadata.json`, and `run_autograder`: the zip's own, with its
-   mamba activation replaced by this project's virtual environment. A private tmpfs
+   image's venv replaced by this project's virtual environment. A private tmpfs
    `/root` (the container's home) keeps jupyter's and matplotlib's files off the host;
-   `/sys/fs/cgroup` and the mounts below it are read-only, as Docker mounts them;
+   `/sys/fs/cgroup` and the mounts below it are read-only, as Docker mounts them.
+   With `--root DIR` (an image's root folder, e.g. a debootstrap) the container runs
+   there instead (chroot, with the kernel's /proc, /dev, /sys, the host's DNS and CA bundle) and
+   `run_autograder` is the zip's own, unchanged: how tests/test_image.py runs setup.sh;
 3. in the child that runs COMMAND, what runc does for Docker's defaults, in runc's order
    when no_new_privs is not asked for: load moby's default seccomp profile for x86_64
    (`MOBY_*` below; allow-list, EPERM for the rest, `clone` without namespace flags,
@@ -204,20 +207,31 @@ def _mount(source: str | None, target: str, fstype: str | None, flags: int, data
 
 # --- the container ------------------------------------------------------------------------
 
-def _layout(zip_path: Path, submission: Path | None) -> None:
-    """Gradescope's /autograder on a fresh tmpfs (we are in the container's mount namespace)."""
-    _mount("tmpfs", AG, "tmpfs", MS_NOSUID | MS_NODEV, "size=512m,mode=0755")
-    ag = Path(AG)
+def _layout(zip_path: Path, submission: Path | None, root: str = "/") -> None:
+    """Gradescope's /autograder on a fresh tmpfs (we are in the container's mount namespace).
+
+    On the host's files (`root` "/") `run_autograder` is the zip's with the project's venv
+    in place of the image's; in an image root (`--root`) it is the zip's own, unchanged.
+    """
+    ag = Path(root, AG.lstrip("/"))
+    ag.mkdir(exist_ok=True)
+    _mount("tmpfs", str(ag), "tmpfs", MS_NOSUID | MS_NODEV, "size=512m,mode=0755")
     for name in ("source", "submission", "results"):
         (ag / name).mkdir()
     with zipfile.ZipFile(zip_path) as zf:
         zf.extractall(ag / "source")
+    for name in ("setup.sh", "run_autograder"):
+        (ag / "source" / name).chmod(0o755)
     original = (ag / "source" / "run_autograder").read_text()
-    lines = [line for line in original.splitlines() if "mamba" not in line]
-    if not lines or lines[-1].strip() != f"python {AG}/source/run_otter.py":
-        raise RuntimeError(f"the zip's run_autograder changed; harness needs updating:\n{original}")
-    lines.insert(1, f"export PATH={VENV_BIN}:$PATH  # the project's venv in place of mamba's otter-env")
-    (ag / "run_autograder").write_text("\n".join(lines) + "\n")
+    if root == "/":
+        from coursekit.image import VENV
+
+        lines = [line for line in original.splitlines() if "mamba" not in line and VENV not in line]
+        if not lines or lines[-1].strip() != f"python {AG}/source/run_otter.py":
+            raise RuntimeError(f"the zip's run_autograder changed; harness needs updating:\n{original}")
+        lines.insert(1, f"export PATH={VENV_BIN}:$PATH  # the project's venv in place of the image's")
+        original = "\n".join(lines) + "\n"
+    (ag / "run_autograder").write_text(original)
     (ag / "run_autograder").chmod(0o755)
     if submission is not None:
         shutil.copy(submission, ag / "submission" / submission.name)
@@ -229,14 +243,15 @@ def _layout(zip_path: Path, submission: Path | None) -> None:
         "previous_submissions": []}))
 
 
-def _cgroupfs_read_only() -> None:
+def _cgroupfs_read_only(root: str = "/") -> None:
     """Docker mounts cgroupfs read-only in a container that is not privileged: the
     container's copies of /sys/fs/cgroup and every mount below it become read-only
     (the host's stay as they are)."""
+    cgroupfs = os.path.join(root, CGROUPFS.lstrip("/"))
     with open("/proc/self/mountinfo") as f:
         points = [line.split()[4] for line in f]
     for point in points:
-        if point == CGROUPFS or point.startswith(CGROUPFS + "/"):
+        if point == cgroupfs or point.startswith(cgroupfs + "/"):
             _mount(None, point, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 
@@ -258,18 +273,30 @@ def _container_init(args: argparse.Namespace) -> int:
     _check(_libc.prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL), 0, 0, 0), "pdeathsig")
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    _mount("tmpfs", "/root", "tmpfs", MS_NOSUID | MS_NODEV, "size=256m,mode=0700")
-    _cgroupfs_read_only()
-    _layout(Path(args.zip), Path(args.submission) if args.submission else None)
+    root = args.root or "/"
+    if args.root:  # an image's root folder (a debootstrap): the kernel's files, the host's DNS
+        _mount("proc", f"{root}/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        for shared in ("dev", "sys"):
+            _mount(f"/{shared}", f"{root}/{shared}", None, MS_BIND | MS_REC)
+        # the host's DNS, and its CA bundle (a network behind a TLS proxy has its own CA)
+        for host_file in ("/etc/resolv.conf", "/etc/ssl/certs/ca-certificates.crt"):
+            if os.path.isfile(host_file) and os.path.isfile(f"{root}{host_file}"):
+                _mount(host_file, f"{root}{host_file}", None, MS_BIND)
+    _mount("tmpfs", f"{root}/root", "tmpfs", MS_NOSUID | MS_NODEV, "size=256m,mode=0700")
+    _cgroupfs_read_only(root)
+    _layout(Path(args.zip), Path(args.submission) if args.submission else None, root)
     env = {"PATH": PATH, "HOME": "/root", "LANG": "C.UTF-8", "USER": "root", "HOSTNAME": "gradescope"}
     env.update(dict(kv.split("=", 1) for kv in args.env))
     env.pop("COURSEKIT_REFUSE", None)  # the refusals here are the kernel's, never our switch
     child = os.fork()
     if child == 0:
         try:
+            profile = None if args.no_seccomp else moby_seccomp_filter()  # made before a chroot hides pyseccomp
+            if args.root:
+                os.chroot(args.root)
             os.chdir(args.cwd)
-            if not args.no_seccomp:
-                moby_seccomp_filter().load()
+            if profile is not None:
+                profile.load()
             if not args.keep_caps:
                 drop_to_docker_caps()
             os.execvpe(args.command[0], args.command, env)
@@ -287,7 +314,7 @@ def _container_init(args: argparse.Namespace) -> int:
             os.waitpid(-1, 0)
         except ChildProcessError:
             break
-    shutil.copytree(Path(AG) / "results", Path(args.out) / "results", dirs_exist_ok=True)
+    shutil.copytree(Path(root, AG.lstrip("/"), "results"), Path(args.out) / "results", dirs_exist_ok=True)
     (Path(args.out) / "leftovers.json").write_text(json.dumps(left, indent=1))
     return os.waitstatus_to_exitcode(status)
 
@@ -479,11 +506,14 @@ class ContainerRun:
 
 def in_container(command: list[str], *, zip_path: Path, out: Path, submission: Path | None = None,
                  env: dict[str, str] | None = None, cwd: str = AG, keep_caps: bool = False,
-                 seccomp: bool = True, timeout: float = 300) -> ContainerRun:
-    """Run `command` in a fresh container (a subprocess: `python -m tests.container run`)."""
+                 seccomp: bool = True, timeout: float = 300, root: Path | None = None) -> ContainerRun:
+    """Run `command` in a fresh container (a subprocess: `python -m tests.container run`);
+    `root`: an image's root folder to run in (chroot) instead of the host's files."""
     out.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "tests.container", "run", "--zip", str(zip_path), "--out", str(out),
            "--cwd", cwd]
+    if root is not None:
+        cmd += ["--root", str(root)]
     if submission is not None:
         cmd += ["--submission", str(submission)]
     if keep_caps:
@@ -553,6 +583,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--submission")
     r.add_argument("--out", required=True)
     r.add_argument("--cwd", default=AG)
+    r.add_argument("--root", help="an image's root folder: run COMMAND chrooted there")
     r.add_argument("--env", action="append", default=[])
     r.add_argument("--keep-caps", action="store_true")
     r.add_argument("--no-seccomp", action="store_true")
