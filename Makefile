@@ -10,7 +10,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 # torch 2.15.0 / torchvision 0.29.2 pair must come from the registry instead.
 PIP := PIP_CONFIG_FILE=/dev/null $(VENV)/bin/pip
 
-.PHONY: venv build test test-fast selfcheck clean
+.PHONY: venv build test test-fast selfcheck clean colab-check
 
 venv: $(STAMP)
 
@@ -33,6 +33,15 @@ test: venv
 # The fast suites only (a few minutes): skips the tests marked slow.
 test-fast: venv
 	$(PY) -m pytest -q -m "not slow"
+
+# Issue 20: the release and the corpus under Colab's versions (Python 3.13, torch 2.11), in a
+# Debian 13 root made once by debootstrap (installed through apt-get if missing) outside the
+# repository; then offline. Slow (minutes; the first run downloads a few GB): not in `make test`.
+# Needs root. Writes docs/colab-versions.md, docs/calibration*.md and its section of
+# docs/student-experience.md.
+COLAB_ROOT ?= /var/cache/coursekit-colab/root
+colab-check: venv
+	unshare --pid --fork --mount-proc $(PY) benchmarks/colab_versions/colab_check.py --root $(COLAB_ROOT)
 
 clean:
 	rm -rf autograder/attention_basics .cache
