@@ -173,8 +173,7 @@ def test_setup_cell_ships_the_checks_and_no_hidden_test(built):
     first = nb.cells[0]
     assert first.metadata["tags"] == [cfg.IGNORE_TAG] and first.metadata["cellView"] == "form"
     files = files_in_setup_cell(first.source)
-    assert sorted(files) == ["lab_checks.py", "lab_notebook.py", "tests/forward.py",
-                             "tests/lookup.py", "tests/retrieve.py", "tests/training.py"]
+    assert sorted(files) == ["lab_checks.py", "lab_notebook.py"]
     assert files["lab_checks.py"] == (cfg.REPO_ROOT / "coursekit" / "public_checks.py").read_text()
     for text in files.values():
         assert "hidden=True" not in text and "attention_checks" not in text and "run_case" not in text
