@@ -1,22 +1,19 @@
 """A simulated Colab runtime for tests: a Python without otter, a kernel that looks like Colab's.
 
-What makes a runtime "Colab" for the tools the release uses: otter checks
+What makes a runtime "Colab" for the tools the release uses: otter and lab_notebook.py check
 `str(get_ipython())` for "google.colab" (otter/check/utils.py, `IPythonInterpreter`), so the
 kernel here runs a shell class defined in a stub `google.colab._shell` module, as Colab's
-own kernel does. otter is absent: the runtime's site-packages links every package of this
-project's venv except otter-grader, and pip installs otter from a local wheel made from
-the installed copy (no network), through PIP_NO_INDEX/PIP_FIND_LINKS in the kernel's
-environment, so the release's first cell runs its real `pip install` line unchanged.
+own kernel does. otter is absent, and stays so: the runtime's site-packages links every
+package of this project's venv except otter-grader, and pip finds no package to install
+(PIP_NO_INDEX, an empty PIP_FIND_LINKS): the release's first cell installs nothing (issue 20).
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import subprocess
 import sys
 import sysconfig
-import zipfile
 from pathlib import Path
 
 OTTER_DIST = "otter_grader-7.0.0"
@@ -40,21 +37,6 @@ class Kernel(IPythonKernel):
 
 def _site_packages() -> Path:
     return Path(sysconfig.get_paths()["purelib"])
-
-
-def otter_wheel(dest: Path) -> Path:
-    """A wheel of the installed otter-grader (pure Python), from its RECORD; no download."""
-    site = _site_packages()
-    record = site / f"{OTTER_DIST}.dist-info" / "RECORD"
-    wheel = dest / f"{OTTER_DIST}-py3-none-any.whl"
-    dest.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as zf, record.open() as fh:
-        for row in csv.reader(fh):
-            rel = row[0]
-            if rel.startswith("..") or "__pycache__" in rel or not (site / rel).is_file():
-                continue  # console scripts live outside site-packages; pip recreates them
-            zf.write(site / rel, rel)
-    return wheel
 
 
 def colab_runtime(root: Path) -> dict[str, str]:
@@ -88,8 +70,8 @@ def colab_runtime(root: Path) -> dict[str, str]:
         "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}",
                  "--IPKernelApp.kernel_class=google.colab._kernel.Kernel"],
         "display_name": "Colab (simulated)", "language": "python"}))
-    wheels = root / "wheels"
-    otter_wheel(wheels)
+    wheels = root / "wheels"  # empty: an install attempt fails instead of reaching out
+    wheels.mkdir()
     return {"JUPYTER_PATH": str(root / "share" / "jupyter"), "PIP_NO_INDEX": "1",
             "PIP_FIND_LINKS": str(wheels), "PIP_DISABLE_PIP_VERSION_CHECK": "1",
             "PYTHONNOUSERSITE": "1"}

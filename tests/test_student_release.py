@@ -1,7 +1,7 @@
 """The release as students run it: on (simulated) Colab from the .ipynb alone, and renamed.
 
-Colab: an empty folder with only the notebook, otter absent until the first cell installs
-it (from a local wheel, no network), a kernel otter recognises as Colab's (tests/colab_sim.py).
+Colab: an empty folder with only the notebook, otter absent throughout (the first cell
+installs nothing, issue 20), a kernel otter recognises as Colab's (tests/colab_sim.py).
 Offline the MNIST test split stands in for the training split (a harness cell after the
 set-up cell says so) and training runs 1 epoch. The file the notebook tells the student
 to upload is graded by `otter run` and `coursekit grade`.
@@ -30,6 +30,8 @@ PASS = "✅ {q}: every public check passed (the hidden tests decide the grade)"
 VARIANT = "w21_scaled_only_when_soft"  # passed every public check before issue 11
 VARIANT_LOOKUP = ("❌ lookup with multiple queries (Q 3×4, K 5×4, soft=True): the scores are "
                   "scaled by √d; the lab's weights are softmax(QKᵀ), unscaled")
+OTTER_PROBE = ("import importlib.util\n"
+               "print('otter importable:', importlib.util.find_spec('otter') is not None)")
 HARNESS = (
     "# test harness: offline, the MNIST test split stands in for the training split\n"
     f"import sys; sys.path.insert(0, {str(cfg.REPO_ROOT)!r})\n"
@@ -101,10 +103,14 @@ def test_release_on_colab_checks_and_submits(built, colab, tmp_path, variant):
     # the solution runs top to bottom; the variant only its definitions and checks (faster)
     nb = student_notebook(built["release"], spec, skip_ignored=variant != "solution")
     nbformat.write(nb, folder / f"{cfg.ASSIGNMENT}.ipynb")
+    nb.cells.append(nbformat.v4.new_code_cell(OTTER_PROBE))
     run(nb, folder, "colab")
 
-    installed = next((colab / "venv" / "lib").glob("python3*/site-packages")) / "otter"
-    assert installed.is_dir() and not installed.is_symlink()  # the first cell installed otter
+    assert shown(nb.cells[0]) == []  # the first cell says nothing: no pip, no restart prompt
+    assert shown(nb.cells.pop()) == ["otter importable: False"]  # nothing installed it
+    site = next((colab / "venv" / "lib").glob("python3*/site-packages"))
+    assert not (site / "otter").exists()
+    assert sorted(p.name for p in folder.iterdir() if p.suffix == ".py") == ["lab_checks.py", "lab_notebook.py"]
     checks = check_outputs(nb)
     assert list(checks) == ["lookup", "retrieve", "forward", "training"]
     for question, lines in checks.items():
@@ -117,7 +123,7 @@ def test_release_on_colab_checks_and_submits(built, colab, tmp_path, variant):
     export = [c for c in nb.cells if c.source.strip().startswith("# Save your notebook")
               or "grader.export(" in c.source]
     assert shown(export[-1]) == [COLAB_SUBMIT]
-    assert not list(folder.glob("*.zip"))  # otter cannot export on Colab: nothing half-made
+    assert not list(folder.glob("*.zip"))  # on Colab the notebook itself is uploaded
 
     if variant != "solution":
         return
