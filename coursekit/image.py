@@ -4,8 +4,9 @@ otter's own `setup.sh` downloads Miniforge from GitHub, makes a conda environmen
 installs torch with the whole CUDA stack (several GB; Gradescope has no GPU) and always
 installs playwright and Chromium. Ours (issue 20) installs only what the grader runs:
 
-- Python 3.11 from the distribution's packages (Ubuntu's `python3.11`, `python3.11-venv`)
-  unless the image already has it, and a virtual environment in `VENV`;
+- Python 3.11 (a final release) from the distribution's packages unless the image has it
+  (`python3.11`, `python3.11-venv`; on Ubuntu 22.04, whose archive has only 3.11.0rc1 —
+  torch cannot import there — from the deadsnakes PPA), and a virtual environment in `VENV`;
 - torch and torchvision from PyTorch's CPU-only wheel index unless the course grades on
   a GPU (`uses_cuda`); then the registry's CUDA build and NVML's bindings;
 - every other package pinned to the version this build ran with, installed without
@@ -102,6 +103,7 @@ def requirement_files(*, cuda: bool, pdf: bool = False) -> dict[str, str]:
 def setup_sh(*, cuda: bool, pdf: bool = False) -> str:
     """The script Gradescope runs once to build the image (as root, in Ubuntu 22.04)."""
     python = f"python{cfg.AUTOGRADER_PYTHON_VERSION}"
+    major, minor = cfg.AUTOGRADER_PYTHON_VERSION.split(".")[:2]
     torch_index = "" if cuda else f" --index-url {cfg.AUTOGRADER_TORCH_CPU_INDEX}"
     pdf_step = (f'"$VENV/bin/python" -m playwright install --with-deps chromium  # PDFs are on\n'
                 if pdf else "")
@@ -113,11 +115,20 @@ export DEBIAN_FRONTEND=noninteractive
 VENV={VENV}
 PYTHON={python}
 
-# Python {cfg.AUTOGRADER_PYTHON_VERSION} with venv from the distribution, unless the image has it.
-if ! command -v "$PYTHON" >/dev/null || ! "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null; then
+# Python {cfg.AUTOGRADER_PYTHON_VERSION} (a final release: torch cannot import in a release candidate) with
+# venv, from the distribution's packages unless the image has it.
+final() {{ "$PYTHON" -c 'import sys, ensurepip, venv
+sys.exit(sys.version_info[:2] != ({major}, {minor}) or sys.version_info.releaselevel != "final")' 2>/dev/null; }}
+if ! final; then
     apt-get update
+    if apt-cache policy "$PYTHON" | grep -q 'Candidate: .*~rc' && grep -qi ubuntu /etc/os-release; then
+        # Ubuntu 22.04 (Gradescope's base) has only 3.11.0rc1: the deadsnakes PPA's build
+        apt-get install -y --no-install-recommends software-properties-common gpg-agent
+        add-apt-repository -y ppa:deadsnakes/ppa
+    fi
     apt-get install -y --no-install-recommends "$PYTHON" "$PYTHON-venv"
     rm -rf /var/lib/apt/lists/*
+    final || {{ echo "setup.sh: no final Python {cfg.AUTOGRADER_PYTHON_VERSION} with venv here" >&2; exit 1; }}
 fi
 "$PYTHON" -m venv --clear "$VENV"
 

@@ -4,14 +4,17 @@ Fast: what `coursekit.image` writes (no conda, no Chromium, CPU-only torch unles
 course grades on a GPU, exact pins that match the lock) and that the built zip carries it.
 
 Slow (`TestImageBuild`): the zip's setup.sh run for real in the Gradescope-like container
-of `tests/container.py` (Docker's capabilities and seccomp profile), chrooted in an
-Ubuntu 22.04 root (Gradescope's base) made by debootstrap and cached in `IMAGE_CACHE`
-(made on first use; ~2 min); Ubuntu's archive and the package registry are the only
+of `tests/container.py` (Docker's capabilities and seccomp profile), chrooted in a
+Debian 12 minbase root (no Python at all) made by debootstrap and cached in `IMAGE_CACHE`
+(made on first use, ~2 min); Debian's archive and the package registry are the only
 sources. Then `/autograder/run_autograder` grades the solutions (12/12) and the untouched
-release (0/12) in that image. PyTorch's CPU index (download.pytorch.org) cannot be
-reached from every machine that runs this: where it cannot, the image under test is the
-GPU-grader variant (the registry's CUDA build, the same script but for the torch line),
-and `test_cpu_torch_line_resolves` is skipped with the reason.
+release (0/12) in that image. Not Ubuntu 22.04, Gradescope's base: its archive's
+python3.11 is 3.11.0rc1, in which torch 2.15 cannot import, so setup.sh takes Python from
+the deadsnakes PPA there, which this machine cannot reach (docs/performance.md).
+PyTorch's CPU index (download.pytorch.org) cannot be reached from every machine that
+runs this either: where it cannot, the image under test is the GPU-grader variant (the
+registry's CUDA build; the same script but for the torch line), and
+`test_cpu_torch_line_resolves` is skipped with the reason.
 """
 
 from __future__ import annotations
@@ -31,8 +34,8 @@ import course_config as cfg
 from coursekit import image
 
 IMAGE_CACHE = Path(os.environ.get("COURSEKIT_IMAGE_CACHE", "/var/cache/coursekit-image"))
-BASE = IMAGE_CACHE / "jammy-base"
-UBUNTU = "http://archive.ubuntu.com/ubuntu"
+BASE = IMAGE_CACHE / "bookworm-base"
+DEBIAN = "http://deb.debian.org/debian"
 NOT_IN_A_CPU_IMAGE = ("nvidia-", "cuda-", "triton", "playwright", "pypdf")
 
 
@@ -109,22 +112,17 @@ CPU_INDEX_REACHABLE = _reachable(CPU_INDEX_HOST)
 
 
 def base_root() -> Path:
-    """Ubuntu 22.04 (minbase + python3 3.10, as Gradescope's base has), cached."""
+    """Debian 12 minbase (no Python), cached."""
     if BASE.is_dir():
         return BASE
     if not shutil.which("debootstrap"):
         pytest.skip(f"no {BASE} and no debootstrap to make it")
     tmp = BASE.with_suffix(".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    # Debian carries no Ubuntu keyring: the first stage is unchecked; apt inside the root
-    # checks everything after with the root's own ubuntu-keyring.
-    subprocess.run(["debootstrap", "--variant=minbase", "--no-check-gpg", "--components=main,universe",
-                    "--include=python3,ca-certificates", "jammy", str(tmp), UBUNTU],
-                   check=True, capture_output=True, timeout=900)
-    (tmp / "etc/apt/sources.list").write_text(
-        "".join(f"deb {UBUNTU} {suite} main universe\n" for suite in ("jammy", "jammy-updates"))
-        + "deb http://security.ubuntu.com/ubuntu jammy-security main universe\n")
+    subprocess.run(["debootstrap", "--variant=minbase", "--include=ca-certificates", "bookworm",
+                    str(tmp), DEBIAN], check=True, capture_output=True, timeout=900)
     shutil.rmtree(tmp / "var/lib/apt/lists", ignore_errors=True)
+    (tmp / "var/lib/apt/lists/partial").mkdir(parents=True)
     tmp.rename(BASE)
     return BASE
 
