@@ -47,13 +47,13 @@ HOSTILE = {
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 def test_hostile_frames_are_refused_before_allocation(name):
     with pytest.raises(ChannelError):
-        FrameReader().feed(HOSTILE[name])
+        list(FrameReader().feed(HOSTILE[name]))
 
 
 def test_the_byte_budget_is_enforced():
     reader = FrameReader(budget=1000)
     with pytest.raises(ChannelError, match="more data than allowed"):
-        reader.feed(b"\0" * 1001)
+        list(reader.feed(b"\0" * 1001))
 
 
 def test_frames_round_trip_in_pieces():
@@ -73,6 +73,25 @@ def test_frames_round_trip_in_pieces():
     # 0-d arrays stay 0-d (np.ascontiguousarray made them 1-d: the training call's device
     # code and losses came back with shape (1,), and the device claim was never read)
     assert frames[1].arrays["is_float"].shape == ()
+
+
+def test_frames_before_a_malformed_one_in_the_same_read_are_delivered():
+    """A cell that writes junk on the channel is blamed only if its own `cell` frame is
+    taken first. When that frame and the junk arrived in one read, the reader raised
+    before returning it, so the cell before (the one defining lookup) was skipped on the
+    restart: TestFdEscape's flake (lookup 0 for a submission whose junk cell came after)."""
+    r, w = os.pipe()
+    channel.write_frame(w, "cell", i=0)
+    channel.write_frame(w, "cell", i=1)
+    os.write(w, b"\x7f\xff\xff\xff" + b"junk" * 16)
+    os.close(w)
+    data = os.read(r, 1 << 16)
+    os.close(r)
+    taken = []
+    with pytest.raises(ChannelError, match="bad length"):
+        for frame in FrameReader().feed(data):
+            taken.append(frame.fields["i"])
+    assert taken == [0, 1]
 
 
 # --- the job protocol: only forward --------------------------------------------------------

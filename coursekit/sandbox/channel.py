@@ -20,7 +20,7 @@ import os
 import re
 import struct
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -159,18 +159,21 @@ class FrameReader:
         self._specs: list[tuple[str, np.dtype, tuple[int, ...], int]] = []
         self._need = 4
 
-    def feed(self, data: bytes) -> list[Frame]:
-        """Take bytes read from the pipe; return the frames completed by them."""
+    def feed(self, data: bytes) -> Iterator[Frame]:
+        """Take bytes read from the pipe; yield the frames completed by them, each before
+        anything after it is parsed: a malformed frame raises `ChannelError` only once the
+        frames before it in the same read were taken (the job is blamed where it was)."""
         self.budget -= len(data)
         if self.budget < 0:
             raise ChannelError("the submission sent more data than allowed")
         self.buffer += data
-        frames = []
+        return self._frames()
+
+    def _frames(self) -> Iterator[Frame]:
         while len(self.buffer) >= self._need:
             frame = self._step()
             if frame is not None:
-                frames.append(frame)
-        return frames
+                yield frame
 
     def _take(self, n: int) -> bytes:
         chunk = bytes(self.buffer[:n])
