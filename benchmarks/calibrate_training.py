@@ -53,7 +53,7 @@ WRONG_GRADIENTS = ("w28_optimizer_patched", "w34_keys_detached")
 
 def no_learning(p: dict, training: dict) -> dict[str, float]:
     """Held-out MSE of models that learn nothing: the initial parameters, uniform weights."""
-    with torch.random.fork_rng():
+    with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(training["seed"]))
         frozen = checks.ReferenceAttention()
     db, held = p["data_database"].double(), p["data_heldout"].double()

@@ -109,7 +109,7 @@ def chosen_parameters(seed: int, scale: float) -> dict[str, torch.Tensor]:
     default initialisation, seeded, with the embedding and the attention's projections
     scaled by `scale` and non-zero biases, so that the attention weights are far from
     uniform (the default's are within 20% of 1/100: zeroed parameters would pass)."""
-    with torch.random.fork_rng():  # the global generator is the student's
+    with torch.random.fork_rng(devices=[]):  # the global generator is the student's
         torch.manual_seed(seed)
         model = ReferenceAttention()
         g = torch.Generator().manual_seed(seed)
@@ -139,7 +139,10 @@ def reference_training(p: dict[str, torch.Tensor], training: dict[str, Any]) -> 
     course setting that no correct submission could meet).
     """
     steps, batch = int(training["steps"]), int(training["batch_size"])
-    with torch.random.fork_rng():  # this side's global generator stays as it was
+    if steps < 2 or batch < 1:  # three distinct points need two steps at least
+        raise ValueError(f"the training budget needs at least 2 steps and a batch of 1 or more "
+                         f"(steps {steps}, batch_size {batch})")
+    with torch.random.fork_rng(devices=[]):  # this side's global generator stays as it was
         torch.manual_seed(int(training["seed"]))
         model = ReferenceAttention()
     optimizer = _ADAM(model.parameters(), lr=float(training["lr"]))
@@ -608,6 +611,8 @@ def v_training(o: Outputs, p: dict[str, torch.Tensor]) -> None:
     MSE, and one batch each) the training loss and its gradients for every parameter are
     the reference's. Nothing about how the job trains is taken from it."""
     out = _get(o, "training", "training: AttentionTest.forward")
+    if len(training_points(p)) != 3:  # a grader without its points must not pass everyone
+        raise RuntimeError("the hidden inputs hold no training points (probes() without the settings)")
     errors = gradient_errors(o, p)
     for point in training_points(p):
         loss, grads = _reference_gradients(p, point)

@@ -306,6 +306,16 @@ def test_reference_run_is_deterministic_and_reaches_the_target():
     assert not torch.equal(w[0], w[1]) and not torch.equal(w[1], w[2])
 
 
+def test_a_grader_without_training_points_judges_no_one():
+    """Without the points (probes() called without the settings) the verdict's loops
+    would run zero times and pass every submission."""
+    p = checks.probes(BUNDLE)
+    with pytest.raises(RuntimeError, match="no training points"):
+        checks.verdict("training_mse", {"training": {}}, p)
+    with pytest.raises(ValueError, match="at least 2 steps"):
+        checks.reference_training(p, {**TRAINING, "steps": 1})
+
+
 def test_correct_gradients_are_within_a_thousandth_of_the_reference():
     p = checks.probes(BUNDLE, TRAINING)
     out = checks.evaluate(checks.CALLS_BY_ID["training"], {"AttentionTest": ModelRef}, p, {})
