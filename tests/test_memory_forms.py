@@ -179,3 +179,27 @@ def test_memfd_is_counted_in_a_docker_like_container(tmp_path):
     assert out["skipped"] == {"0": "out of memory"}
     assert out["cells_run"] == [0, 1]
     assert out["memory_guard"].startswith("accounting")
+
+
+# --- System V shared memory: refused by seccomp --------------------------------------------
+
+def test_sysv_shared_memory_is_refused_by_the_seccomp_layer():
+    """A SysV segment is in no resident set and no open file, and outlives a job without an
+    IPC namespace: the filter denies shmget (review of issue 19). The attack program
+    exits 1 if it could make one, 0 if the kernel said EPERM."""
+    from coursekit.sandbox import seccomp
+
+    if not seccomp.available():
+        pytest.skip("libseccomp is not available here")
+    attack = Path(__file__).parent / "attacks" / "memory" / "sysv_shm.py"
+    unfiltered = subprocess.run([sys.executable, str(attack)], check=False)
+    assert unfiltered.returncode == 1  # the machine allows it: the filter is what refuses
+    pid = os.fork()
+    if pid == 0:
+        try:
+            seccomp.restrict()
+            os.execv(sys.executable, [sys.executable, str(attack)])
+        finally:
+            os._exit(3)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -3,7 +3,8 @@
 Denies, with EPERM, the system calls student code has no use for and that reach past
 the other layers: namespaces and mounts (`unshare`, `setns`, `mount`, `clone` with
 namespace flags...), tracing and reading other processes' memory, kernel keyrings,
-BPF, perf, io_uring, kernel modules, clocks, reboot; and sockets: no network even where
+BPF, perf, io_uring, kernel modules, clocks, reboot, System V shared memory and message
+queues (memory held outside every process, which can outlive the job); and sockets: no network even where
 no network namespace could be made and, where the job shares the host's filesystem and
 network namespace (the `landlock` and `process` levels), no UNIX socket either, so it
 cannot connect to the host's local services — `docker.sock`, D-Bus, a database — by path
@@ -26,6 +27,9 @@ DENIED = (
     "swapon", "swapoff", "syslog", "acct", "quotactl", "open_by_handle_at", "name_to_handle_at",
     "settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "iopl", "ioperm",
     "fanotify_init", "lookup_dcookie", "vhangup", "personality",
+    # System V shared memory and message queues: memory in no resident set and no open
+    # file (accounting cannot see it) that, without an IPC namespace, outlives the job
+    "shmget", "msgget",
 )
 
 
