@@ -228,16 +228,16 @@ DEVICE_MIX = ("forward mixes devices: it makes a tensor on the CPU while the mod
 _MIXED = re.compile(r"not on the expected device|same device|two devices|Expected .{0,80}device", re.I)
 
 
-def _portability(AttentionTest: Any, p: dict[str, torch.Tensor], seed: int = MODEL_SEED) -> None:
+def _portability(AttentionTest: Any, p: dict[str, torch.Tensor]) -> None:
     """The same verdict on every machine: forward once on the CPU (what fails there fails
     everywhere, e.g. a hard-coded `.cuda()`), then with the model and inputs on the `meta`
     device, where a tensor made without `device=` is on the CPU and torch refuses to mix
     the two, as it does on a GPU. Only that refusal counts: `meta` cannot run every op."""
     x_q = p["data_train"][:2].unsqueeze(1)
     db = p["data_database"].unsqueeze(0).expand(2, -1, -1)
-    _pair(_student(_new_model(AttentionTest, seed), x_q.clone(), db.clone()))
+    _pair(_student(_new_model(AttentionTest, MODEL_SEED), x_q.clone(), db.clone()))
     try:
-        model = _new_model(AttentionTest, seed).to("meta")
+        model = _new_model(AttentionTest, MODEL_SEED).to("meta")
         model(torch.empty(x_q.shape, device="meta"), torch.empty(db.shape, device="meta"))
     except Exception as exc:  # noqa: BLE001 - everything but mixing devices is fine here
         if isinstance(exc, RuntimeError) and _MIXED.search(str(exc)):

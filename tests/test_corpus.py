@@ -49,6 +49,7 @@ EXPECTED: dict[str, tuple[float, float, float, float]] = {
     "w32_sharpened_weights": (5, 2, 1, 0),
     "w33_flipped_database": (5, 2, 2, 0),  # the model's weights, retrieved from the wrong images
     "w34_keys_detached": (5, 2, 3, 0),  # right values; the keys' embedding gets no gradient
+    "w35_weights_squeezed": (5, 2, 0, 2),  # weights of the wrong shape; training uses the output
 }
 
 # the one-line message each wrong submission gets for a question it loses points on

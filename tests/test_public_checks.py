@@ -75,18 +75,24 @@ def test_hidden_point_losses_fail_a_public_check(public, name):
             assert public[name][q], f"{name} loses hidden {q} points but passes its public checks"
 
 
-FOLLOWS = ("training: fails because AttentionTest.forward fails its checks (see them): training is "
-           "judged on the gradients of forward's output, which must be the lab's retrieval")
+FOLLOWS = ("training: fails because the output of AttentionTest.forward is not the lab's retrieval "
+           "(see its checks): training is judged on the gradients of that output")
 
 
 @pytest.mark.parametrize("name", sorted(WRONG))
 def test_a_training_loss_that_follows_from_forward_says_so_in_one_line(public, name):
     """Issue 19: wrong outputs (a second softmax, sharpened weights, a flipped database)
-    lost the hidden training points while the public training check printed ✅."""
-    if public[name]["forward"]:
+    lost the hidden training points while the public training check printed ✅. Where
+    forward fails but its output is right (w35: weights squeezed), training passes on both
+    sides: the hidden check uses the output only."""
+    training = EXPECTED[name][list(cfg.AUTOGRADED_POINTS).index("training")]
+    if public[name]["forward"] and training == 0:
+        assert public[name]["training"] == [FOLLOWS], name
+    if training == cfg.AUTOGRADED_POINTS["training"]:
+        assert public[name]["training"] == [], name
+    if FOLLOWS in public[name]["training"]:
+        assert public[name]["forward"] and training == 0, name
         assert public[name]["training"] == [FOLLOWS]
-    else:
-        assert FOLLOWS not in public[name]["training"]
 
 
 def test_table_in_docs_matches(public):

@@ -27,7 +27,7 @@ import numpy as np
 MAX_HEADER = 16 << 10  # bytes of one JSON header
 MAX_ARRAYS = 64  # arrays in one frame
 MAX_NDIM = 4
-MAX_FRAME_BYTES = 64 << 20  # array bytes of one frame (the training call's parameters are ~0.2 MB)
+MAX_FRAME_BYTES = 64 << 20  # array bytes of one frame (the training call's gradients are ~0.6 MB)
 MAX_JOB_BYTES = 256 << 20  # everything one job may send, all restarts together
 DTYPES = {"<f2", "<f4", "<f8", "|b1", "|u1", "<u2", "<u4", "<u8", "|i1", "<i2", "<i4", "<i8"}
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,127}")

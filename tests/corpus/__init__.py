@@ -291,6 +291,13 @@ WRONG: dict[str, Spec] = {
                "(attn_output_weights ** 2).sum(-1, keepdim=True)"))),
     "w33_flipped_database": Spec(REF_LOOKUP, REF_RETRIEVE, _forward(
         retrieval="torch.bmm(attn_output_weights, image_database.flip(1))")),
+    # the weights squeezed to (B, 100): forward's checks fail, training (the output) does not
+    "w35_weights_squeezed": Spec(REF_LOOKUP, REF_RETRIEVE, """
+        X_q = self.img_mlp(img)
+        X_v = self.img_mlp(image_database)
+        attn_output, attn_output_weights = self.mha(X_q, X_v, X_v)
+        return torch.bmm(attn_output_weights, image_database), attn_output_weights.squeeze(1)
+        """),
     # right values, but the keys' embedding gets no gradient: training is not the lab's
     "w34_keys_detached": Spec(REF_LOOKUP, REF_RETRIEVE, """
         X_q = self.img_mlp(img)
