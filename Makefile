@@ -10,7 +10,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 # torch 2.15.0 / torchvision 0.29.2 pair must come from the registry instead.
 PIP := PIP_CONFIG_FILE=/dev/null $(VENV)/bin/pip
 
-.PHONY: venv build test test-fast selfcheck clean colab-check
+.PHONY: venv build test test-fast selfcheck clean colab-check image-check
 
 venv: $(STAMP)
 
@@ -42,6 +42,13 @@ test-fast: venv
 COLAB_ROOT ?= /var/cache/coursekit-colab/root
 colab-check: venv
 	unshare --pid --fork --mount-proc $(PY) benchmarks/colab_versions/colab_check.py --root $(COLAB_ROOT)
+
+# Issue 20: the autograder zip's setup.sh and run_autograder for real, in the Gradescope-like
+# container chrooted in a Debian 12 root (debootstrap, installed through apt-get if missing,
+# cached in /var/cache/coursekit-image). Downloads a few GB; minutes. Needs root.
+image-check: venv
+	command -v debootstrap >/dev/null || (apt-get update -q && apt-get install -y -q debootstrap)
+	COURSEKIT_IMAGE_TEST=1 unshare --pid --fork --mount-proc $(PY) -m pytest -q -s tests/test_image.py
 
 clean:
 	rm -rf autograder/attention_basics .cache
