@@ -220,8 +220,9 @@ def _layout(zip_path: Path, submission: Path | None, root: str = "/") -> None:
         (ag / name).mkdir()
     with zipfile.ZipFile(zip_path) as zf:
         zf.extractall(ag / "source")
-    for name in ("setup.sh", "run_autograder"):
-        (ag / "source" / name).chmod(0o755)
+    for name in ("setup.sh", "run_autograder"):  # a test's minimal zip may hold no setup.sh
+        if (ag / "source" / name).is_file():
+            (ag / "source" / name).chmod(0o755)
     original = (ag / "source" / "run_autograder").read_text()
     if root == "/":
         from coursekit.image import VENV

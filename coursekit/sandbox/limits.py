@@ -222,21 +222,20 @@ def _held_files(pid: int, skip_devices: set[int], seen: set[tuple[int, int]]) ->
         return 0
     for name in names[:NOFILE + 64]:
         path = f"/proc/{pid}/fd/{name}"  # a magic link the kernel made: safe to follow
-        try:
-            st = os.stat(path)
-        except OSError:
-            continue
-        key = (st.st_dev, st.st_ino)
-        if not stat.S_ISREG(st.st_mode) or key in seen or st.st_dev in skip_devices:
-            continue
-        seen.add(key)
-        try:
+        try:  # one open, then fstat and fstatfs of that file: the job cannot swap it between
             fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
         except OSError:
             continue
         try:
+            st = os.fstat(fd)
+            key = (st.st_dev, st.st_ino)
+            if not stat.S_ISREG(st.st_mode) or key in seen or st.st_dev in skip_devices:
+                continue
+            seen.add(key)
             if _fs_type(fd) in MEMORY_FS:
                 total += st.st_blocks * 512
+        except OSError:
+            continue
         finally:
             os.close(fd)
     return total
