@@ -610,31 +610,6 @@ os.write(3, b"".join(lines))  # straight into the job's channel to the grader
 """
 
 
-def bomb_cell(marker_path: Path) -> str:
-    """Result files that expand to 256 MB, a pickled array whose loading creates
-    `marker_path`, and a patched event writer that hides the stubs' failures."""
-    return f"""
-import io, os, sys
-import numpy as np
-_buf = io.BytesIO()
-np.savez_compressed(_buf, weights=np.zeros(2**28, np.uint8), output=np.zeros(2**28, np.uint8))
-for _cid in ("lookup_soft_single", "retrieve_single", "forward", "training"):
-    with open("out-%s.npz" % _cid, "wb") as _f:
-        _f.write(_buf.getvalue())
-class _Marker:
-    def __reduce__(self):  # io.open: IPython wraps the builtin open
-        return (io.open, ({str(marker_path)!r}, "w"))
-np.savez("out-lookup_hard_single.npz", weights=np.array([_Marker()], dtype=object))
-_m = sys.modules.get("coursekit.student_side")
-if _m is not None and hasattr(_m, "_event"):
-    _orig = _m._event
-    def _quiet(path, **fields):
-        if "error" not in fields:
-            _orig(path, **fields)
-    _m._event = _quiet
-"""
-
-
 KILL_PARENT = "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)"
 
 
@@ -712,7 +687,7 @@ def robustness(tmp_path_factory) -> Batch:
         victims[name].chmod(0o644)
     dev_zero = _file_state(Path("/dev/zero"))
     subs = tmp / "subs"
-    fd_marker, npz_marker = tmp / "PWNED-fd", tmp / "PWNED-npz"
+    fd_marker = tmp / "PWNED-fd"
     # Graded in this order (two at a time), so that what only a hang or a crash of the whole
     # batch could hide (the host files behind symlinks, the markers) is graded first.
     groups = {
@@ -728,8 +703,6 @@ def robustness(tmp_path_factory) -> Batch:
                 {f"out-{cid}.npz": "/dev/zero" for cid in _call_ids()})}),
             # one more link to a root file, then a crash
             "symlink_events": ref(after={"lookup": symlink_cell({"planted-c": str(victims["events"])})}),
-            # 256 MB zip bombs and a pickled array as results of stubs whose failures are hidden
-            "zip_bombs": Spec(after={"lookup": bomb_cell(npz_marker)}),
         },
         "2-fds": {
             # pickle frames into every inherited descriptor (a parent that unpickles them runs code)
@@ -752,7 +725,7 @@ def robustness(tmp_path_factory) -> Batch:
     if after_zero[:3] != dev_zero[:3]:  # put the machine back (today's grader chowns it)
         os.chown("/dev/zero", dev_zero[0], dev_zero[1])
         os.chmod("/dev/zero", dev_zero[2])
-    return Batch(run, token, paths={"fd_marker": fd_marker, "npz_marker": npz_marker, **victims},
+    return Batch(run, token, paths={"fd_marker": fd_marker, **victims},
                  extra={"victim_state": {k: (0, 0, 0o644, f"victim {k} {token}\n".encode())
                                          for k in victims},
                         "dev_zero": (dev_zero, after_zero)})
@@ -945,7 +918,7 @@ class TestFdEscape:
         assert run.rc == 0 and not run.timed_out, run.why()
         assert set(run.rows) == {"fd_pickle", "fd_junk", "symlink_job_and_log", "symlink_events",
                                  "symlink_outputs_dev_zero", "fifo_events", "hostile_events",
-                                 "zip_bombs", "reference", "stub"}, run.why()
+                                 "reference", "stub"}, run.why()
         assert run.scores("reference") == FULL
         assert run.scores("stub") == ZERO
         assert run.scores("fd_pickle") == FULL  # the writes change nothing of its own code
@@ -984,7 +957,7 @@ class TestHostileResultFiles:
     def test_batch_finishes_with_every_row(self, robustness):
         run = robustness.run
         assert run.rc == 0 and not run.timed_out, run.why()
-        assert {"hostile_events", "zip_bombs", "reference", "stub"} <= set(run.rows), run.why()
+        assert {"hostile_events", "reference", "stub"} <= set(run.rows), run.why()
         assert run.scores("reference") == FULL
         assert run.scores("stub") == ZERO
 
@@ -992,12 +965,6 @@ class TestHostileResultFiles:
         scores = robustness.run.scores("hostile_events")
         assert scores[0] == 0.0 and sum(scores) <= sum(NOT_LEAKED), scores
 
-    def test_zip_bombs_and_pickles_score_nothing(self, robustness):
-        assert robustness.run.scores("zip_bombs") == ZERO
-
-    def test_pickled_result_array_is_never_loaded(self, robustness):
-        robustness.run.scores("zip_bombs")  # the batch got that far
-        assert not robustness.paths["npz_marker"].exists()
 
 
 # --- 4. processes that outlive their job --------------------------------------------------
