@@ -587,13 +587,20 @@ def _reference_gradients(p: dict[str, torch.Tensor], point: str) -> tuple[float,
                          for n, g, t in zip(names, grads, params)}
 
 
-def gradient_errors(o: Outputs, p: dict[str, torch.Tensor]) -> dict[str, float]:
+def _references(p: dict[str, torch.Tensor]) -> dict[str, tuple[float, dict[str, torch.Tensor]]]:
+    """The reference's loss and gradients at every training point, computed once per verdict."""
+    return {point: _reference_gradients(p, point) for point in training_points(p)}
+
+
+def gradient_errors(o: Outputs, p: dict[str, torch.Tensor],
+                    references: dict[str, tuple[float, dict[str, torch.Tensor]]] | None = None
+                    ) -> dict[str, float]:
     """Relative error of the student's gradients, per point and parameter (`0.img_mlp.0.weight`):
-    |g - g_ref| / |g_ref| (|g| where the reference's is zero). For calibration and the verdict."""
+    |g - g_ref| / |g_ref| (|g| where the reference's is zero). For calibration and the verdict;
+    `references` (from `_references`) saves recomputing them."""
     out = _get(o, "training", "training: AttentionTest.forward")
     errors = {}
-    for point in training_points(p):
-        _, grads = _reference_gradients(p, point)
+    for point, (_, grads) in (references or _references(p)).items():
         for name, ref in grads.items():
             got = out.get(f"grad_{point}.{name}")
             if got is None or tuple(got.shape) != tuple(ref.shape) or not np.isfinite(got).all():
@@ -613,9 +620,9 @@ def v_training(o: Outputs, p: dict[str, torch.Tensor]) -> None:
     out = _get(o, "training", "training: AttentionTest.forward")
     if len(training_points(p)) != 3:  # a grader without its points must not pass everyone
         raise RuntimeError("the hidden inputs hold no training points (probes() without the settings)")
-    errors = gradient_errors(o, p)
-    for point in training_points(p):
-        loss, grads = _reference_gradients(p, point)
+    references = _references(p)
+    errors = gradient_errors(o, p, references)
+    for point, (loss, grads) in references.items():
         claimed = out.get(f"loss_{point}")
         if (claimed is None or claimed.shape != () or not np.isfinite(claimed)
                 or abs(float(claimed) - loss) > LOSS_RTOL * abs(loss)):

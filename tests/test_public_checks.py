@@ -16,7 +16,7 @@ import course_config as cfg
 from coursekit import public_checks
 from coursekit.notebook_defs import load_definitions
 from coursekit.release_setup import files_in_setup_cell
-from tests.corpus import CORRECT, WRONG, write_corpus
+from tests.corpus import CORRECT, WRONG, public_lines, write_corpus
 from tests.test_corpus import EXPECTED
 
 DOC = cfg.REPO_ROOT / "docs" / "public-vs-hidden.md"
@@ -29,11 +29,7 @@ def public(tmp_path_factory) -> dict[str, dict[str, list[str]]]:
     paths = write_corpus(cfg.RELEASE_DIR / f"{cfg.ASSIGNMENT}.ipynb", tmp_path_factory.mktemp("corpus"))
     out = {}
     for path in paths:
-        ns = load_definitions(path)
-        out[path.stem] = {
-            q: (public_checks.failures(q, ns[name]) if name in ns
-                else [f"{q}: `{name}` is not defined yet: run the cell that defines it first"])
-            for q, name in public_checks.QUESTIONS.items()}
+        out[path.stem] = public_lines(load_definitions(path))
     return out
 
 

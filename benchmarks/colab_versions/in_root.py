@@ -89,19 +89,14 @@ def versions() -> dict[str, Any]:
 def public_lines() -> dict[str, dict[str, list[str]]]:
     """Each corpus entry's public-check lines by question, as tests/test_public_checks.py
     computes them (the student's definitions loaded in-process, coursekit.public_checks)."""
-    from coursekit import public_checks
     from coursekit.notebook_defs import load_definitions
-    from tests.corpus import write_corpus
+    from tests.corpus import public_lines as lines_of, write_corpus
 
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for path in write_corpus(RELEASE, Path(tmp)):
             with contextlib.redirect_stdout(io.StringIO()):  # the students' own prints
-                ns = load_definitions(path)
-                out[path.stem] = {
-                    q: (public_checks.failures(q, ns[name]) if name in ns
-                        else [f"{q}: `{name}` is not defined yet: run the cell that defines it first"])
-                    for q, name in public_checks.QUESTIONS.items()}
+                out[path.stem] = lines_of(load_definitions(path))
     return out
 
 
