@@ -28,7 +28,7 @@ CHECKS_MODULE = "attention_checks.py"  # name of coursekit/checks.py inside the 
 PUBLIC_CHECKS_MODULE = "lab_checks.py"  # coursekit/public_checks.py, as students get it
 PLUGIN = "coursekit.otter_plugin.TrustedGrading"
 # The grading engine travels at the zip's root, where Gradescope's Python finds it.
-ENGINE_MODULES = ("__init__.py", "calls.py", "checks.py", "engine.py", "student_side.py",
+ENGINE_MODULES = ("__init__.py", "calls.py", "checks.py", "engine.py", "report.py", "student_side.py",
                   "otter_plugin.py", "data.py", "submission.py", *(
                       f"sandbox/{p.name}" for p in sorted((Path(__file__).parent / "sandbox").glob("*.py"))))
 SOLUTION_MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "# SOLUTION", "BEGIN PROMPT", "END PROMPT")

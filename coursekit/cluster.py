@@ -233,7 +233,8 @@ def _submission_bytes(path: Path) -> bytes:
 def _bad_input_report(message: str) -> str:
     """The report grade_path writes for a file it refuses: every case failed."""
     from coursekit import checks
-    from coursekit.engine import CaseResult, Report, case_points
+    from coursekit.engine import case_points
+    from coursekit.report import CaseResult, Report
 
     points = case_points()
     return json.dumps(asdict(Report(status="bad input", message=message, cases=[

@@ -248,7 +248,7 @@ def _report_data(path: Path) -> dict[str, Any]:
 
 def _make_report(data: dict[str, Any]):
     """A Report from validated fields (`isolation`, `device` only where the engine's Report has them)."""
-    from coursekit.engine import CaseResult, Report
+    from coursekit.report import CaseResult, Report
 
     names = {f.name for f in fields(Report)}
     extra = {k: data[k] for k in ("isolation", "device") if k in names and k in data}
@@ -263,7 +263,7 @@ def _load_report(path: Path):
 
 
 def _error_report(message: str):
-    from coursekit.engine import Report
+    from coursekit.report import Report
 
     return Report(status="error", message=message)
 

@@ -97,7 +97,7 @@ class TrustedGrading(AbstractOtterPlugin):
             ag_dir.chmod(0o700)  # the sandbox user may not read tests, data or results
             if str(ag_dir) == "/autograder":  # a throwaway Gradescope container
                 _open_interpreter_path()
-        from coursekit.engine import Report
+        from coursekit.report import Report
 
         try:
             self.report = self._grade(ag_dir)
@@ -129,7 +129,8 @@ class TrustedGrading(AbstractOtterPlugin):
         from otter.test_files import GradingResults
 
         from coursekit import checks
-        from coursekit.engine import CaseResult, case_points
+        from coursekit.engine import case_points
+        from coursekit.report import CaseResult
 
         if not self.report.cases:  # a fault of ours: every case fails, with the reason
             points = case_points()
@@ -191,7 +192,7 @@ def _write_engine_results(results: Any, report: Any, notes: list[str]) -> None:
 
     from otter.test_files import GradingResults
 
-    from coursekit.engine import gradescope_results
+    from coursekit.report import gradescope_results
 
     data = gradescope_results(report)
     if notes:  # file names come from the upload: escaped like every text of it

@@ -395,7 +395,7 @@ def test_markdown_report_escapes_student_text():
 def test_gradescope_results_escape_html():
     case = SimpleNamespace(case="lookup_1", question="lookup", points=5.0, passed=False,
                            message="lookup: <img src=x> & more")
-    from coursekit.engine import gradescope_results
+    from coursekit.report import gradescope_results
 
     out = gradescope_results(_report("bad input", "a<b>.ipynb is empty", cases=[case]))
     assert out["output"] == "bad input: a&lt;b&gt;.ipynb is empty"
