@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import course_config as cfg
-
 
 @dataclass
 class CaseResult:
@@ -35,8 +33,17 @@ class Report:
     device: str = ""  # where the training check ran (calls.DEVICES), "" where it did not run
 
     @property
+    def possible(self) -> dict[str, float]:
+        """Each question's points, in the cases' order: the sum of its cases' points (every
+        report holds every case of the lab, passed or not)."""
+        out: dict[str, float] = {}
+        for c in self.cases:
+            out[c.question] = round(out.get(c.question, 0.0) + c.points, 6)
+        return out
+
+    @property
     def scores(self) -> dict[str, float]:
-        out = {q: 0.0 for q in cfg.AUTOGRADED_POINTS}
+        out = {q: 0.0 for q in self.possible}
         for c in self.cases:
             if c.passed:
                 out[c.question] = round(out[c.question] + c.points, 6)
@@ -52,7 +59,7 @@ class Report:
         Cases that fail for the same cause say the same line (`lookup: not implemented
         yet` from all five lookup cases): it is listed once.
         """
-        lines: dict[str, list[str]] = {q: [] for q in cfg.AUTOGRADED_POINTS}
+        lines: dict[str, list[str]] = {q: [] for q in self.possible}
         for c in self.cases:
             if not c.passed and c.message not in lines.setdefault(c.question, []):
                 lines[c.question].append(c.message)
@@ -70,7 +77,7 @@ _GRADED = {
 }
 
 
-def gradescope_results(report: Any) -> dict[str, Any]:
+def gradescope_results(report: Any, visibility: dict[str, str]) -> dict[str, Any]:
     """The Gradescope results.json of a report: what `coursekit grade` writes per student
     and what the autograder (otter run, Gradescope) writes through the plugin.
 
@@ -81,7 +88,7 @@ def gradescope_results(report: Any) -> dict[str, Any]:
     """
     import html
 
-    vis = cfg.results_visibility()
+    vis = visibility
     esc = lambda text: html.escape(str(text), quote=False)  # noqa: E731
     if report.status == "bad input":
         public = [f"Your submission could not be read: {esc(report.message)}"]
@@ -100,7 +107,7 @@ def gradescope_results(report: Any) -> dict[str, Any]:
         tests.append({"name": "Grading notes", "visibility": vis["hidden"],
                       "output": f"{esc(report.status)}: {esc(report.message)}"})
     feedback = report.feedback()
-    for q, possible in cfg.AUTOGRADED_POINTS.items():
+    for q, possible in report.possible.items():
         cases = [c for c in report.cases if c.question == q]
         lines = [f"{sum(c.passed for c in cases)} of {len(cases)} hidden checks passed"]
         lines += [f"❌ {esc(line)}" for line in feedback.get(q, [])]

@@ -3,33 +3,37 @@ hidden inputs, send plain arrays back.
 
 Runs in the job's init inside the sandbox (`coursekit.sandbox.zygote`), next to student
 code, so everything it sends is only a claim: the supervisor parses it strictly and
-`coursekit.engine` judges it in another process. It never imports the hidden checks:
-`coursekit.calls` says what to call, and the inputs arrive as tensors. It speaks only
-through its channel (`coursekit.sandbox.channel`): `cell` before cell i, `cells_done`,
-`call` before a call, `error` when student code fails it, `out` with its arrays, `done`.
+`coursekit.engine` judges it in another process. It never imports the hidden checks: the
+lab's job module (`coursekit.lab.Lab.job_module`, loaded by the zygote before any job) says
+what to call, and the inputs arrive as tensors. It speaks only through its channel
+(`coursekit.sandbox.channel`): `cell` before cell i, `cells_done`, `call` before a call,
+`error` when student code fails it, `out` with its arrays, `done`.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
-
-DEFINITIONS = ("lookup", "retrieve", "AttentionTest")
 
 
 def run_child(job: dict[str, Any], inputs: dict[str, Any], fd: int) -> None:
-    """Run `job` (cells, calls, skips, training settings) on `inputs`, reporting on `fd`."""
+    """Run `job` (cells, definitions, calls, skips, runtime) on `inputs`, reporting on `fd`."""
     import torch
 
-    from coursekit import calls
+    from coursekit import calling
     from coursekit.sandbox.channel import write_frame
 
+    # Only what the zygote loaded: the job cannot read the lab's files to import anything.
+    module = sys.modules[job["job_module"]]
+    calls = {c.id: c for c in module.CALLS}
     torch.set_num_threads(1)  # deterministic, and fair to parallel jobs
-    training = dict(job["training"])
-    if training.get("device") == "cuda":  # before any student code: CUDA, capped
+    runtime = dict(job["runtime"])
+    calling.GPU_MEMORY_MB[0] = int(runtime.get("gpu_memory_mb", 0))
+    if runtime.get("device") == "cuda":  # before any student code: CUDA, capped
         from coursekit.sandbox import gpu
 
         if gpu.start_job(int(job["gpu_memory_mb"])):
-            training["device"], training["cuda_failed"] = "cpu", True
+            runtime["device"], runtime["cuda_failed"] = "cpu", True
     p = {k: v.clone() for k, v in inputs.items()}
     from IPython.core.interactiveshell import InteractiveShell
 
@@ -44,7 +48,7 @@ def run_child(job: dict[str, Any], inputs: dict[str, Any], fd: int) -> None:
             shell.run_cell(source, store_history=False, silent=True)
         except BaseException:  # SystemExit and friends: the cell ends, grading goes on
             pass
-    defs = {name: shell.user_ns.get(name) for name in DEFINITIONS}
+    defs = {name: shell.user_ns.get(name) for name in job["definitions"]}
     write_frame(fd, "cells_done")
 
     skip_calls = set(job["skip_calls"])
@@ -53,12 +57,12 @@ def run_child(job: dict[str, Any], inputs: dict[str, Any], fd: int) -> None:
             continue
         write_frame(fd, "call", id=call_id)
         try:
-            arrays = calls.evaluate(calls.CALLS_BY_ID[call_id], defs, p, training)
-        except calls.StudentError as err:
+            arrays = module.evaluate(calls[call_id], defs, p, runtime)
+        except calling.StudentError as err:
             write_frame(fd, "error", id=call_id, kind=err.kind)
             continue
         except BaseException as exc:  # e.g. sys.exit inside the student's function
-            write_frame(fd, "error", id=call_id, kind=f"raised {calls._exception_name(exc)}")
+            write_frame(fd, "error", id=call_id, kind=f"raised {calling.exception_name(exc)}")
             continue
         write_frame(fd, "out", arrays=arrays, id=call_id)
     write_frame(fd, "done")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Sandbox", "Limits", "JobOutcome", "JobResult", "SandboxError", "IsolationError",
+__all__ = ["Sandbox", "Limits", "Policy", "JobOutcome", "JobResult", "SandboxError", "IsolationError",
            "LEVELS", "level_rank"]
 
 

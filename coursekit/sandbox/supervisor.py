@@ -33,7 +33,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-import course_config as cfg
 from coursekit.sandbox import cgroup
 from coursekit.sandbox import gpu as job_gpu
 from coursekit.sandbox import limits as job_limits
@@ -60,15 +59,27 @@ class IsolationError(RuntimeError):
 
 @dataclass
 class Limits:
-    """Per-submission limits (defaults from course_config.py)."""
+    """Per-submission limits: the whole job, one cell, one call, one long call (the lab's
+    `Call.long`, e.g. training), resident memory, GPU memory. A course sets its own in
+    course_config.py; these are the sandbox's when it is used on its own (tests)."""
 
-    total_s: float = cfg.TIME_LIMIT_S
-    cell_s: float = cfg.CELL_TIME_LIMIT_S
-    call_s: float = cfg.CALL_TIME_LIMIT_S
-    training_s: float = cfg.TRAINING_TIME_LIMIT_S
-    memory_mb: int = cfg.MEMORY_LIMIT_MB
-    gpu_memory_mb: int = cfg.GPU_MEMORY_LIMIT_MB
+    total_s: float = 240
+    cell_s: float = 60
+    call_s: float = 20
+    training_s: float = 120
+    memory_mb: int = 3072
+    gpu_memory_mb: int = 4096
     max_restarts: int = 6
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How a machine's resources are shared: what one grader needs beside its job, the least
+    a job may be given, and how many sandboxes share one GPU (course_config.py sets them)."""
+
+    grader_memory_mb: int = 1100
+    min_job_memory_mb: int = 512
+    sandboxes_per_gpu: int = 4
 
 
 @dataclass
@@ -109,34 +120,39 @@ _AUTO: Any = object()  # the GPU slot comes from the course's device setting
 class Sandbox:
     """One warm zygote and the jobs it runs, one at a time.
 
-    `device` ("auto", "cpu", "cuda"; default the course's training setting) and `gpu`
-    (the GPU slot; default: the one this sandbox's `slot` gets on this machine) decide
-    where the training check runs; `gpu_memory` (pids -> MB) reads the job's GPU memory,
-    by default through NVML. After `start`, `device` is what jobs train on and
-    `gpu_note` why a GPU that was there is not used.
+    `device` ("auto", "cpu", "cuda") and `gpu` (the GPU slot; default: the one this
+    sandbox's `slot` gets on this machine) decide where the job's device calls run (the
+    lab's `Call.device`); `gpu_memory` (pids -> MB) reads the job's GPU memory, by default
+    through NVML. After `start`, `device` is where they run and `gpu_note` why a GPU that
+    was there is not used. `job_module` (the lab's folder and the module the job imports)
+    and `preload` are imported in the zygote, before any job.
     """
 
     def __init__(self, inputs: dict[str, np.ndarray], slot: int = 0,
-                 memory_mb: int = cfg.MEMORY_LIMIT_MB, require: str | None = None,
-                 preload: list[str] | None = None, device: str | None = None,
+                 memory_mb: int = Limits.memory_mb, require: str | None = None,
+                 preload: list[str] | None = None, device: str = "auto",
                  gpu: job_gpu.GpuSlot | None = _AUTO, gpu_number: int | None = None,
-                 gpu_memory: job_gpu.GpuMemory | None = None, sandboxes: int = 1) -> None:
+                 gpu_memory: job_gpu.GpuMemory | None = None, sandboxes: int = 1,
+                 job_module: tuple[str, str] | None = None, policy: Policy = Policy()) -> None:
         self.inputs = inputs
         self.slot = slot
         self.wanted_memory_mb = memory_mb
         self.memory_mb = memory_mb  # after `start`: what a job may use in this container
         self.sandboxes = sandboxes  # how many graders share this machine's (container's) memory
         self.require = require
-        self.preload = list(cfg.PRELOAD_MODULES if preload is None else preload)
-        self.setting = job_gpu.check_setting(device or cfg.TRAINING_CHECK.get("device", "auto"))
+        self.preload = list(preload or [])
+        # the lab's module the job imports (its folder, its name): loaded in the zygote
+        self.job_module = job_module
+        self.policy = policy
+        self.setting = job_gpu.check_setting(device)
         # which GPU: by `gpu_number` (a Dask worker's pick), else by the slot (--jobs N: 0..N-1)
         number = slot if gpu_number is None else gpu_number
-        self.gpu = job_gpu.slot_for(number, self.setting, cfg.GPU_SANDBOXES_PER_DEVICE) if gpu is _AUTO else gpu
+        self.gpu = job_gpu.slot_for(number, self.setting, policy.sandboxes_per_gpu) if gpu is _AUTO else gpu
         if self.setting == "cuda" and self.gpu is None:
             raise job_gpu.DeviceError(
-                f"course_config.TRAINING_CHECK['device'] is 'cuda', but sandbox {slot} gets no GPU "
+                f"the device setting is 'cuda', but sandbox {slot} gets no GPU "
                 f"(this grader may use {len(job_gpu.visible_minors())} and each takes at most "
-                f"{cfg.GPU_SANDBOXES_PER_DEVICE} sandboxes): grade with fewer jobs")
+                f"{policy.sandboxes_per_gpu} sandboxes): grade with fewer jobs")
         self._gpu_memory = gpu_memory
         self.device = "cpu"
         self.gpu_note = ""
@@ -159,8 +175,8 @@ class Sandbox:
         self.close()
         # Before anything big starts: a container too small for the grader says so in one
         # line instead of being killed mid-grade (cgroup.py)
-        self.memory_mb, problem = cgroup.job_memory_mb(self.wanted_memory_mb, cfg.GRADER_MEMORY_MB,
-                                                       cfg.MIN_JOB_MEMORY_MB, self.sandboxes)
+        self.memory_mb, problem = cgroup.job_memory_mb(self.wanted_memory_mb, self.policy.grader_memory_mb,
+                                                       self.policy.min_job_memory_mb, self.sandboxes)
         if problem:
             raise SandboxError(problem)
         self._claim = uids.claim(self.slot)
@@ -183,6 +199,7 @@ class Sandbox:
         self._sock, self._buf = ours, b""
         settings = {"uid": self._claim.uid, "refuse": refused_layers(), "memory_mb": self.memory_mb,
                     "preload": self.preload, "job_root": self._root, "probe_only": probe_only,
+                    "job_module": list(self.job_module) if self.job_module else None,
                     "gpu": self.gpu.as_json() if self.gpu and not probe_only else None,
                     "debug": bool(os.environ.get("COURSEKIT_SANDBOX_DEBUG"))}
         blob = json.dumps(settings).encode()
@@ -211,7 +228,7 @@ class Sandbox:
             raise SandboxError(str(reply["problem"]))
         if self.setting == "cuda" and self.device != "cuda" and not probe_only:
             self.close()
-            raise job_gpu.DeviceError(f"course_config.TRAINING_CHECK['device'] is 'cuda', but the GPU "
+            raise job_gpu.DeviceError(f"the device setting is 'cuda', but the GPU "
                                       f"does not work here: {self.gpu_note}")
         if self.device == "cuda" and self._gpu_memory is None:
             nvml = job_gpu.NvmlMemory(self.gpu)
@@ -279,7 +296,7 @@ class Sandbox:
     # --- jobs ---------------------------------------------------------------------
 
     def run_job(self, job: dict[str, Any], limits: Limits, group: Callable[[str], str]) -> JobResult:
-        """Run `job` (cells, calls, training settings) under `limits`; always returns,
+        """Run `job` (cells, calls, the lab's job module) under `limits`; always returns,
         except for a failure of the sandbox itself (`SandboxError`).
 
         `group(call_id)` names the function a call exercises: a function that hangs or
@@ -297,9 +314,9 @@ class Sandbox:
             done_calls = set(result.outputs) | set(result.errors) | set(outcome.failed_calls)
             run = {**job, "skip_cells": sorted(outcome.skipped_cells), "skip_calls": sorted(done_calls),
                    "memory_mb": limits.memory_mb, "gpu_memory_mb": limits.gpu_memory_mb}
-            if isinstance(job.get("training"), dict):  # where it trains is this sandbox's to say
-                run["training"] = {**job["training"], "device": self.device,
-                                   "gpu_memory_mb": limits.gpu_memory_mb}
+            # where the device calls run is this sandbox's to say, whatever the job dict says
+            run["runtime"] = {"device": self.device if job.get("device_calls") else "cpu",
+                              "gpu_memory_mb": limits.gpu_memory_mb}
             state = _Progress(run)
             reason, status = self._run_once(run, limits, deadline, state, result, budget)
             if state.finished or outcome.timed_out:
@@ -448,7 +465,7 @@ class _Progress:
         self.cells = len(run["cells"])
         self.skip = set(run["skip_cells"])
         self.calls = [c for c in run["calls"] if c not in set(run["skip_calls"])]
-        self.training = {c for c in self.calls if c == "training"}
+        self.long = set(run.get("long_calls", ())) & set(self.calls)
         self.phase = "cells"
         self.last_cell = -1
         self.next_call = 0
@@ -460,7 +477,7 @@ class _Progress:
     def limit(self, limits: Limits) -> float:
         kind, item = self.current
         if kind == "call":
-            return limits.training_s if item in self.training else limits.call_s
+            return limits.training_s if item in self.long else limits.call_s
         return limits.cell_s
 
     def _move(self, kind: str, item: Any) -> None:

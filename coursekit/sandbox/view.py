@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 SYSTEM = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin")
 FILES = ("/etc/ld.so.cache", "/etc/localtime")
-HIDDEN = ("coursekit", "course_config.py", "attention_checks.py", "coursekit.egg-link")
+HIDDEN = ("coursekit", "course_config.py", "coursekit.egg-link")
 # What of /proc a job may read: its own process (`/proc/self` opened by the job's init
 # names that process's folder) and machine-wide figures libraries ask for; never another
 # process's folder (its command line, its status), which Landlock alone would not hide

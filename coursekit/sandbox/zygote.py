@@ -286,7 +286,7 @@ class Zygote:
             os.closerange(CHANNEL_FD + 1, 1 << 16)  # nothing else of the zygote's reaches the job
             _oom_first()
             uid, gid = self._inner_ids()
-            cuda = self.device == "cuda" and job.get("training", {}).get("device") == "cuda"
+            cuda = self.device == "cuda" and job.get("runtime", {}).get("device") == "cuda"
             seen = view.with_gpu(self.view, self.gpu.nodes) if cuda and self.gpu else self.view
             if "namespaces" in self.layers:
                 namespaces.build_root(seen, uid, gid)
@@ -446,9 +446,17 @@ def main() -> None:
         except Exception:  # noqa: BLE001 - the student's own import reports it, if needed
             pass
     import IPython.core.interactiveshell  # noqa: F401 - the job has no files to import it from
-    import coursekit.calls  # noqa: F401
     import coursekit.sandbox.channel  # noqa: F401
     import coursekit.student_side  # noqa: F401
+
+    if settings.get("job_module"):  # the lab's calls: the job finds them in sys.modules only
+        from pathlib import Path
+
+        from coursekit.lab import import_package
+
+        folder, name = settings["job_module"]
+        import_package(Path(folder))
+        importlib.import_module(name)
 
     with np.load(io.BytesIO(blob), allow_pickle=False) as data:
         inputs = {k: torch.from_numpy(data[k].copy()) for k in data.files}

@@ -18,7 +18,7 @@ This module depends on torch and numpy only: the build copies it into the autogr
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,11 +26,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from coursekit.calling import StudentError
+from coursekit.lab import Case, CheckFailed
+
 # The untrusted side (what the sandbox imports), re-exported for the trusted side.
-from coursekit.calls import (CALLS, CALLS_BY_ID, EMBED_DIM, FORWARD_SETS, IMAGE_DIM,  # noqa: F401
-                             LOOKUP_SHAPE_NAMES, MODEL_SEED, NUM_DB, NUM_HEADS, Arrays, Call,
-                             StudentError, _exception_name, evaluate, parameter_names,
-                             training_points)
+from .calls import (CALLS, CALLS_BY_ID, EMBED_DIM, FORWARD_SETS, IMAGE_DIM,  # noqa: F401 - re-exported
+                    LOOKUP_SHAPE_NAMES, MODEL_SEED, NUM_DB, NUM_HEADS, Arrays, evaluate,
+                    parameter_names, training_points)
 
 RTOL = 1e-4
 ATOL = 1e-5
@@ -38,10 +40,6 @@ _SEED = 1234  # hidden inputs; never shown to students
 MODEL_BATCH = 4
 _ADAM = torch.optim.Adam  # the reference's optimiser, bound before any notebook cell could patch it
 CONFIG_FILE = "attention_config.json"  # written beside this module in the autograder
-
-
-class CheckFailed(AssertionError):
-    """A property of the student's code does not hold; the message is one line."""
 
 
 def _fail(message: str) -> None:
@@ -278,14 +276,6 @@ def _checked(outputs: Outputs, call_id: str, shape: tuple[int, ...], need_float:
     if need_float and value.dtype.kind != "f":  # the array's own dtype: no claim of the job's
         raise _Why("must return a float tensor, not an integer one")
     return value
-
-
-def _value(outputs: Outputs, call_id: str, what: str, shape: tuple[int, ...],
-           need_float: bool = True) -> np.ndarray:
-    try:
-        return _checked(outputs, call_id, shape, need_float)
-    except _Why as why:
-        _fail(f"{what}: {why}")
 
 
 def _student_error_line(o: Outputs, target: str, why: _Why) -> str | None:
@@ -638,15 +628,6 @@ def v_training(o: Outputs, p: dict[str, torch.Tensor]) -> None:
                       f"{_NO_GRADIENT_HINT.get(module, '')}: training cannot reach the target held-out MSE")
             _fail(f"training: the gradient of the loss for self.{module} is not the lab's model's: "
                   "training does not follow the lab's, which reaches the target held-out MSE")
-
-
-@dataclass(frozen=True)
-class Case:
-    """One hidden test case: the question it scores, the calls it needs, its verdict."""
-
-    question: str
-    calls: tuple[str, ...]
-    verdict: Callable[..., None]
 
 
 def _ids(prefix: str) -> tuple[str, ...]:

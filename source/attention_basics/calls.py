@@ -1,20 +1,23 @@
-"""Calling student code on hidden inputs: the *untrusted* side of the hidden checks.
+"""Calling student code on hidden inputs: the *untrusted* side of this lab's hidden checks.
 
-This is the only part of the checks that runs next to student code (in the sandbox):
-what to call (`CALLS`), how (`evaluate`), and how results become plain arrays. It holds
-no seeds, no reference and no verdict; those stay in `coursekit.checks`, which the
-sandbox never imports. The inputs it is called on arrive as arrays.
+This is the lab's `job_module` (coursekit.lab): the only part of its checks that runs next
+to student code (in the sandbox): what to call (`CALLS`), how (`evaluate`), and how results
+become plain arrays. It holds no seeds, no reference and no verdict; those stay in
+`checks.py`, which the sandbox never imports. The inputs it is called on arrive as arrays.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn as nn
+
+from coursekit.calling import (GPU_MEMORY, GPU_MEMORY_MB, NOT_DEFINED, StudentError, as_array,
+                              gpu_oom_is_the_verdict, student, type_name)
+from coursekit.lab import Call
 
 IMAGE_DIM = 784
 NUM_DB = 100
@@ -25,26 +28,6 @@ LOOKUP_SHAPE_NAMES = ("single", "multi", "batched")
 FORWARD_SETS = ("a", "b")  # the forward check's two parameter sets (hidden inputs fwd_a.*, fwd_b.*)
 
 Arrays = dict[str, np.ndarray]
-
-
-class StudentError(Exception):
-    """Student code raised or returned something unusable; `kind` is a short fixed label."""
-
-    def __init__(self, kind: str) -> None:
-        super().__init__(kind)
-        self.kind = kind
-
-
-
-
-@dataclass(frozen=True)
-class Call:
-    """One call of student code on hidden inputs: `target(*args, **kwargs)`."""
-
-    id: str
-    target: str  # "lookup", "retrieve", "forward" or "training"
-    args: tuple[str, ...] = ()
-    kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 def _lookup_calls() -> list[Call]:
@@ -65,72 +48,14 @@ CALLS: list[Call] = _lookup_calls() + [
 ] + [
     Call("retrieve_onehot", "retrieve", ("ret_w", "ret_v")),
     Call("forward", "forward", ("model_img", "model_db")),
-    Call("training", "training"),
+    Call("training", "training", long=True, device=True),
 ]
 CALLS_BY_ID = {c.id: c for c in CALLS}
 
 
-def _array(value: Any) -> np.ndarray:
-    """A student's return value as a plain array; anything else is a StudentError."""
-    if not isinstance(value, torch.Tensor):
-        raise StudentError(f"returned {_type_name(value)}, not a torch.Tensor")
-    arr = value.detach().to("cpu")
-    if arr.is_complex():  # numpy would keep it complex, and the channel would drop its imaginary part
-        raise StudentError("returned a complex tensor, not a real one")
-    if arr.dtype == torch.bfloat16 or arr.dtype == torch.float16:
-        arr = arr.float()
-    return arr.numpy().copy()
-
-
-GPU_MEMORY = "ran out of GPU memory (a submission may use {mb} MB)"
-GPU_MEMORY_MB = [0]  # the job's cap, set by the training call: for the message above
-
-
-def _student(fn: Callable, *args: Any, **kwargs: Any) -> Any:
-    try:
-        return fn(*args, **kwargs)
-    except NotImplementedError:
-        raise StudentError("not implemented yet") from None
-    except StudentError:
-        raise
-    except torch.OutOfMemoryError as exc:
-        _gpu_oom_is_the_verdict(exc)  # torch's allocator cap (the supervisor's NVML check is the other)
-        raise StudentError(f"raised {_exception_name(exc)}") from None
-    except Exception as exc:  # only the exception's type reaches the student
-        import traceback
-
-        traceback.print_exc()  # into the sandbox's log, for the TA; never into feedback
-        raise StudentError(f"raised {_exception_name(exc)}") from None
-
-
-def _gpu_oom_is_the_verdict(exc: BaseException) -> None:
-    """Raise the GPU-memory verdict when `exc` is out of *GPU* memory (torch raises the
-    same type for the CPU's allocator, which is not)."""
-    if isinstance(exc, torch.OutOfMemoryError) and torch.cuda.is_initialized() and "CUDA" in str(exc):
-        raise StudentError(GPU_MEMORY.format(mb=GPU_MEMORY_MB[0])) from None
-
-
-def _builtin_name(cls: type, fallback: str) -> str:
-    """A built-in class's name, else `fallback`: student-chosen names never reach feedback."""
-    import builtins
-
-    name = cls.__name__
-    return name if getattr(builtins, name, None) is cls else fallback
-
-
-def _exception_name(exc: BaseException) -> str:
-    return _builtin_name(type(exc), "an exception")
-
-
-def _type_name(value: Any) -> str:
-    if isinstance(value, np.ndarray):
-        return "a numpy array"
-    return "None" if value is None else _builtin_name(type(value), "an object")
-
-
 def _new_model(AttentionTest: Any, seed: int) -> Any:
     torch.manual_seed(seed)
-    model = _student(AttentionTest, num_of_examples=NUM_DB, embed_dim=EMBED_DIM, num_heads=NUM_HEADS)
+    model = student(AttentionTest, num_of_examples=NUM_DB, embed_dim=EMBED_DIM, num_heads=NUM_HEADS)
     if not isinstance(model, nn.Module):
         raise StudentError("AttentionTest(...) is not an nn.Module")
     return model
@@ -169,7 +94,7 @@ def _pair(result: Any) -> tuple[Any, Any]:
 
 
 def evaluate(call: Call, defs: dict[str, Any], p: dict[str, torch.Tensor],
-             training: dict[str, Any] | None = None) -> Arrays:
+             runtime: dict[str, Any] | None = None) -> Arrays:
     """Run one call of student code on the hidden inputs; return plain arrays.
 
     Raises `StudentError` when the student's code fails. `defs` maps names
@@ -178,7 +103,7 @@ def evaluate(call: Call, defs: dict[str, Any], p: dict[str, torch.Tensor],
     name = "AttentionTest" if call.target in ("forward", "training") else call.target
     fn = defs.get(name)
     if fn is None or not callable(fn):
-        raise StudentError("not defined (run the cell that defines it)")
+        raise StudentError(NOT_DEFINED)
     torch.manual_seed(0)
     if call.target in ("lookup", "retrieve"):
         kwargs = dict(call.kwargs)
@@ -186,17 +111,17 @@ def evaluate(call: Call, defs: dict[str, Any], p: dict[str, torch.Tensor],
         args = [p[a].clone() for a in call.args]
         if batch:
             args = [a.unsqueeze(0).expand(batch, *a.shape).clone() for a in args]
-        out = _student(fn, *args, **kwargs)
-        return {"value": _array(out)}  # its dtype says whether it is a float tensor
+        out = student(fn, *args, **kwargs)
+        return {"value": as_array(out)}  # its dtype says whether it is a float tensor
     if call.target == "forward":
         model = _new_model(fn, MODEL_SEED)
         out: Arrays = {}
         for tag in FORWARD_SETS:
             _load(model, p, f"fwd_{tag}")
-            output, weights = _pair(_student(model, p["model_img"].clone(), p["model_db"].clone()))
-            out[f"output_{tag}"], out[f"weights_{tag}"] = _array(output), _array(weights)
+            output, weights = _pair(student(model, p["model_img"].clone(), p["model_db"].clone()))
+            out[f"output_{tag}"], out[f"weights_{tag}"] = as_array(output), as_array(weights)
         return out
-    return _train(fn, p, **(training or {}))
+    return _train(fn, p, **(runtime or {}))
 
 
 NO_GRADIENT = "loss cannot be back-propagated: the output does not depend on the model's parameters"
@@ -210,7 +135,7 @@ def _shape_text(shape: tuple[int, ...], batch: int) -> str:
 def _loss_failure(output: Any, x_q: torch.Tensor) -> str:
     """Why the training loss (output - query images)² cannot be computed: the shape, mostly."""
     if not isinstance(output, torch.Tensor):
-        return f"returned {_type_name(output)}, not a torch.Tensor"
+        return f"returned {type_name(output)}, not a torch.Tensor"
     if tuple(output.shape) == tuple(x_q.shape):
         return "loss cannot be back-propagated"
     want = _shape_text(tuple(x_q.shape), x_q.shape[0])
@@ -220,8 +145,6 @@ def _loss_failure(output: Any, x_q: torch.Tensor) -> str:
             f"images' {want}: the training loss cannot be computed")
 
 
-# Where the training check ran: the `device` array of its result.
-DEVICES = {0: "cpu", 1: "cuda", 2: "cpu (CUDA failed in the sandbox)", 3: "cpu (the model failed on CUDA)"}
 DEVICE_MIX = ("forward mixes devices: it makes a tensor on the CPU while the model is on another device; "
               "create it with device=img.device (the grader may train on a GPU)")
 # torch's words for tensors on two devices (the students' public check uses the same)
@@ -235,7 +158,7 @@ def _portability(AttentionTest: Any, p: dict[str, torch.Tensor]) -> None:
     the two, as it does on a GPU. Only that refusal counts: `meta` cannot run every op."""
     x_q = p["data_train"][:2].unsqueeze(1)
     db = p["data_database"].unsqueeze(0).expand(2, -1, -1)
-    _pair(_student(_new_model(AttentionTest, MODEL_SEED), x_q.clone(), db.clone()))
+    _pair(student(_new_model(AttentionTest, MODEL_SEED), x_q.clone(), db.clone()))
     try:
         model = _new_model(AttentionTest, MODEL_SEED).to("meta")
         model(torch.empty(x_q.shape, device="meta"), torch.empty(db.shape, device="meta"))
@@ -262,7 +185,7 @@ def _train(AttentionTest: Any, p: dict[str, torch.Tensor], *, device: str = "cpu
         if err.kind == GPU_MEMORY.format(mb=gpu_memory_mb):
             raise  # the memory cap is the verdict, not a reason to try the CPU
     except Exception as exc:  # noqa: BLE001 - a failure outside the student's calls, on CUDA
-        _gpu_oom_is_the_verdict(exc)
+        gpu_oom_is_the_verdict(exc)
     _neutral_torch()
     return {**_gradients_on(AttentionTest, p, device="cpu"), "device": np.array(3, dtype=np.int8)}
 
@@ -294,7 +217,7 @@ def _gradients_on(AttentionTest: Any, p: dict[str, torch.Tensor], *, device: str
     try:
         model = model.to(device)
     except Exception as exc:
-        _gpu_oom_is_the_verdict(exc)
+        gpu_oom_is_the_verdict(exc)
         raise StudentError("could not be set up for training") from None
     database = p["data_database"].to(device)
     train = p["data_train"].to(device)
@@ -310,7 +233,7 @@ def _gradients_on(AttentionTest: Any, p: dict[str, torch.Tensor], *, device: str
         model.train()
         for param in params.values():  # not model.zero_grad(): the student's class may override it
             param.grad = None
-        output, _w = _pair(_student(model, x_q, db))
+        output, _w = _pair(student(model, x_q, db))
         try:
             loss = (output - x_q).pow(2).mean()
         except Exception:
@@ -320,10 +243,10 @@ def _gradients_on(AttentionTest: Any, p: dict[str, torch.Tensor], *, device: str
         try:
             loss.backward()
         except Exception as exc:
-            _gpu_oom_is_the_verdict(exc)
+            gpu_oom_is_the_verdict(exc)
             raise StudentError("loss cannot be back-propagated") from None
-        out[f"loss_{point}"] = _array(loss)
+        out[f"loss_{point}"] = as_array(loss)
         for name, param in params.items():  # a parameter the loss does not reach: zeros
             grad = param.grad if param.grad is not None else torch.zeros_like(param)
-            out[f"grad_{point}.{name}"] = _array(grad)
+            out[f"grad_{point}.{name}"] = as_array(grad)
     return out

@@ -14,14 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-import course_config as cfg
+from coursekit.lab import DataError
 
-CACHE_DIR = cfg.REPO_ROOT / ".cache" / "mnist"
 TEST_FILES = ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-
-
-class DataError(RuntimeError):
-    """The MNIST data root is missing or broken; the message says which file and how to fix it."""
 
 
 def _md5s() -> dict[str, str]:
@@ -35,14 +30,14 @@ def _fix_hint() -> str:
             "MNIST_ROOT to a folder that has them; offline, the test split is enough.")
 
 
-def prepare_test_split(root: str | Path | None = None, cache: Path = CACHE_DIR) -> Path:
+def prepare_test_split(root: str | Path, cache: Path) -> Path:
     """Check the MNIST test split under `root` and return a torchvision root that has it unpacked.
 
     Raises `DataError` naming the path and the fix when the root, a file, or its checksum is wrong.
     """
     from torchvision.datasets.utils import calculate_md5
 
-    root = Path(root) if root is not None else cfg.mnist_root()
+    root = Path(root)
     raw = root / "MNIST" / "raw"
     if not root.is_dir():
         raise DataError(f"MNIST data root {root} does not exist. {_fix_hint()}")
@@ -74,16 +69,16 @@ def prepare_test_split(root: str | Path | None = None, cache: Path = CACHE_DIR) 
     return cache
 
 
-def load_test_images(root: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+def load_test_images(root: str | Path, cache: Path) -> tuple[np.ndarray, np.ndarray]:
     """The 10k MNIST test images (uint8, 10000×28×28) and labels, read by torchvision's idx readers."""
     from torchvision.datasets.mnist import read_image_file, read_label_file
 
-    raw = prepare_test_split(root) / "MNIST" / "raw"
+    raw = prepare_test_split(root, cache) / "MNIST" / "raw"
     try:
         images = read_image_file(str(raw / TEST_FILES[0])).numpy()
         labels = read_label_file(str(raw / TEST_FILES[1])).numpy()
     except Exception as exc:
-        raise DataError(f"MNIST files in {raw} could not be read ({exc}). Delete {CACHE_DIR} "
+        raise DataError(f"MNIST files in {raw} could not be read ({exc}). Delete {cache} "
                         f"and check the data root.") from exc
     if images.shape != (10000, 28, 28) or labels.shape != (10000,):
         raise DataError(f"MNIST test split in {raw} has unexpected shapes {images.shape}, "
@@ -91,16 +86,17 @@ def load_test_images(root: str | Path | None = None) -> tuple[np.ndarray, np.nda
     return images, labels
 
 
-def make_bundle(path: Path, root: str | Path | None = None) -> Path:
+def make_bundle(path: Path, *, mnist_root: str | Path, cache: Path, seed: int, database: int,
+                train: int, heldout: int) -> Path:
     """Write the autograder's small, deterministic slice of the test split as a compressed .npz.
 
-    Disjoint random subsets (seeded): the 100-image database, training queries and
-    held-out queries. Stored as uint8; the checks normalise as the lab does.
+    Disjoint random subsets (seeded): the `database` images, `train` training queries and
+    `heldout` held-out queries. Stored as uint8; the checks normalise as the lab does.
     """
-    images, _ = load_test_images(root)
-    rng = np.random.default_rng(cfg.BUNDLE_SEED)
+    images, _ = load_test_images(mnist_root, cache)
+    rng = np.random.default_rng(seed)
     order = rng.permutation(images.shape[0])
-    n_db, n_tr, n_ho = cfg.NUM_DATABASE_IMAGES, cfg.BUNDLE_TRAIN_QUERIES, cfg.BUNDLE_HELDOUT_QUERIES
+    n_db, n_tr, n_ho = database, train, heldout
     parts = {
         "database": images[order[:n_db]],
         "train": images[order[n_db:n_db + n_tr]],
@@ -111,31 +107,3 @@ def make_bundle(path: Path, root: str | Path | None = None) -> Path:
     np.savez_compressed(tmp, **parts)
     os.replace(tmp, path)  # parallel graders never read half a file
     return path
-
-
-def stand_in_mnist_class(root: str | Path | None = None) -> type:
-    """A `torchvision.datasets.MNIST` subclass that serves the test split for both splits.
-
-    For running the lab notebook offline in tests: it never downloads, and it prints
-    that the test split stands in for the training split.
-    """
-    from torchvision.datasets import MNIST
-
-    cache = prepare_test_split(root)
-
-    class StandInMNIST(MNIST):
-        def __init__(self, root: str = "", train: bool = True, transform=None,
-                     target_transform=None, download: bool = False) -> None:
-            if train:
-                print("[offline] MNIST test split (10k images) stands in for the training split")
-            super().__init__(str(cache), train=False, transform=transform,
-                             target_transform=target_transform, download=False)
-
-        @property
-        def raw_folder(self) -> str:  # torchvision derives it from the class name
-            return str(cache / "MNIST" / "raw")
-
-        def _check_exists(self) -> bool:
-            return all((Path(self.raw_folder) / name).is_file() for name in TEST_FILES)
-
-    return StandInMNIST

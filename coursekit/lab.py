@@ -1,0 +1,168 @@
+"""The one interface between the engine and a lab: what `coursekit` calls, and nothing more.
+
+A lab is a folder, `source/<name>/`: its master notebook `<name>.ipynb` and a Python package
+(`__init__.py`) whose `lab.py` defines `make_lab(settings) -> Lab`. The engine never imports a
+lab by name: a front door loads one with `load_lab(folder, settings)` and passes it on.
+
+What a lab gives the engine:
+
+- `calls`: each call of student code on hidden inputs (`Call`), and `job_module`, the lab's
+  module that the sandboxed job imports to make them (`evaluate(call, defs, inputs, runtime)`,
+  which returns plain arrays or raises `coursekit.calling.StudentError`). That module is the
+  only part of the lab that runs next to student code: it holds no reference and no verdict.
+- `definitions`: the notebook names the job collects after running the cells.
+- `inputs(data, settings)`: the hidden inputs (tensors by name), made on the trusted side.
+- `cases`: each hidden test case (`Case`): its question, the calls it needs, its verdict
+  (raises `CheckFailed` with one line for the student).
+- `error_kinds`: the lab's own fixed labels a job may report for a failed call (beside
+  `calling.ERROR_KINDS`); any other text the job sends becomes "failed".
+- `load_data` / `make_data`: the data bundle the checks use (made once from the course's
+  data, shipped in the autograder).
+- `shipped`: the lab's files by the name they take in the autograder and the release.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+Arrays = dict[str, Any]  # name -> numpy array
+Outputs = dict[str, Any]  # call id -> Arrays, or the StudentError its call raised
+
+
+class CheckFailed(AssertionError):
+    """A property of the student's code does not hold; the message is one line."""
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call of student code on hidden inputs: `target(*args, **kwargs)`.
+
+    `target` names the student's function in messages (and groups the calls: a function
+    that hangs on one input is not retried on the others); `long` calls (training) get the
+    sandbox's longer time limit; `device` calls run on the accelerator where there is one.
+    """
+
+    id: str
+    target: str
+    args: tuple[str, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    long: bool = False
+    device: bool = False
+
+
+@dataclass(frozen=True)
+class Case:
+    """One hidden test case: the question it scores, the calls it needs, its verdict."""
+
+    question: str
+    calls: tuple[str, ...]
+    verdict: Callable[[Outputs, Mapping[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Lab:
+    """Everything the engine knows of one lab (see the module's docstring)."""
+
+    name: str
+    folder: Path
+    settings: Mapping[str, Any]
+    calls: tuple[Call, ...]
+    cases: Mapping[str, Case]
+    definitions: tuple[str, ...]
+    job_module: str
+    inputs: Callable[[Arrays | None, Mapping[str, Any]], dict[str, Any]]
+    load_data: Callable[[Path], Arrays]
+    make_data: Callable[[Path], None]
+    error_kinds: tuple[re.Pattern[str], ...] = ()
+    shipped: Mapping[str, Path] = field(default_factory=dict)
+    preload: tuple[str, ...] = ()
+
+    @property
+    def calls_by_id(self) -> dict[str, Call]:
+        return {c.id: c for c in self.calls}
+
+    @property
+    def package(self) -> str:
+        """The name the lab's package is imported under (its folder's name)."""
+        return self.folder.name
+
+    def case_points(self, points: Mapping[str, float]) -> dict[str, float]:
+        """Each question's `points` split evenly over its hidden cases (as otter splits them)."""
+        counts: dict[str, int] = {}
+        for case in self.cases.values():
+            counts[case.question] = counts.get(case.question, 0) + 1
+        return {cid: float(points[c.question]) / counts[c.question] for cid, c in self.cases.items()}
+
+
+class LabError(RuntimeError):
+    """A lab folder cannot be loaded; the message names the file and what is wrong."""
+
+
+class DataError(RuntimeError):
+    """A lab's data (e.g. the course's copy of MNIST) is missing or broken; the message says
+    which file and how to fix it. A lab's `make_data` raises it."""
+
+
+def import_package(folder: Path) -> Any:
+    """Import the lab folder `folder` as the package named after it (once per process).
+
+    By file location, not through `sys.path`: nothing else of the folder's parent becomes
+    importable, and the sandbox's zygote imports the same package the trusted side did.
+    """
+    folder = Path(folder)
+    name = folder.name
+    loaded = sys.modules.get(name)
+    if loaded is not None:
+        if Path(getattr(loaded, "__file__", "") or "").parent.resolve() != folder.resolve():
+            raise LabError(f"{folder}: another module named {name!r} is already imported")
+        return loaded
+    init = folder / "__init__.py"
+    if not init.is_file():
+        raise LabError(f"{init}: missing (a lab folder is a Python package: add an empty __init__.py)")
+    spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[str(folder)])
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def load_lab(folder: Path, settings: Mapping[str, Any]) -> Lab:
+    """The lab in `folder`, made by its `lab.make_lab(settings)`."""
+    package = import_package(folder)
+    try:
+        module = importlib.import_module(f"{package.__name__}.lab")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"{package.__name__}.lab":
+            raise LabError(f"{Path(folder) / 'lab.py'}: missing (it defines make_lab(settings))") from None
+        raise
+    make = getattr(module, "make_lab", None)
+    if not callable(make):
+        raise LabError(f"{Path(folder) / 'lab.py'}: defines no make_lab(settings)")
+    lab = make(settings)
+    if not isinstance(lab, Lab):
+        raise LabError(f"{Path(folder) / 'lab.py'}: make_lab returned {type(lab).__name__}, not a coursekit.lab.Lab")
+    _check(lab)
+    return lab
+
+
+def _check(lab: Lab) -> None:
+    """The lab's parts agree: every case names calls the lab makes, every call id is unique."""
+    where = lab.folder / "lab.py"
+    ids = [c.id for c in lab.calls]
+    if len(ids) != len(set(ids)):
+        raise LabError(f"{where}: two calls share an id")
+    for cid, case in lab.cases.items():
+        unknown = [c for c in case.calls if c not in ids]
+        if unknown:
+            raise LabError(f"{where}: case {cid!r} needs calls the lab does not make: {', '.join(unknown)}")
