@@ -18,7 +18,9 @@ from types import ModuleType
 from typing import Any, Mapping
 
 from coursekit import sandbox
+from coursekit.image import ImageSpec
 from coursekit.lab import Lab, load_lab
+from coursekit.submission import Rules
 
 VISIBILITIES = ("visible", "after_due_date", "after_published", "hidden")
 DEVICES = ("auto", "cpu", "cuda")
@@ -43,7 +45,8 @@ class Course:
     policy: sandbox.Policy
     visibility: Mapping[str, str]  # "public" / "hidden" -> one of VISIBILITIES
     data_file: str  # the lab's data bundle's name inside the autograder
-    max_submission_mb: int
+    rules: Rules  # what a submission must be (size, assignment, ignored cells)
+    image: ImageSpec  # the Gradescope image's Python, pins and torch build
     module: Any = field(default=None, repr=False, compare=False)  # course_config itself
 
     @property
@@ -80,7 +83,7 @@ class Course:
         lab = self.lab()
         return Grader(lab, lab.load_data(data_path or self.data_path()), self.points, self.limits,
                       slot=slot, require=require, gpu_number=gpu_number, sandboxes=sandboxes,
-                      device=self.device, policy=self.policy)
+                      device=self.device, policy=self.policy, rules=self.rules)
 
 
 def _need(cond: bool, name: str, what: str, value: Any) -> None:
@@ -128,7 +131,11 @@ def from_module(cfg: ModuleType) -> Course:
                               memory_mb=cfg.MEMORY_LIMIT_MB, gpu_memory_mb=cfg.GPU_MEMORY_LIMIT_MB),
         policy=sandbox.Policy(grader_memory_mb=cfg.GRADER_MEMORY_MB, min_job_memory_mb=cfg.MIN_JOB_MEMORY_MB,
                               sandboxes_per_gpu=cfg.GPU_SANDBOXES_PER_DEVICE),
-        visibility=dict(vis), data_file=cfg.BUNDLE_FILE, max_submission_mb=int(cfg.MAX_SUBMISSION_MB),
+        visibility=dict(vis), data_file=cfg.BUNDLE_FILE,
+        image=ImageSpec(python_version=str(cfg.AUTOGRADER_PYTHON_VERSION),
+                        requirements=tuple(cfg.AUTOGRADER_REQUIREMENTS), gpu=bool(cfg.AUTOGRADER_GPU),
+                        torch_cpu_index=str(cfg.AUTOGRADER_TORCH_CPU_INDEX), device=device),
+        rules=Rules(max_mb=int(cfg.MAX_SUBMISSION_MB), assignment=cfg.ASSIGNMENT, ignore_tag=cfg.IGNORE_TAG),
         module=cfg)
 
 

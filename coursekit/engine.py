@@ -20,7 +20,7 @@ from coursekit import calling, sandbox
 from coursekit.lab import Arrays, CheckFailed, Lab
 from coursekit.report import CaseResult, Report
 from coursekit.sandbox.gpu import DeviceError
-from coursekit.submission import SubmissionError, gradable_cells, read_submission
+from coursekit.submission import Rules, SubmissionError, gradable_cells, read_submission
 
 
 def _claims(lab: Lab, result: sandbox.JobResult) -> dict[str, Any]:
@@ -66,7 +66,7 @@ class Grader:
                  limits: sandbox.Limits | None = None, slot: int = 0,
                  require: str | None = None, gpu_number: int | None = None,
                  sandboxes: int = 1, device: str = "auto",
-                 policy: sandbox.Policy | None = None) -> None:
+                 policy: sandbox.Policy | None = None, rules: Rules = Rules()) -> None:
         import torch
 
         torch.set_num_threads(1)  # deterministic verdicts
@@ -74,6 +74,7 @@ class Grader:
         self.probes = lab.inputs(data, lab.settings)
         self.limits = limits or sandbox.Limits()
         self.slot = slot
+        self.rules = rules
         self.points = lab.case_points(points)
         # The sandbox gets the hidden inputs as plain arrays, never the checks.
         self.sandbox = sandbox.Sandbox({k: v.numpy() for k, v in self.probes.items()}, slot=slot,
@@ -106,7 +107,7 @@ class Grader:
         """Run the notebook's code in the sandbox and judge every hidden case."""
         lab = self.lab
         # no budget, seed or target: the job only calls the student's code on the inputs
-        job = {"cells": gradable_cells(nb), "calls": [c.id for c in lab.calls],
+        job = {"cells": gradable_cells(nb, ignore_tag=self.rules.ignore_tag), "calls": [c.id for c in lab.calls],
                "long_calls": [c.id for c in lab.calls if c.long],
                "device_calls": [c.id for c in lab.calls if c.device],
                "definitions": list(lab.definitions), "job_module": lab.job_module}
@@ -153,7 +154,7 @@ class Grader:
     def grade_path(self, path: Path) -> Report:
         """Grade a submission file; bad input gets a report with status 'bad input'."""
         try:
-            nb = read_submission(path)
+            nb = read_submission(path, self.rules)
         except SubmissionError as exc:
             return self.all_failed("bad input", str(exc))
         except OSError as exc:

@@ -47,8 +47,8 @@ from nbgrader.api import Gradebook
 from nbgrader.coursedir import CourseDirectory
 from nbgrader.nbgraderformat import SCHEMA_VERSION
 from nbgrader.preprocessors import ClearHiddenTests, NbGraderPreprocessor
+from traitlets import Unicode
 
-import course_config as cfg
 from coursekit.nbgrader_read import folder_notes, unreadable_reason
 
 NOTE_KEY = "coursekit"  # notebook metadata our steps write (the student's is dropped)
@@ -283,6 +283,9 @@ class RebuildFromCourse(NbGraderPreprocessor):
     """Rebuild the submission from the course's cells by grade_id (the first step of
     `nbgrader autograde`'s sanitising; see the module docstring)."""
 
+    ignore_tag = Unicode("otter_ignore", help="The tag of cells the grader does not run "
+                         "(course_config.IGNORE_TAG)").tag(config=True)
+
     def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
         """Replace `nb`'s cells and metadata; the note goes into `nb.metadata.coursekit`."""
         info = resources["nbgrader"]
@@ -329,8 +332,8 @@ class RebuildFromCourse(NbGraderPreprocessor):
             for sc in nbrow.source_cells:
                 grade, task, solution = sc.name in points, sc.name in task_points, sc.name in solutions
                 cell_tags = tags.get(sc.name, ())
-                if grade and not solution and sc.cell_type == "code" and cfg.IGNORE_TAG not in cell_tags:
-                    cell_tags += (cfg.IGNORE_TAG,)  # a check is never run as student code
+                if grade and not solution and sc.cell_type == "code" and self.ignore_tag not in cell_tags:
+                    cell_tags += (self.ignore_tag,)  # a check is never run as student code
                 course.append(CourseCell(
                     name=sc.name, cell_type=sc.cell_type, source=sc.source,
                     released=self._released_source(sc.source), checksum=sc.checksum,

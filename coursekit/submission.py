@@ -15,12 +15,12 @@ import os
 import re
 import stat
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import nbformat
 
-import course_config as cfg
 
 MAX_ZIP_MEMBERS = 10_000  # an otter export holds a handful; a zip of a whole folder, hundreds
 MAX_ZIP_DIRECTORY_BYTES = MAX_ZIP_MEMBERS * 512  # bounds the entries zipfile parses at all
@@ -41,12 +41,22 @@ def quote(text: object, limit: int = MAX_QUOTED_CHARS) -> str:
     return short + "…" if len(text) > limit else short
 
 
-def _limit_bytes() -> int:
-    return cfg.MAX_SUBMISSION_MB << 20  # read at call time: tests and configs may change it
+@dataclass(frozen=True)
+class Rules:
+    """What a submission must be, from the course's settings: at most `max_mb`, a notebook of
+    `assignment` where it names one (None: any), cells tagged `ignore_tag` not run."""
+
+    max_mb: int = 50
+    assignment: str | None = None
+    ignore_tag: str = "otter_ignore"
+
+    @property
+    def limit_bytes(self) -> int:
+        return self.max_mb << 20
 
 
-def _too_large(name: str) -> SubmissionError:
-    return SubmissionError(f"{name} is larger than {cfg.MAX_SUBMISSION_MB} MB")
+def _too_large(name: str, rules: Rules) -> SubmissionError:
+    return SubmissionError(f"{name} is larger than {rules.max_mb} MB")
 
 
 # --- bytes: the file, or the notebook inside a zip ------------------------------------------
@@ -88,11 +98,11 @@ def _zip_directory_too_large(f: IO[bytes]) -> bool:
     return end[zipfile._ECD_ENTRIES_TOTAL] > MAX_ZIP_MEMBERS or end[zipfile._ECD_SIZE] > MAX_ZIP_DIRECTORY_BYTES
 
 
-def _zip_notebook(f: IO[bytes], name: str) -> tuple[bytes, str]:
+def _zip_notebook(f: IO[bytes], name: str, rules: Rules) -> tuple[bytes, str]:
     """The one notebook in a zip, read with bounded decompression, and its display name."""
     if _zip_directory_too_large(f):
         raise SubmissionError(f"{name} holds more than {MAX_ZIP_MEMBERS} files")
-    limit = _limit_bytes()
+    limit = rules.limit_bytes
     try:
         with zipfile.ZipFile(f) as zf:
             infos = zf.infolist()
@@ -113,7 +123,7 @@ def _zip_notebook(f: IO[bytes], name: str) -> tuple[bytes, str]:
             if info.flag_bits & 0x1:
                 raise SubmissionError(f"{name} is an encrypted zip; upload it without a password")
             if info.file_size > limit:
-                raise SubmissionError(f"{name}: the notebook in it is larger than {cfg.MAX_SUBMISSION_MB} MB")
+                raise SubmissionError(f"{name}: the notebook in it is larger than {rules.max_mb} MB")
             # Never more than the header's size + 1 (itself within the cap): a header that
             # lies about a larger member ends in a CRC error, not a decompressed bomb.
             with zf.open(info) as member:
@@ -127,34 +137,21 @@ def _zip_notebook(f: IO[bytes], name: str) -> tuple[bytes, str]:
     return data, label
 
 
-def _submission_bytes(path: Path) -> tuple[bytes, str]:
+def _submission_bytes(path: Path, rules: Rules) -> tuple[bytes, str]:
     """The notebook's bytes (the file, or the notebook in a zip) and the name to show."""
     name = quote(path.name)
-    limit = _limit_bytes()
+    limit = rules.limit_bytes
     with _open_regular(path, name) as f:
         if os.fstat(f.fileno()).st_size > limit:
-            raise _too_large(name)
+            raise _too_large(name, rules)
         if zipfile.is_zipfile(f):  # reads only the end record
             f.seek(0)
-            return _zip_notebook(f, name)
+            return _zip_notebook(f, name, rules)
         f.seek(0)
         data = f.read(limit + 1)  # bounded even if the file grew after fstat
     if len(data) > limit:
-        raise _too_large(name)
+        raise _too_large(name, rules)
     return data, name
-
-
-def check_submission_file(path: Path) -> None:
-    """Raise SubmissionError if the file cannot be graded for what it is as bytes: a link,
-    not a regular file, larger than `course_config.MAX_SUBMISSION_MB`, a damaged zip, or
-    a zip whose notebook is over that cap (measured by bounded reading, never by trusting
-    the header). The notebook's JSON is not parsed here (`read_submission` does that)."""
-    try:
-        _submission_bytes(path)
-    except SubmissionError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - no exception but ours leaves this module
-        raise SubmissionError(_unexpected(path, exc)) from None
 
 
 def _unexpected(path: Path, exc: Exception) -> str:
@@ -232,7 +229,7 @@ def _check_structure(raw: dict, name: str) -> None:
     _check_cells(raw, name)
 
 
-def _read_notebook_text(text: str, name: str) -> nbformat.NotebookNode:
+def _read_notebook_text(text: str, name: str, rules: Rules) -> nbformat.NotebookNode:
     """Parse notebook text strictly; `name` (already quoted) names it in messages."""
     if not text.strip():
         raise SubmissionError(f"{name} is empty")
@@ -260,31 +257,32 @@ def _read_notebook_text(text: str, name: str) -> nbformat.NotebookNode:
     _check_cells(nb, name)
     otter = nb.metadata.get("otter")
     assignment = otter.get("assignment_name") if isinstance(otter, dict) else None
-    if assignment is not None and assignment != cfg.ASSIGNMENT:
+    if assignment is not None and rules.assignment is not None and assignment != rules.assignment:
         raise SubmissionError(f"{name} is a notebook of assignment '{quote(assignment)}', "
-                              f"not '{cfg.ASSIGNMENT}'")
+                              f"not '{rules.assignment}'")
     return nb
 
 
-def read_submission(path: Path) -> nbformat.NotebookNode:
+def read_submission(path: Path, rules: Rules = Rules()) -> nbformat.NotebookNode:
     """The submission's notebook, from a .ipynb or an otter export zip. Never unpickles,
     never follows a link; anything that is not a gradable notebook raises SubmissionError
     (and nothing else)."""
     try:
-        data, name = _submission_bytes(path)
+        data, name = _submission_bytes(path, rules)
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
             raise SubmissionError(f"{name} is not a notebook: not UTF-8 text") from None
-        return _read_notebook_text(text, name)
+        return _read_notebook_text(text, name, rules)
     except SubmissionError:
         raise
     except Exception as exc:  # noqa: BLE001 - one submission's file never crashes the grader
         raise SubmissionError(_unexpected(path, exc)) from None
 
 
-def gradable_cells(nb: nbformat.NotebookNode, name: str = "the submission") -> list[str]:
-    """The code cells the grader runs: not tagged otter_ignore, not otter's own cells.
+def gradable_cells(nb: nbformat.NotebookNode, name: str = "the submission",
+                   ignore_tag: str = Rules.ignore_tag) -> list[str]:
+    """The code cells the grader runs: not tagged `ignore_tag`, not otter's own cells.
 
     The notebook may come from elsewhere than `read_submission` (the otter plugin gets
     otter's), so its cells are checked again: a damaged one raises SubmissionError.
@@ -294,7 +292,7 @@ def gradable_cells(nb: nbformat.NotebookNode, name: str = "the submission") -> l
     for cell in nb["cells"]:
         if cell["cell_type"] != "code":
             continue
-        if cfg.IGNORE_TAG in cell.get("metadata", {}).get("tags", []):
+        if ignore_tag in cell.get("metadata", {}).get("tags", []):
             continue
         src = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
         code = [ln.strip() for ln in src.splitlines() if ln.strip() and not ln.strip().startswith("#")]
