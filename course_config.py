@@ -1,8 +1,10 @@
-"""Every course and assignment setting in one place.
+"""The course's settings: which labs it has, and how grading runs on its machines.
 
-The build (`coursekit build`), the hidden checks, the grader and the tests all read
-their settings from here; nothing else in the repository repeats these values.
-Edit this file and the master notebook, then run `make build`.
+Each lab is a folder `source/<name>/` with its master notebook, its checks and its own
+settings (`lab.toml`: points, the training target, its data). This file names the labs and
+holds what is the same for all of them. `coursekit` reads it once, checks every value
+(`coursekit/course.py`) and says which one is wrong; nothing else repeats these values.
+Edit this file or a lab's folder, then run `make build`.
 """
 
 from __future__ import annotations
@@ -12,38 +14,13 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent
 
-# --- course and assignment -------------------------------------------------------
+# --- the course --------------------------------------------------------------------
 COURSE_NAME = "Deep Learning"
-ASSIGNMENT = "attention_basics"
-ASSIGNMENT_TITLE = "Attention Basics"
-
-SOURCE_NOTEBOOK = REPO_ROOT / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
-RELEASE_DIR = REPO_ROOT / "release" / ASSIGNMENT
-SOLUTIONS_DIR = REPO_ROOT / "solutions" / ASSIGNMENT
-AUTOGRADER_DIR = REPO_ROOT / "autograder" / ASSIGNMENT
-AUTOGRADER_ZIP = AUTOGRADER_DIR / f"{ASSIGNMENT}-autograder.zip"
-# The nbgrader course (JupyterHub): generated from the same master; run nbgrader in it.
-NBGRADER_COURSE_DIR = REPO_ROOT / "nbgrader_course"
+# The labs, each a folder under source/ (the first is the default of `coursekit build`
+# and `coursekit grade`; pick another with --assignment NAME).
+LABS = ["attention_basics"]
+# The nbgrader course (JupyterHub), generated from the labs' masters: run nbgrader in it.
 NBGRADER_COURSE_ID = "attention-basics"
-
-# --- points ----------------------------------------------------------------------
-# Autograded questions: the points are split evenly over each question's hidden test
-# cases; public test cases (the ones `grader.check` runs for students) are worth 0.
-AUTOGRADED_POINTS: dict[str, float] = {
-    "lookup": 5,      # shapes, raw hard scores, one-hot lookup, softmax, rows summing to 1
-    "retrieve": 2,    # weights @ V (2-D and batched), exact one-hot retrieval after shuffling
-    "forward": 3,     # AttentionTest.forward: shapes, weights from self.mha, output = weights @ db
-    "training": 2,    # training the student's model reaches the target held-out MSE
-}
-# Written answers, graded by hand (on Gradescope as a manually graded question).
-MANUAL_POINTS: dict[str, float] = {
-    "q3_1": 1,
-    "q3_2": 1,
-    "q4_1": 1,
-    "q6_1": 1,
-    "q6_2": 2,
-    "q6_4": 1,
-}
 
 # --- data ------------------------------------------------------------------------
 # torchvision's MNIST expects <root>/MNIST/raw/. MNIST_ROOT overrides the default.
@@ -55,41 +32,13 @@ def mnist_root() -> Path:
     return Path(os.environ.get("MNIST_ROOT", str(DEFAULT_MNIST_ROOT))).expanduser()
 
 
-# Normalisation used in the lab: ToTensor() then Normalize([0.5], [0.5]) -> pixels in [-1, 1].
-NORMALIZE_MEAN = 0.5
-NORMALIZE_STD = 0.5
-NUM_DATABASE_IMAGES = 100  # the lab's image_database
-DATABASE_SEED = 42  # the lab's torch.manual_seed(42)
-
-# The autograder zip bundles this slice of the MNIST *test* split (never the whole set):
-# a database of 100 images, training queries and disjoint held-out queries.
-BUNDLE_SEED = 2024
-BUNDLE_TRAIN_QUERIES = 2048
-BUNDLE_HELDOUT_QUERIES = 512
-BUNDLE_FILE = "attention_data.npz"
-
-# --- the training check ----------------------------------------------------------
-# The grader trains the lab's reference model with this budget (seeded) and checks that
-# its held-out MSE of weights @ database is below the target; at three points of that run
-# the student's forward must give the reference's loss and gradients (issue 19: the job
-# runs no optimizer). Calibrated in docs/calibration.md.
-TRAINING_CHECK = {
-    "seed": 0,
-    "steps": 75,
-    "batch_size": 32,  # 75 x 32: 2.7x less work than the 100 x 64 of issues 2-12, same margins
-    "lr": 3e-3,
-    "embed_dim": 32,
-    "num_heads": 1,
-    # Held-out MSE must be below this. Uniform weights (no learning) give ~0.275 and
-    # the reference reaches ~0.177 on CPU: see docs/calibration.md for the margins.
-    "target_mse": 0.22,
-    # "auto": on CUDA where the grading machine has a usable NVIDIA GPU, else on the CPU;
-    # "cpu" or "cuda" force one ("cuda" without a GPU stops grading with an error). The
-    # score does not depend on it: the MSEs agree (docs/calibration-cuda.md), code that
-    # only works on the CPU fails a device check on every machine, and a model that
-    # fails on CUDA for another reason is trained on the CPU (docs/gpu.md).
-    "device": "auto",
-}
+# --- where the labs' device calls (the training check) run ------------------------
+# "auto": on CUDA where the grading machine has a usable NVIDIA GPU, else on the CPU;
+# "cpu" or "cuda" force one ("cuda" without a GPU stops grading with an error). The
+# score does not depend on it: the MSEs agree (docs/calibration-cuda.md), code that
+# only works on the CPU fails a device check on every machine, and a model that
+# fails on CUDA for another reason is trained on the CPU (docs/gpu.md).
+DEVICE = "auto"
 # Each sandbox that trains on a GPU may hold this much GPU memory (torch's allocator is
 # capped there, and the grader kills a job whose processes hold more, read through NVML).
 GPU_MEMORY_LIMIT_MB = 4096
@@ -105,17 +54,6 @@ GPU_SANDBOXES_PER_DEVICE = 4
 # Both `coursekit grade`'s results.json and the autograder's (otter run, Gradescope)
 # follow it; report.md and grades.csv (the TA's files) show everything.
 RESULTS_VISIBILITY = {"public": "visible", "hidden": "after_published"}
-VISIBILITIES = ("visible", "after_due_date", "after_published", "hidden")
-
-
-def results_visibility() -> dict[str, str]:
-    """`RESULTS_VISIBILITY`, checked: ValueError unless both keys have one of `VISIBILITIES`."""
-    setting = RESULTS_VISIBILITY
-    if (not isinstance(setting, dict) or set(setting) != {"public", "hidden"}
-            or any(v not in VISIBILITIES for v in setting.values())):
-        raise ValueError(f"course_config.RESULTS_VISIBILITY must map 'public' and 'hidden' to one of "
-                         f"{', '.join(VISIBILITIES)}; it is {setting!r}")
-    return dict(setting)
 
 # --- the autograder --------------------------------------------------------------
 AUTOGRADER_PYTHON_VERSION = "3.11"
@@ -131,13 +69,14 @@ AUTOGRADER_REQUIREMENTS = [
 ]
 # Whether the machines that run the autograder zip have an NVIDIA GPU (Gradescope's do
 # not). The image's torch is PyTorch's CPU-only build (from AUTOGRADER_TORCH_CPU_INDEX,
-# no CUDA stack, no NVML) unless TRAINING_CHECK["device"] is "cuda", or "auto" with a GPU
-# here; then it is the registry's CUDA build (several GB more). See coursekit/image.py.
+# no CUDA stack, no NVML) unless DEVICE is "cuda", or "auto" with a GPU here; then it is
+# the registry's CUDA build (several GB more). See coursekit/image.py.
 AUTOGRADER_GPU = False
 AUTOGRADER_TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 # Per-submission limits of the sandbox that runs student code (coursekit grade and
 # the autograder alike): whole submission, one notebook cell, one call of student
-# code on hidden inputs, the training call (about 0.1 s on one CPU thread since issue 19), resident memory.
+# code on hidden inputs, a long call (the training check: about 0.1 s on one CPU
+# thread since issue 19), resident memory.
 TIME_LIMIT_S = 240
 CELL_TIME_LIMIT_S = 60
 CALL_TIME_LIMIT_S = 20
@@ -156,8 +95,3 @@ MAX_SUBMISSION_MB = 50
 # The notebook cells that download data, train for minutes or plot from the training
 # data carry this tag; otter skips them when grading.
 IGNORE_TAG = "otter_ignore"
-# What the lab's graded cells import: the grader imports them once, before it forks each
-# sandbox, so a submission does not pay for them (4.1 s -> 2.5 s per submission here).
-PRELOAD_MODULES = ["numpy", "matplotlib.pyplot", "torch.nn.functional", "torch.optim",
-                   "torch.utils.data.dataloader", "torchvision", "torchvision.datasets",
-                   "torchvision.transforms", "tqdm.notebook"]

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
-from coursekit.lab import Lab
+from coursekit.lab import Lab, LabError
 
 from . import calls, checks, data
 
@@ -31,20 +31,40 @@ ERROR_KINDS = tuple(re.compile(p) for p in (
 ))
 
 
+TRAINING_KEYS = {"seed": int, "steps": int, "batch_size": int, "lr": float, "embed_dim": int,
+                 "num_heads": int, "target_mse": float}
+DATA_KEYS = {"seed": int, "database": int, "train": int, "heldout": int}
+
+
+def _table(settings: Mapping[str, Any], name: str, keys: dict[str, type]) -> dict[str, Any]:
+    """lab.toml's table `name`, checked: exactly `keys`, each of its type (ints are floats too)."""
+    table = settings.get(name)
+    where = HERE / "lab.toml"
+    if not isinstance(table, dict) or set(table) != set(keys):
+        raise LabError(f"{where}: [{name}] must set exactly {', '.join(keys)}; it is {table!r}")
+    for key, kind in keys.items():
+        value = table[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else kind) or value < 0:
+            raise LabError(f"{where}: {name}.{key} must be a {kind.__name__} ≥ 0; it is {value!r}")
+    return dict(table)
+
+
 def make_lab(settings: Mapping[str, Any]) -> Lab:
-    """The lab, with the course's `settings` for it."""
-    bundle = dict(settings["data"])
+    """The lab, with its settings (lab.toml's [training] and [data], the course's data root)."""
+    training = _table(settings, "training", TRAINING_KEYS)
+    bundle = _table(settings, "data", DATA_KEYS)
     return Lab(
         name="attention_basics",
         folder=HERE,
-        settings=settings,
+        settings={**settings, "training": training},
         calls=tuple(calls.CALLS),
         cases=checks.CASES,
         definitions=("lookup", "retrieve", "AttentionTest"),
         job_module=calls.__name__,
         inputs=lambda arrays, s: checks.probes(arrays, dict(s["training"])),
         load_data=checks.load_bundle,
-        make_data=lambda path: data.make_bundle(path, **bundle),
+        make_data=lambda path: data.make_bundle(path, mnist_root=settings["data_root"],
+                                                cache=Path(settings["cache"]) / "mnist", **bundle),
         error_kinds=ERROR_KINDS,
         shipped={"lab_checks.py": HERE / "public_checks.py"},
         preload=tuple(settings.get("preload", ())),
