@@ -45,7 +45,8 @@ def _table(settings: Mapping[str, Any], name: str, keys: dict[str, type]) -> dic
     for key, kind in keys.items():
         value = table[key]
         if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else kind) or value < 0:
-            raise LabError(f"{where}: {name}.{key} must be a {kind.__name__} ≥ 0; it is {value!r}")
+            what = "an integer" if kind is int else "a number"
+            raise LabError(f"{where}: {name}.{key} must be {what} ≥ 0; it is {value!r}")
     return dict(table)
 
 
