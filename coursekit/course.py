@@ -196,8 +196,9 @@ class _Settings:
             raise ConfigError(f"{self._module.__file__}: {name} is missing") from None
 
 
-def from_module(module: ModuleType) -> Course:
-    """The course of an imported course_config module and its labs, checked."""
+def from_module(module: ModuleType, only: str | None = None) -> Course:
+    """The course of an imported course_config module and its labs (only the lab `only`,
+    where given: the autograder zip carries one), checked."""
     where = "course_config.py"
     cfg: Any = _Settings(module)
     root = Path(module.__file__).resolve().parent
@@ -215,6 +216,10 @@ def from_module(module: ModuleType) -> Course:
     labs = cfg.LABS
     if not isinstance(labs, list) or not labs or len(set(labs)) != len(labs):
         raise ConfigError(f"{where}: LABS must be a non-empty list of lab folder names; it is {labs!r}")
+    if only is not None:
+        if only not in labs:
+            raise ConfigError(f"{where}: LABS has no lab {only!r} (it has: {', '.join(labs)})")
+        labs = [only]
     data_root = cfg.mnist_root()
     return Course(
         root=root, name=str(cfg.COURSE_NAME),
@@ -241,18 +246,19 @@ def config_path() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[1] / "course_config.py"
 
 
-_LOADED: dict[Path, Course] = {}
+_LOADED: dict[tuple[Path, str | None], Course] = {}
 
 
-def load(path: Path | None = None) -> Course:
-    """The course of `path` (default `config_path()`), read and checked once per process."""
+def load(path: Path | None = None, only: str | None = None) -> Course:
+    """The course of `path` (default `config_path()`), read and checked once per process;
+    with `only`, just that lab of it."""
     path = (path or config_path()).resolve()
-    if path not in _LOADED:
+    if (path, only) not in _LOADED:
         if not path.is_file():
             raise ConfigError(f"{path}: missing (the course's settings)")
         spec = importlib.util.spec_from_file_location(f"course_config_{len(_LOADED)}", path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        _LOADED[path] = from_module(module)
-    return _LOADED[path]
+        _LOADED[path, only] = from_module(module, only)
+    return _LOADED[path, only]
