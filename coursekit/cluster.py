@@ -7,7 +7,7 @@ Dask worker process keeps one warm grader for its lifetime (`GraderPlugin`), che
 bytes against their hash, writes them into a private temporary folder, grades them in
 its own sandbox exactly as a local worker does, and returns the report as JSON.
 
-Back on the TA's machine every report is parsed as strictly as a stored one and stored
+Back on the TA's machine every report is decoded as strictly as a stored one and stored
 atomically as soon as it arrives, so an interrupted run resumes. Dask moves the tasks of
 a worker that dies to the others; a task that still fails (KilledWorker, a refusal, an
 exception, a malformed report, a report whose sandbox failed) becomes that submission's
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import shutil
 import sys
@@ -33,7 +32,6 @@ import time
 import uuid
 import zlib
 from collections import deque
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +39,7 @@ from distributed import KilledWorker, WorkerPlugin
 
 import course_config as cfg
 from coursekit import grade
+from coursekit.report import ReportError, all_failed, decode, encode
 from coursekit.submission import SubmissionError
 
 CONNECT_TIMEOUT_S = 10
@@ -146,7 +145,7 @@ class GraderPlugin(WorkerPlugin):
         return self._grader
 
     def grade(self, version: str, name: str, data: bytes, digest: str) -> str:
-        """Grade one submission's bytes; the report as JSON (`asdict(Report)`)."""
+        """Grade one submission's bytes; the report as JSON (`report.encode`)."""
         if version != worker_version():
             raise WorkerRefused(f"this worker runs another version of coursekit or course_config.py "
                                 f"({worker_version()}, the batch wants {version}): install the "
@@ -164,7 +163,7 @@ class GraderPlugin(WorkerPlugin):
                 report = self._warm_grader().grade_path(path)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-        return json.dumps(asdict(report))
+        return encode(report)
 
 
 def _grade_task(plugin: str, version: str, name: str, data: bytes, digest: str) -> str:
@@ -191,24 +190,6 @@ def task_resources(workers: dict[str, dict[str, float]], device: str) -> dict[st
     return {"GPU": 1} if has_gpu and device != "cpu" else None
 
 
-def parse_report(text: object, scratch: Path) -> dict[str, Any]:
-    """A worker's report (JSON text) validated as strictly as a stored one (the same
-    validator, which reads a file: a temporary one in `scratch`, removed again);
-    ValueError when it is malformed."""
-    if not isinstance(text, str):
-        raise ValueError("the report is not text")
-    if len(text) > grade.MAX_REPORT_BYTES:  # a first, cheap bound: the validator counts bytes
-        raise ValueError("the report is too large")
-    scratch.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=scratch, prefix=".incoming-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogatepass") as f:
-            f.write(text)
-        return grade._report_data(Path(tmp))
-    finally:
-        os.unlink(tmp)
-
-
 def _submission_bytes(path: Path) -> bytes:
     """The file's bytes, read as the grader reads it (no link, a regular file, at most
     the size cap); SubmissionError with the grader's own message otherwise."""
@@ -228,17 +209,6 @@ def _submission_bytes(path: Path) -> bytes:
     if len(data) > limit:
         raise sub._too_large(name)
     return data
-
-
-def _bad_input_report(message: str) -> str:
-    """The report grade_path writes for a file it refuses: every case failed."""
-    from coursekit import checks
-    from coursekit.engine import case_points
-    from coursekit.report import CaseResult, Report
-
-    points = case_points()
-    return json.dumps(asdict(Report(status="bad input", message=message, cases=[
-        CaseResult(cid, c.question, points[cid], False, message) for cid, c in checks.CASES.items()])))
 
 
 def _one_line(text: object) -> str:
@@ -365,7 +335,7 @@ def grade_on_cluster(todo: list[grade._Todo], address: str, bar, require: str | 
                 try:
                     raw = _submission_bytes(t.path)
                 except SubmissionError as exc:  # refused here, never sent: the grader's report
-                    grade._write_atomic(t.report_path, _bad_input_report(str(exc)))
+                    grade._write_atomic(t.report_path, encode(all_failed("bad input", str(exc))))
                     bar.update(1)
                     continue
                 # A submission is a large argument for a task; Dask warns of repeated data.
@@ -387,15 +357,15 @@ def grade_on_cluster(todo: list[grade._Todo], address: str, bar, require: str | 
                 errors[t.key] = _failure(exc)
             else:
                 try:
-                    report = parse_report(text, t.report_path.parent)
-                except ValueError as exc:  # the validator's own words, never the report's
+                    report = decode(text)
+                except ReportError as exc:  # the codec's own words, never the report's
                     errors[t.key] = (f"the worker's report is malformed ({_one_line(exc)}); "
                                      f"it is retried on the next run")
                 else:
-                    if report["status"] == "error":  # the worker's sandbox failed: not a grade
-                        errors[t.key] = f"{_one_line(report['message'])}; it is retried on the next run"
+                    if report.status == "error":  # the worker's sandbox failed: not a grade
+                        errors[t.key] = f"{_one_line(report.message)}; it is retried on the next run"
                     else:
-                        grade._write_atomic(t.report_path, json.dumps(report))
+                        grade._write_atomic(t.report_path, encode(report))
             future.release()  # the scheduler forgets the task and its bytes
             bar.update(1)
     return errors

@@ -15,7 +15,6 @@ import csv
 import hashlib
 import io
 import json
-import math
 import multiprocessing as mp
 import os
 import re
@@ -27,11 +26,12 @@ import tempfile
 import unicodedata
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import course_config as cfg
+from coursekit.report import MAX_REPORT_BYTES, Report, ReportError, all_failed, decode, encode, gradescope_results
 
 QUESTIONS = list(cfg.AUTOGRADED_POINTS)
 POSSIBLE = sum(cfg.AUTOGRADED_POINTS.values())
@@ -39,9 +39,6 @@ SUFFIXES = (".ipynb", ".zip")
 MAX_ID_CHARS = 100
 MAX_SEARCH_DEPTH = 20  # a Gradescope export is 2 deep; deeper trees are not submissions
 MAX_METADATA_BYTES = 16 << 20
-MAX_REPORT_BYTES = 4 << 20
-MAX_REPORT_CASES = 1000
-MAX_REPORT_TEXT = 10_000
 WORKER_DIED = "the grading process died while grading it; it is retried on the next run"
 
 
@@ -194,80 +191,6 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _text(value: Any, what: str, limit: int = MAX_REPORT_TEXT) -> str:
-    if not isinstance(value, str) or len(value) > limit:
-        raise ValueError(f"{what} is not a string of at most {limit} characters")
-    return value
-
-
-def _case_data(case: Any) -> dict[str, Any]:
-    """One stored case, validated field by field (unknown fields are dropped)."""
-    if not isinstance(case, dict):
-        raise ValueError("a case is not an object")
-    points = case.get("points")
-    if (isinstance(points, bool) or not isinstance(points, (int, float)) or not math.isfinite(points)
-            or not 0 <= points <= POSSIBLE):
-        raise ValueError("a case's points are not a number within the assignment's points")
-    if not isinstance(case.get("passed"), bool):
-        raise ValueError("a case's passed is not true or false")
-    question = _text(case.get("question"), "a case's question", 100)
-    if question not in QUESTIONS:
-        raise ValueError("a case's question is not one of the assignment's")
-    return {"case": _text(case.get("case"), "a case's id", 100), "question": question,
-            "points": float(points), "passed": case["passed"],
-            "message": _text(case.get("message", ""), "a case's message")}
-
-
-def _report_data(path: Path) -> dict[str, Any]:
-    """A stored report's fields, validated strictly; ValueError if unreadable or malformed."""
-    try:
-        with path.open("rb") as f:
-            raw = f.read(MAX_REPORT_BYTES + 1)
-        if len(raw) > MAX_REPORT_BYTES:
-            raise ValueError("the report is too large")
-        data = json.loads(raw)
-    except ValueError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - OSError, RecursionError, MemoryError
-        raise ValueError(f"the report cannot be read ({type(exc).__name__})") from None
-    if not isinstance(data, dict):
-        raise ValueError("the report is not an object")
-    cases = data.get("cases")
-    if not isinstance(cases, list) or len(cases) > MAX_REPORT_CASES:
-        raise ValueError(f"the report's cases are not a list of at most {MAX_REPORT_CASES}")
-    from coursekit.calls import DEVICES
-
-    device = data.get("device", "")
-    if device not in ("", *DEVICES.values()):
-        raise ValueError("the report's device is not one the training check runs on")
-    return {"status": _text(data.get("status"), "the status", 100),
-            "message": _text(data.get("message"), "the message"),
-            "isolation": _text(data.get("isolation", ""), "the isolation", 100),
-            "device": device, "cases": [_case_data(c) for c in cases]}
-
-
-def _make_report(data: dict[str, Any]):
-    """A Report from validated fields (`isolation`, `device` only where the engine's Report has them)."""
-    from coursekit.report import CaseResult, Report
-
-    names = {f.name for f in fields(Report)}
-    extra = {k: data[k] for k in ("isolation", "device") if k in names and k in data}
-    return Report(status=data["status"], message=data["message"],
-                  cases=[CaseResult(**c) for c in data["cases"]], **extra)
-
-
-def _load_report(path: Path):
-    """A stored report, validated strictly (types of every field, cases bounded);
-    raises ValueError when it is unreadable or malformed, so that it is graded again."""
-    return _make_report(_report_data(path))
-
-
-def _error_report(message: str):
-    from coursekit.report import Report
-
-    return Report(status="error", message=message)
-
-
 # --- workers -------------------------------------------------------------------------
 
 _GRADER = None
@@ -305,7 +228,7 @@ def _init_worker(slots: "mp.Queue[int]", started: Any) -> None:
 
 def _grade_one(path: str, report_path: str) -> str:
     report = _GRADER.grade_path(Path(path))
-    _write_atomic(Path(report_path), json.dumps(asdict(report)))
+    _write_atomic(Path(report_path), encode(report))
     return report_path
 
 
@@ -533,12 +456,12 @@ def summarise(rows: list[tuple[str, object]], out_dir: Path) -> str:
 
 # --- the batch -------------------------------------------------------------------------
 
-def _stored(path: Path) -> dict[str, Any] | None:
-    """The stored report's validated fields, or None when missing, unreadable or malformed.
-    (Plain data: the engine is not imported before the workers fork.)"""
+def _stored(path: Path) -> Report | None:
+    """The stored report, or None when missing, unreadable or malformed (`decode`)."""
     try:
-        return _report_data(path)
-    except ValueError:
+        with path.open("rb") as f:
+            return decode(f.read(MAX_REPORT_BYTES + 1))
+    except (OSError, ReportError):
         return None
 
 
@@ -567,7 +490,7 @@ def grade_all(paths: list[Path], out_dir: Path, jobs: int | None = None,
     subs = find_submissions(paths)
     report_dir = out_dir / ".reports"
     keys: dict[str, str] = {}
-    data: dict[str, dict[str, Any]] = {}
+    data: dict[str, Report] = {}
     todo: dict[str, _Todo] = {}  # by key: identical files are graded once
     for sid, path in subs:
         key = keys[sid] = content_key(path, version)
@@ -575,7 +498,7 @@ def grade_all(paths: list[Path], out_dir: Path, jobs: int | None = None,
             continue
         stored = _stored(report_dir / f"{key}.json")
         # "error" is the grader's failure (its sandbox did not start...), not a grade: retried
-        if stored is None or stored["status"] == "error":
+        if stored is None or stored.status == "error":
             todo[key] = _Todo(sid, path, key, report_dir / f"{key}.json")
         else:
             data[key] = stored
@@ -597,18 +520,15 @@ def grade_all(paths: list[Path], out_dir: Path, jobs: int | None = None,
         else:
             errors = _grade_batch(list(todo.values()), jobs, bar)
         bar.close()
-    reports = {}
+    reports = dict(data)
     for key in todo:
         stored = None if key in errors else _stored(todo[key].report_path)
-        reports[key] = _make_report(stored) if stored else _error_report(
-            errors.get(key, "the grader wrote no readable report; it is retried on the next run"))
-    reports.update({key: _make_report(d) for key, d in data.items()})
+        reports[key] = stored or all_failed(
+            "error", errors.get(key, "the grader wrote no readable report; it is retried on the next run"))
     rows = [(sid, reports[keys[sid]]) for sid, _ in subs]
-    from coursekit import engine
-
     for sid, report in rows:
         fb = out_dir / "feedback" / sid  # a safe id: one plain folder name
-        _write_atomic(fb / "results.json", json.dumps(engine.gradescope_results(report), indent=1))
+        _write_atomic(fb / "results.json", json.dumps(gradescope_results(report), indent=1))
         _write_atomic(fb / "report.md", markdown_report(sid, report))
     write_csv(rows, out_dir / "grades.csv")
     return rows
@@ -629,12 +549,3 @@ def otter_run(notebook: Path, autograder: Path = cfg.AUTOGRADER_ZIP, timeout: fl
             raise RuntimeError(f"otter run wrote no results.json (exit {proc.returncode}): "
                                f"{(proc.stderr or proc.stdout)[-500:]}")
         return json.loads(results.read_text())
-
-
-def scores_from_results(results: dict) -> dict[str, float]:
-    """Per-question scores from a results.json (missing questions score 0)."""
-    scores = {q: 0.0 for q in QUESTIONS}
-    for test in results.get("tests", []):
-        if test.get("name") in scores and test.get("score") is not None:
-            scores[test["name"]] = float(test["score"])
-    return scores

@@ -60,9 +60,10 @@ def test_csv_rows_feedback_and_charts(reference_run):
 
 
 def test_summary_and_charts(reference_run, capsys):
-    from coursekit.grade import _load_report, summarise
+    from coursekit.grade import summarise
+    from coursekit.report import decode
 
-    rows = [(p.stem, _load_report(p)) for p in sorted((reference_run / ".reports").glob("*.json"))]
+    rows = [(p.stem, decode(p.read_text())) for p in sorted((reference_run / ".reports").glob("*.json"))]
     text = summarise(rows, reference_run)
     assert f"{len(NAMES) + 1} submissions" in text and "lookup" in text and "status: bad input 1, ok 8" in text
     trained = sum(r.device == "cpu" for _, r in rows)  # auto: the CPU here
