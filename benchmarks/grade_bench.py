@@ -57,7 +57,8 @@ sys.path.insert(0, str(ROOT))
 import nbformat  # noqa: E402
 
 import course_config as cfg  # noqa: E402
-from coursekit.grade import otter_run, scores_from_results  # noqa: E402
+from coursekit.batch.otter_run import otter_run  # noqa: E402
+from tests.conftest import question_scores  # noqa: E402
 from tests.corpus import SUBMISSIONS, make_notebook  # noqa: E402
 
 Scores = dict[str, dict[str, float]]  # submission (file stem) -> question -> points
@@ -168,7 +169,7 @@ def check_stock_zip(zip_path: Path) -> None:
     for label, notebook, expect in (
             ("solutions", cfg.SOLUTIONS_DIR / f"{cfg.ASSIGNMENT}.ipynb", full),
             ("release", cfg.RELEASE_DIR / f"{cfg.ASSIGNMENT}.ipynb", {q: 0.0 for q in full})):
-        got = scores_from_results(otter_run(notebook, zip_path))
+        got = question_scores(otter_run(notebook, zip_path))
         if got != expect:
             sys.exit(f"stock otter run of the {label}: {got}, expected {expect}")
         print(f"stock otter zip, {label}: {sum(got.values()):g}/{sum(full.values()):g}", file=sys.stderr)
@@ -320,7 +321,7 @@ def main() -> None:
         def otter_loop(zip_path: Path, label: str) -> tuple[float, Scores]:
             start, got = time.perf_counter(), {}
             for i, path in enumerate(paths):
-                got[path.stem] = scores_from_results(otter_run(path, zip_path))
+                got[path.stem] = question_scores(otter_run(path, zip_path))
                 say(f"{label} {i + 1}/{len(paths)}")
             return time.perf_counter() - start, got
 

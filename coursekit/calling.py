@@ -28,8 +28,6 @@ class StudentError(Exception):
 NOT_DEFINED = "not defined (run the cell that defines it)"
 GPU_MEMORY = "ran out of GPU memory (a submission may use {mb} MB)"
 GPU_MEMORY_MB = [0]  # the job's cap (the job's runtime sets it): for the message above
-# Where a `device` call ran: the 0-d int8 array "device" of its result.
-DEVICES = {0: "cpu", 1: "cuda", 2: "cpu (CUDA failed in the sandbox)", 3: "cpu (the model failed on CUDA)"}
 
 _BUILTIN_EXC = r"(?:[A-Z][A-Za-z]*(?:Error|Exception|Exit|Interrupt|Warning|Iteration)|an exception)"
 ERROR_KINDS = tuple(re.compile(p) for p in (

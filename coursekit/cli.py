@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -22,83 +21,41 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+# `coursekit grade`'s exit codes: scripts tell "run it again" from "fix something first"
+GRADED = 0  # every submission has its row
+CANNOT_GRADE = 2  # nothing was graded: a setting, the data, the GPUs, the sandbox, the cluster
+TO_RETRY = 75  # graded, but some rows are `error` or were not graded: run the same command again
+INTERRUPTED = 130  # Ctrl-C: what was finished is kept
+EXIT_CODES = (f"exit status: {GRADED} every submission graded; {TO_RETRY} graded, but some rows "
+              f"are `error` or not graded (run the same command again to retry them); "
+              f"{CANNOT_GRADE} nothing could be graded (the message says why); {INTERRUPTED} interrupted")
+
+
 def cmd_grade(args: argparse.Namespace) -> int:
-    from coursekit.data import DataError
-    from coursekit.engine import course_bundle
-    from coursekit.grade import grade_all, summarise
+    from coursekit.batch.executor import CannotGrade
+    from coursekit.batch.grading import grade_class
+    from coursekit.batch.outputs import summarise
 
     try:
-        cfg.results_visibility()  # a wrong setting stops here, before grading the class
-        if not args.cluster:  # on a cluster each worker makes its own from its MNIST_ROOT
-            course_bundle()  # once, here: the workers share it
-    except (DataError, ValueError) as exc:
-        print(f"coursekit grade: {exc}", file=sys.stderr)
-        return 1
-    missing = [p for p in args.submissions if not p.exists()]
-    if missing:
-        print(f"coursekit grade: no such file or folder: {', '.join(map(str, missing))}", file=sys.stderr)
-        return 2
-    cluster_errors: tuple[type[Exception], ...] = ()
-    if args.cluster:
-        from coursekit.sandbox import gpu
-
-        try:  # checked here; whether a worker has a GPU is the cluster's to say
-            gpu.valid_setting(cfg.TRAINING_CHECK.get("device", "auto"))
-        except ValueError as exc:
-            print(f"coursekit grade: {exc}", file=sys.stderr)
-            return 2
-        from coursekit.cluster import ClusterError  # imports Dask: only when asked for
-
-        cluster_errors = (ClusterError,)
-        if args.jobs is not None:
-            print("note: --jobs is ignored with --cluster: the cluster's workers grade "
-                  "(one submission at a time each)", file=sys.stderr)
-        # The sandbox that counts is each worker's: it enforces --require-isolation, and
-        # every row of grades.csv records the level that graded it.
-        print(f"isolation: checked by each Dask worker at {args.cluster} (column `isolation` of "
-              f"grades.csv; see docs/security.md)", file=sys.stderr)
-    else:
-        from coursekit.sandbox import IsolationError, Sandbox, SandboxError, gpu
-
-        jobs = args.jobs or os.cpu_count() or 1
-        try:  # where the training check runs: said (or refused) before grading the class
-            setting = gpu.check_setting(cfg.TRAINING_CHECK.get("device", "auto"))
-            slots = len(gpu.gpu_minors()) * cfg.GPU_SANDBOXES_PER_DEVICE
-            if setting == "cuda" and jobs > slots:
-                raise gpu.DeviceError(
-                    f"course_config.TRAINING_CHECK['device'] is 'cuda', but --jobs {jobs} needs more "
-                    f"GPU sandboxes than this machine has ({slots}: GPUs x "
-                    f"course_config.GPU_SANDBOXES_PER_DEVICE); grade with --jobs {slots}")
-        except (ValueError, gpu.DeviceError) as exc:
-            print(f"coursekit grade: {exc}", file=sys.stderr)
-            return 2
-        plan = gpu.plan(jobs, setting, cfg.GPU_SANDBOXES_PER_DEVICE)
-        if plan:
-            print(plan, file=sys.stderr)
-        probe = Sandbox({}, require=args.require_isolation, sandboxes=jobs)  # and the memory it has
-        try:
-            probe.start(probe_only=True)  # which layers this machine allows, before any grading
-        except (IsolationError, SandboxError) as exc:
-            print(f"coursekit grade: {exc}", file=sys.stderr)
-            return 3
-        finally:
-            probe.close()
-        print(f"isolation: {probe.level} ({', '.join(probe.layers) or 'no layer'}; see docs/security.md)",
-              file=sys.stderr)
-    try:
-        rows = grade_all(args.submissions, args.out, jobs=args.jobs, progress=not args.quiet,
-                         require=args.require_isolation, cluster=args.cluster)
+        outcome = grade_class(args.submissions, args.out, jobs=args.jobs, cluster=args.cluster,
+                              require=args.require_isolation, progress=not args.quiet)
     except KeyboardInterrupt:
         print("\ninterrupted: finished submissions are kept; run the same command again to "
               "grade the rest", file=sys.stderr)
-        return 130
-    except cluster_errors as exc:  # unreachable, no worker, other code: one line, no traceback
+        return INTERRUPTED
+    except CannotGrade as exc:  # one line, no traceback
         print(f"coursekit grade: {exc}", file=sys.stderr)
-        return 2
-    print(summarise(rows, args.out))
+        return CANNOT_GRADE
+    print(summarise(outcome.rows, args.out))
     print(f"wrote {args.out / 'grades.csv'}, feedback in {args.out / 'feedback'}, "
           f"charts score_histogram.png and question_pass_rates.png")
-    return 0
+    if outcome.stopped:
+        print(f"coursekit grade: {outcome.stopped}", file=sys.stderr)
+    if outcome.to_retry:
+        print(f"coursekit grade: {outcome.to_retry} submission(s) to grade again (error rows or not "
+              f"graded): run the same command again", file=sys.stderr)
+        return TO_RETRY
+    return GRADED
 
 
 def _graded_questions(results: dict) -> tuple[dict[str, float], float]:
@@ -117,7 +74,7 @@ def _graded_questions(results: dict) -> tuple[dict[str, float], float]:
 def cmd_selfcheck(args: argparse.Namespace) -> int:
     """Grade the solutions (must earn every point) and the release (must earn none)
     with `otter run` and the built zip, as Gradescope will; the points are the zip's."""
-    from coursekit.grade import otter_run
+    from coursekit.batch.otter_run import otter_run
 
     ok = True
     for label, folder, full in (("solutions", cfg.SOLUTIONS_DIR, True), ("release", cfg.RELEASE_DIR, False)):
@@ -148,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="skip grading the solution against every test (faster, unchecked)")
     p.set_defaults(func=cmd_build)
 
-    p = sub.add_parser("grade", help="grade submissions into a grades.csv and feedback")
+    p = sub.add_parser("grade", help="grade submissions into a grades.csv and feedback",
+                       description="Grade submissions into a grades.csv and feedback; rerun to "
+                                   "resume or retry. " + EXIT_CODES)
     p.add_argument("submissions", nargs="+", type=Path, help="notebooks, otter zips or folders")
     p.add_argument("--out", type=Path, required=True, help="output folder (rerun to resume)")
     p.add_argument("--jobs", type=int, default=None, help="parallel graders (default: CPU cores)")

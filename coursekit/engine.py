@@ -17,7 +17,8 @@ import nbformat
 import numpy as np
 
 from coursekit import calling, sandbox
-from coursekit.lab import Arrays, CheckFailed, Lab
+from coursekit import report as report_codec
+from coursekit.lab import DEVICES, Arrays, CheckFailed, Lab
 from coursekit.report import CaseResult, Report
 from coursekit.sandbox.gpu import DeviceError
 from coursekit.submission import Rules, SubmissionError, gradable_cells, read_submission
@@ -51,7 +52,7 @@ def _device(lab: Lab, result: sandbox.JobResult, asked: str) -> str:
     possible = (1, 2, 3) if asked == "cuda" else (0,)  # a CPU job cannot have tried CUDA
     if (isinstance(code, np.ndarray) and code.shape == () and code.dtype == np.int8
             and int(code) in possible):
-        return calling.DEVICES[int(code)]
+        return DEVICES[int(code)]
     return asked
 
 
@@ -76,6 +77,7 @@ class Grader:
         self.slot = slot
         self.rules = rules
         self.points = lab.case_points(points)
+        self.cases = lab.case_table(points)  # what its reports hold (coursekit.report)
         # The sandbox gets the hidden inputs as plain arrays, never the checks.
         self.sandbox = sandbox.Sandbox({k: v.numpy() for k, v in self.probes.items()}, slot=slot,
                                        memory_mb=self.limits.memory_mb, require=require,
@@ -98,10 +100,7 @@ class Grader:
     def all_failed(self, status: str, message: str, line: Callable[[str], str] | None = None,
                    isolation: str = "") -> Report:
         """A report with every case failed, each saying `line(question)` (default: `message`)."""
-        return Report(status=status, message=message, isolation=isolation,
-                      cases=[CaseResult(cid, c.question, self.points[cid], False,
-                                        line(c.question) if line else message)
-                             for cid, c in self.lab.cases.items()])
+        return report_codec.all_failed(status, message, self.cases, case_message=line, isolation=isolation)
 
     def grade_notebook(self, nb: nbformat.NotebookNode) -> Report:
         """Run the notebook's code in the sandbox and judge every hidden case."""

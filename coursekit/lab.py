@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 Arrays = dict[str, Any]  # name -> numpy array
+# Where a device call ran: its result's 0-d int8 array "device" holds one of these codes.
+DEVICES = {0: "cpu", 1: "cuda", 2: "cpu (CUDA failed in the sandbox)", 3: "cpu (the model failed on CUDA)"}
 Outputs = dict[str, Any]  # call id -> Arrays, or the StudentError its call raised
 
 
@@ -98,6 +100,11 @@ class Lab:
         for case in self.cases.values():
             counts[case.question] = counts.get(case.question, 0) + 1
         return {cid: float(points[c.question]) / counts[c.question] for cid, c in self.cases.items()}
+
+    def case_table(self, points: Mapping[str, float]) -> dict[str, tuple[str, float]]:
+        """case id -> (question, points): what a report of this lab holds (coursekit.report)."""
+        split = self.case_points(points)
+        return {cid: (c.question, split[cid]) for cid, c in self.cases.items()}
 
 
 class LabError(RuntimeError):

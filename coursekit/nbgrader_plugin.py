@@ -41,6 +41,7 @@ import course_config as cfg
 from coursekit.nbgrader_folder import FolderCheckedExporter
 from coursekit.nbgrader_read import unreadable_reason
 from coursekit.nbgrader_repair import NOTE_KEY, RebuildFromCourse
+from coursekit.report import Report, all_failed
 from coursekit.submission import SubmissionError
 
 _GRADER = None  # one warm grader per nbgrader process (probes and data loaded once)
@@ -79,31 +80,32 @@ class SandboxedGrading(NbGraderPreprocessor):
         # written by RebuildFromCourse, which drops the student's notebook metadata
         note = nb.metadata.get(NOTE_KEY, {})
         if note.get("unreadable"):
-            self._write(nb, {}, "", "not graded: your notebook could not be read")
+            report = all_failed("bad input", "not graded: your notebook could not be read")
         else:
             try:
                 report = _grader().grade_notebook(nb)
             except SubmissionError as exc:  # cannot happen after the rebuild; never fatal
-                self._write(nb, {}, "", f"not graded: {exc}")
+                report = all_failed("bad input", f"not graded: {exc}")
             else:
-                self._write(nb, {c.case: c for c in report.cases}, report.message, "")
                 self.log.info("coursekit: %s", ", ".join(f"{q} {s:g}" for q, s in report.scores.items()))
+        self._write(nb, report)
         if note.get("note"):
             nb.cells.insert(0, note_cell(note["note"]))
         return nb, resources
 
     @staticmethod
-    def _write(nb: nbformat.NotebookNode, results: dict, message: str, failed: str) -> None:
-        """Each test cell's outputs: nothing (pass) or one error line; `failed`, when given,
-        fails every check with that line."""
+    def _write(nb: nbformat.NotebookNode, report: Report) -> None:
+        """Each test cell's outputs: nothing (pass) or its case's one error line."""
+        results = {c.case: c for c in report.cases}
+        # a note on grading (a cell that was stopped) is said once; a notebook that could not
+        # be read says why in every check's line already
+        message = report.message if report.status != "bad input" else ""
         first = True
         for cell in nb.cells:
             if not _is_test_cell(cell):
                 continue
             result = results.get(cell.metadata["nbgrader"].get("grade_id"))
-            if failed:
-                cell.outputs = [_error(failed)]
-            elif result is None:
+            if result is None:
                 cell.outputs = [_error("this cell is not a check of this assignment")]
             else:
                 cell.outputs = [] if result.passed else [_error(result.message)]

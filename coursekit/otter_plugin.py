@@ -97,13 +97,13 @@ class TrustedGrading(AbstractOtterPlugin):
             ag_dir.chmod(0o700)  # the sandbox user may not read tests, data or results
             if str(ag_dir) == "/autograder":  # a throwaway Gradescope container
                 _open_interpreter_path()
-        from coursekit.report import Report
+        from coursekit.report import all_failed
 
         try:
             self.report = self._grade(ag_dir)
         except Exception as exc:  # noqa: BLE001 - a fault of ours: still a results.json
-            self.report = Report(status="error", message=f"not graded: the grader failed "
-                                                         f"({type(exc).__name__}: {exc})"[:500])
+            self.report = all_failed("error", f"not graded: the grader failed "
+                                              f"({type(exc).__name__}: {exc})"[:500])
         if self.report.status == "error":  # the grader's fault: the instructor's log says why
             print(f"coursekit: {self.report.message}", flush=True)
 
@@ -128,14 +128,6 @@ class TrustedGrading(AbstractOtterPlugin):
         object holding the engine's verdicts; no kernel, no tests run, no pickle read."""
         from otter.test_files import GradingResults
 
-        from coursekit import checks
-        from coursekit.engine import case_points
-        from coursekit.report import CaseResult
-
-        if not self.report.cases:  # a fault of ours: every case fails, with the reason
-            points = case_points()
-            self.report.cases = [CaseResult(cid, c.question, points[cid], False,
-                                            self.report.message) for cid, c in checks.CASES.items()]
         results = GradingResults([])
         self.after_grading(results)
         return results

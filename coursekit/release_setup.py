@@ -23,9 +23,10 @@ from pathlib import Path
 import nbformat
 
 import course_config as cfg
+from coursekit import lab_files
 
-_HERE = Path(__file__).parent
-SHIPPED = {"lab_checks.py": _HERE / "public_checks.py", "lab_notebook.py": _HERE / "lab_notebook.py"}
+SHIPPED = {lab_files.PUBLIC_CHECKS_MODULE: lab_files.PUBLIC_CHECKS_SOURCE,
+           "lab_notebook.py": Path(__file__).with_name("lab_notebook.py")}
 TITLE = "#@title Run this cell first: it sets up the lab's checks { display-mode: \"form\" }"
 
 

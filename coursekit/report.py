@@ -1,14 +1,29 @@
-"""What the grader says about one submission: `Report` and its `CaseResult`s, and the
+"""What the grader says about one submission: `Report` and its `CaseResult`s, their one
+JSON codec (`encode`, a strict `decode`), the all-failed report (`all_failed`), and the
 Gradescope results.json made from a report.
 
-Every front door (the batch, the cluster, the otter and the nbgrader plugins) builds and
-reads reports through this module.
+Every front door (the batch, the cluster, the otter and the nbgrader plugins) builds,
+stores and reads reports through this module. A report that crosses a process boundary
+(a worker's, a stored one) is decoded strictly: its size is bounded before parsing, every
+field's type and value is checked, and anything else is one `ReportError`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Mapping
+
+from coursekit.lab import DEVICES
+
+STATUSES = ("ok", "timeout", "bad input", "error")
+MAX_REPORT_BYTES = 4 << 20
+MAX_CASES = 1000
+MAX_TEXT_CHARS = 10_000  # a message
+MAX_NAME_CHARS = 100  # a status, a case id, a question, an isolation level, a device
+_FIELDS = {"status", "message", "isolation", "cases", "device"}
+_CASE_FIELDS = {"case", "question", "points", "passed", "message"}
 
 
 @dataclass
@@ -26,11 +41,11 @@ class CaseResult:
 class Report:
     """Everything the grader says about one submission."""
 
-    status: str = "ok"  # ok | timeout | bad input | error
+    status: str = "ok"  # one of STATUSES
     message: str = ""
     isolation: str = ""  # the sandbox level that ran the code (coursekit.sandbox.LEVELS)
     cases: list[CaseResult] = field(default_factory=list)
-    device: str = ""  # where the training check ran (calls.DEVICES), "" where it did not run
+    device: str = ""  # where the lab's device call ran (lab.DEVICES), "" where it did not run
 
     @property
     def possible(self) -> dict[str, float]:
@@ -66,6 +81,101 @@ class Report:
         return lines
 
 
+# --- building, encoding and decoding ------------------------------------------------
+
+Cases = Mapping[str, tuple[str, float]]  # case id -> (question, points): `Lab.case_table`
+
+
+def all_failed(status: str, message: str, cases: Cases, *,
+               case_message: str | Callable[[str], str] | None = None, isolation: str = "") -> Report:
+    """A report in which every case failed: what a submission that could not be read or
+    graded gets. `cases`: the lab's case table; each case's message is `case_message` (a
+    text, or made from the case's question), else `message`."""
+    if status not in STATUSES:
+        raise ValueError(f"unknown report status {status!r}")
+    table = cases
+    line = case_message if case_message is not None else message
+    return Report(status=status, message=message, isolation=isolation, cases=[
+        CaseResult(cid, question, points, False, line(question) if callable(line) else line)
+        for cid, (question, points) in table.items()])
+
+
+def encode(report: Report) -> str:
+    """The report as JSON text (what `decode` reads back)."""
+    return json.dumps(asdict(report))
+
+
+class ReportError(ValueError):
+    """A report that cannot be decoded: too large, not JSON, or a field of the wrong type
+    or value. The message names what is wrong and never quotes the report."""
+
+
+def _no_constant(name: str) -> Any:
+    raise ReportError(f"the report holds {name}, which is not a number")
+
+
+def _text(value: Any, what: str, limit: int = MAX_TEXT_CHARS) -> str:
+    if not isinstance(value, str) or len(value) > limit:
+        raise ReportError(f"{what} is not a text of at most {limit} characters")
+    return value
+
+
+def _fields(data: Any, what: str, required: set[str], allowed: set[str]) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ReportError(f"{what} is not an object")
+    if missing := sorted(required - set(data)):
+        raise ReportError(f"{what} lacks {', '.join(missing)}")
+    if unknown := set(data) - allowed:
+        raise ReportError(f"{what} has {len(unknown)} unknown field(s)")
+    return data
+
+
+def _case(data: Any, cases: Cases) -> CaseResult:
+    data = _fields(data, "a case", _CASE_FIELDS, _CASE_FIELDS)
+    question = _text(data["question"], "a case's question", MAX_NAME_CHARS)
+    if question not in {q for q, _ in cases.values()}:
+        raise ReportError("a case's question is not one of the assignment's")
+    points = data["points"]
+    if (isinstance(points, bool) or not isinstance(points, (int, float)) or not math.isfinite(points)
+            or not 0 <= points <= sum(p for _, p in cases.values()) + 1e-9):
+        raise ReportError("a case's points are not a number within the assignment's points")
+    if not isinstance(data["passed"], bool):
+        raise ReportError("a case's passed is not true or false")
+    return CaseResult(_text(data["case"], "a case's id", MAX_NAME_CHARS), question, float(points),
+                      data["passed"], _text(data["message"], "a case's message"))
+
+
+def decode(text: str | bytes, cases: Cases) -> Report:
+    """The report `encode` wrote, checked strictly: at most MAX_REPORT_BYTES, JSON, the
+    fields of a Report and nothing else, a known status, at most MAX_CASES cases of the
+    questions of `cases` (the lab's case table) within its points, bounded texts, a device
+    of `lab.DEVICES`. ReportError (a ValueError) for anything else."""
+
+    if not isinstance(text, (str, bytes)):
+        raise ReportError("the report is not text")
+    if len(text) > MAX_REPORT_BYTES:  # a str's length is at most its UTF-8 size
+        raise ReportError(f"the report is larger than {MAX_REPORT_BYTES} bytes")
+    try:
+        data = json.loads(text, parse_constant=_no_constant)
+    except ReportError:
+        raise
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, nesting
+        raise ReportError(f"the report is not JSON ({type(exc).__name__})") from None
+    data = _fields(data, "the report", {"status", "message", "cases"}, _FIELDS)
+    status = data["status"]
+    if not isinstance(status, str) or status not in STATUSES:
+        raise ReportError(f"the report's status is not one of {', '.join(STATUSES)}")
+    table, cases = cases, data["cases"]
+    if not isinstance(cases, list) or len(cases) > MAX_CASES:
+        raise ReportError(f"the report's cases are not a list of at most {MAX_CASES}")
+    device = data.get("device", "")
+    if device not in ("", *DEVICES.values()):
+        raise ReportError("the report's device is not one a device call runs on")
+    return Report(status=status, message=_text(data["message"], "the report's message"),
+                  isolation=_text(data.get("isolation", ""), "the report's isolation", MAX_NAME_CHARS),
+                  cases=[_case(c, table) for c in cases], device=device)
+
+
 # --- what students see (Gradescope's results.json) ----------------------------------
 
 _GRADED = {
@@ -77,14 +187,15 @@ _GRADED = {
 }
 
 
-def gradescope_results(report: Any, visibility: dict[str, str]) -> dict[str, Any]:
+def gradescope_results(report: Any, visibility: Mapping[str, str]) -> dict[str, Any]:
     """The Gradescope results.json of a report: what `coursekit grade` writes per student
     and what the autograder (otter run, Gradescope) writes through the plugin.
 
     One entry says, visibly (the setting's "public"), that the work was graded (or why
     it could not be read) and the isolation level; the per-question entries (scores and
     one line per failed property), the total score and the grader's notes show when the
-    setting's "hidden" says. Text that comes from the submission is HTML-escaped.
+    setting's "hidden" says (`visibility`: the course's). Text that comes from the
+    submission is HTML-escaped.
     """
     import html
 

@@ -10,9 +10,11 @@ import nbformat
 import pytest
 
 import course_config as cfg
-from coursekit.release_setup import files_in_setup_cell
 from coursekit import build as B
 from coursekit import public_checks
+from coursekit.build import graded_work
+from coursekit.build.master import read_master
+from coursekit.release_setup import files_in_setup_cell
 
 
 def _solution_lines() -> list[str]:
@@ -256,10 +258,8 @@ def _intro(path: Path) -> str:
 
 
 def test_master_intro_has_the_placeholder_not_a_list():
-    from coursekit import questions
-
     intro = _intro(cfg.SOURCE_NOTEBOOK)
-    assert questions.INTRO_PLACEHOLDER in intro and "3.1, 3.2" not in intro
+    assert graded_work.INTRO_PLACEHOLDER in intro and "3.1, 3.2" not in intro
 
 
 def test_intro_lists_the_graded_work_from_the_questions(tmp_path, monkeypatch):
@@ -281,30 +281,26 @@ def test_intro_lists_the_graded_work_from_the_questions(tmp_path, monkeypatch):
 
 
 def test_release_intro_lists_the_graded_work(built):
-    from coursekit import questions
-
     intro = _intro(built["release"])
-    assert GRADED_WORK in intro and questions.INTRO_PLACEHOLDER not in intro
+    assert GRADED_WORK in intro and graded_work.INTRO_PLACEHOLDER not in intro
+
+
+def _master_questions() -> list:
+    return read_master(nbformat.read(cfg.SOURCE_NOTEBOOK, as_version=4)).questions
 
 
 def test_committed_readme_lists_what_the_build_would_write():
-    from coursekit import questions
-
     readme = (cfg.REPO_ROOT / "README.md").read_text()
-    assert questions.README_BEGIN in readme and questions.README_END in readme
-    assert questions.readme_with_questions(readme, cfg.SOURCE_NOTEBOOK) == readme, (
+    assert graded_work.README_BEGIN in readme and graded_work.README_END in readme
+    assert graded_work.readme_with_questions(readme, _master_questions()) == readme, (
         "README.md's generated list of questions is stale: run `make build` and commit")
 
 
-def test_build_rewrites_a_stale_readme_block(tmp_path):
-    from coursekit import questions
-
-    readme = tmp_path / "README.md"
+def test_build_rewrites_a_stale_readme_block():
     committed = (cfg.REPO_ROOT / "README.md").read_text()
-    readme.write_text(committed.replace(GRADED_WORK, "You answer question 9.9."))
-    assert questions.update_readme(readme, cfg.SOURCE_NOTEBOOK) is True
-    assert readme.read_text() == committed
-    assert questions.update_readme(readme, cfg.SOURCE_NOTEBOOK) is False
+    stale = committed.replace(GRADED_WORK, "You answer question 9.9.")
+    assert stale != committed
+    assert graded_work.readme_with_questions(stale, _master_questions()) == committed
 
 
 # --- a solution that fails its own tests: one line per failed case (issue 11) ------------
@@ -363,3 +359,197 @@ def test_hidden_test_cells_and_checks_cases_cannot_drift(tmp_path):
     with pytest.raises(B.BuildError, match=r"question 'retrieve': its hidden test cells run retrieve_new_case, "
                                            r"not a case of coursekit/checks.py CASES"):
         B.stage_master(tmp_path / "master2.ipynb", tmp_path / "stage", _fake_bundle(tmp_path))
+
+
+# --- a build is all or nothing (issue 21) ------------------------------------------------
+
+def _output_paths(root: Path) -> list[Path]:
+    """Every file a build writes under `root` (README.md's generated block included)."""
+    rel = lambda p: root / p.relative_to(cfg.REPO_ROOT)  # noqa: E731
+    course = rel(cfg.NBGRADER_COURSE_DIR)
+    name = f"{cfg.ASSIGNMENT}.ipynb"
+    return [rel(cfg.RELEASE_DIR) / name, rel(cfg.SOLUTIONS_DIR) / name, rel(cfg.AUTOGRADER_ZIP),
+            course / "nbgrader_config.py", course / ".gitignore", course / "source" / cfg.ASSIGNMENT / name,
+            course / "source" / cfg.ASSIGNMENT / "lab_checks.py", root / "README.md"]
+
+
+def _files_under(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def old_outputs(tmp_path: Path) -> Path:
+    """An output folder holding a previous build's files (stand-in bytes), as a TA's checkout does."""
+    root = tmp_path / "out"
+    for i, path in enumerate(_output_paths(root)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(f"previous build, file {i}\n".encode())
+    return root
+
+
+def _master_with_question(tmp_path: Path, cells: list[nbformat.NotebookNode]) -> Path:
+    """A copy of the master with `cells` inserted before the training question."""
+    nb = nbformat.read(cfg.SOURCE_NOTEBOOK, as_version=4)
+    at = next(i for i, c in enumerate(nb.cells) if c.cell_type == "raw" and "name: training" in c.source)
+    nb.cells[at:at] = cells
+    path = tmp_path / "master.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def _scale_question(hidden: bool) -> list[nbformat.NotebookNode]:
+    """A TA's new autograded question `scale(weights, temperature)` (issue 21's try)."""
+    raw, md, code = nbformat.v4.new_raw_cell, nbformat.v4.new_markdown_cell, nbformat.v4.new_code_cell
+    tests = [code('""" # BEGIN TEST CONFIG\npoints: 0\n""" # END TEST CONFIG\n'
+                  'def test_scale_public(scale):\n    import lab_checks\n    lab_checks.require("scale", scale)\n\n'
+                  'test_scale_public(scale)')]
+    if hidden:
+        tests.append(code('""" # BEGIN TEST CONFIG\nhidden: true\n""" # END TEST CONFIG\n'
+                          'def test_scale_values(scale):\n    import attention_checks\n'
+                          '    attention_checks.run_case("scale_values", scale=scale)\n\n'
+                          'test_scale_values(scale)'))
+    return [raw("# BEGIN QUESTION\nname: scale"), md("### Task 4: implement `scale`\nDivide the weights."),
+            raw("# BEGIN SOLUTION"), code("def scale(weights, temperature):\n    return weights / temperature"),
+            raw("# END SOLUTION"), raw("# BEGIN TESTS"), *tests, raw("# END TESTS"), raw("# END QUESTION")]
+
+
+def test_new_question_without_hidden_checks_changes_no_output(tmp_path, monkeypatch, old_outputs):
+    """Issue 21's TA: a new autograded question with no hidden check. The build names the
+    master and what to add, and leaves every output of the previous build as it was."""
+    master = _master_with_question(tmp_path, _scale_question(hidden=False))
+    monkeypatch.setattr(cfg, "SOURCE_NOTEBOOK", master)
+    monkeypatch.setattr(cfg, "AUTOGRADED_POINTS", {**cfg.AUTOGRADED_POINTS, "scale": 1})
+    before = _files_under(old_outputs)
+    with pytest.raises(B.BuildError) as err:
+        B.build(out_root=old_outputs, run_tests=False, quiet=True)
+    assert _files_under(old_outputs) == before
+    text = str(err.value)
+    assert "\n" not in text and "Traceback" not in text
+    assert text.startswith(f"{master}: autograded question 'scale' has no hidden checks: add")
+    assert "CASES" in text and "hidden: true" in text
+
+
+def test_a_late_failure_changes_no_output(tmp_path, monkeypatch, old_outputs):
+    """The nbgrader course is written last: when it fails, the release, solutions, zip and
+    README written before it in the same build are not moved into place either."""
+    from coursekit.build import nbgrader_course
+
+    def broken(*args, **kwargs):
+        raise B.BuildError("the nbgrader stage broke")
+
+    monkeypatch.setattr(nbgrader_course, "write_course", broken)
+    before = _files_under(old_outputs)
+    with pytest.raises(B.BuildError, match="the nbgrader stage broke"):
+        B.build(out_root=old_outputs, run_tests=False, quiet=True)
+    assert _files_under(old_outputs) == before
+
+
+def test_a_successful_build_replaces_every_output(old_outputs, monkeypatch):
+    """...and reads the master's markup once (issue 21: three grammars read it three times)."""
+    from coursekit.build import master
+
+    reads = []
+    monkeypatch.setattr(master, "read_master", lambda nb, _read=master.read_master: reads.append(1) or _read(nb))
+    again = B.build(out_root=old_outputs, run_tests=False, quiet=True)
+    assert len(reads) == 1
+    after = _files_under(old_outputs)
+    for path in _output_paths(old_outputs)[:-1]:  # README.md: the stand-in has no generated block
+        assert not after[str(path.relative_to(old_outputs))].startswith(b"previous build"), path
+    assert again["release"].read_bytes() == (cfg.RELEASE_DIR / f"{cfg.ASSIGNMENT}.ipynb").read_bytes()
+
+
+# --- build errors a TA can act on: the file and the fix, never a traceback (issue 21) ------
+
+def _scale_case(monkeypatch) -> None:
+    """The TA's hidden check for `scale`, as coursekit/checks.py CASES would hold it."""
+    from coursekit import checks
+
+    case = checks.Case("scale", ("retrieve_single",), lambda outputs, p: None)
+    monkeypatch.setattr(checks, "CASES", {**checks.CASES, "scale_values": case})
+    monkeypatch.setattr(cfg, "AUTOGRADED_POINTS", {**cfg.AUTOGRADED_POINTS, "scale": 1})
+
+
+def test_new_question_without_a_public_check_names_the_public_checks(tmp_path, monkeypatch):
+    """Issue 21: nbgrader_build.py raised a bare KeyError: 'scale' for this."""
+    from coursekit import lab_files
+
+    _scale_case(monkeypatch)
+    master = _master_with_question(tmp_path, _scale_question(hidden=True))
+    with pytest.raises(B.BuildError) as err:
+        B.stage_master(master, tmp_path / "stage", _fake_bundle(tmp_path))
+    assert str(err.value) == (
+        f"{lab_files.relative(lab_files.PUBLIC_CHECKS_SOURCE)}: autograded question 'scale' has public test "
+        "cells in master.ipynb but no public check: add 'scale' to QUESTIONS (the name students define, "
+        "e.g. 'scale') and its checks to CHECKS")
+
+
+def test_new_question_with_both_checks_stages(tmp_path, monkeypatch):
+    from coursekit import public_checks
+
+    _scale_case(monkeypatch)
+    monkeypatch.setattr(public_checks, "QUESTIONS", {**public_checks.QUESTIONS, "scale": "scale"})
+    master = _master_with_question(tmp_path, _scale_question(hidden=True))
+    staged = B.stage_master(master, tmp_path / "stage", _fake_bundle(tmp_path))
+    sources = [c.source for c in nbformat.read(staged, as_version=4).cells]
+    assert "# BEGIN QUESTION\nname: scale\npoints: 1" in sources
+
+
+def test_cases_of_a_question_the_master_lacks_name_the_checks(tmp_path, monkeypatch):
+    from coursekit import checks, lab_files
+
+    case = checks.Case("scale", ("retrieve_single",), lambda outputs, p: None)
+    monkeypatch.setattr(checks, "CASES", {**checks.CASES, "scale_values": case})
+    with pytest.raises(B.BuildError) as err:
+        B.stage_master(cfg.SOURCE_NOTEBOOK, tmp_path / "stage", _fake_bundle(tmp_path))
+    assert str(err.value).startswith(f"{lab_files.relative(lab_files.CHECKS_SOURCE)}: CASES has cases for "
+                                     "'scale', which attention_basics.ipynb has no autograded question for")
+
+
+def test_a_hidden_cell_running_two_cases_is_named(tmp_path):
+    nb = nbformat.read(cfg.SOURCE_NOTEBOOK, as_version=4)
+    cell = next(c for c in nb.cells if c.cell_type == "code" and "def test_retrieve_one_hot(" in c.source)
+    cell.source = cell.source.replace('attention_checks.run_case("retrieve_one_hot", retrieve=retrieve)',
+                                      'attention_checks.run_case("retrieve_one_hot", retrieve=retrieve)\n'
+                                      '    attention_checks.run_case("retrieve_values", retrieve=retrieve)')
+    master = tmp_path / "master.ipynb"
+    nbformat.write(nb, master)
+    with pytest.raises(B.BuildError, match=r"^.*master.ipynb: question 'retrieve': its hidden test cell \(cell \d+\) "
+                                           r"runs retrieve_one_hot, retrieve_values: give each case its own"):
+        B.stage_master(master, tmp_path / "stage", _fake_bundle(tmp_path))
+
+
+# --- the one reader of the master's markup (issue 21) -------------------------------------
+
+def test_reader_gives_each_question_its_cells():
+    from coursekit import lab_files
+    from coursekit.build.master import Role
+
+    nb = nbformat.read(cfg.SOURCE_NOTEBOOK, as_version=4)
+    parsed = read_master(nb)
+    assert [q.name for q in parsed.questions if not q.manual] == list(cfg.AUTOGRADED_POINTS)
+    assert [q.name for q in parsed.questions if q.manual] == list(cfg.MANUAL_POINTS)
+    cases = lab_files.hidden_cases()
+    for q in parsed.questions:
+        assert [nb.cells[i].cell_type for i in q.solution_cells] == (
+            ["markdown"] if q.manual else ["code"] * bool(q.solution_cells))
+        hidden = [cid for t in q.hidden_tests for cid in t.case_ids]
+        assert sorted(hidden) == sorted(c for c, owner in cases.items() if owner == q.name)
+        assert len(q.public_tests) == (0 if q.manual else 1)
+        for t in q.tests:
+            assert parsed.roles[t.index] is Role.TEST and t.function.startswith("test_")
+            assert "BEGIN TEST CONFIG" not in t.body
+    assert parsed.roles[parsed.config_cell] is Role.CONFIG
+    assert parsed.config["init_cell"] is True
+
+
+def test_reader_follows_otter_on_fenced_markers():
+    """otter also takes a Markdown cell holding an ```otter fence as a raw marker cell:
+    the reader does too, since it asks otter's own predicates."""
+    raw, md, code = nbformat.v4.new_raw_cell, nbformat.v4.new_markdown_cell, nbformat.v4.new_code_cell
+    nb = nbformat.v4.new_notebook(cells=[
+        raw("# ASSIGNMENT CONFIG\ninit_cell: false"),
+        md("```otter\n# BEGIN QUESTION\nname: q1\nmanual: true\n```"),
+        md("### 1.1 Question"), raw("# BEGIN SOLUTION"), md("answer"), raw("# END SOLUTION"),
+        md("```otter\n# END QUESTION\n```"), code("x = 1")])
+    parsed = read_master(nb)
+    assert [(q.name, q.manual, q.number, q.solution_cells) for q in parsed.questions] == [("q1", True, "1.1", [4])]

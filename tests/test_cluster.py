@@ -62,9 +62,9 @@ class Cluster:
     workers: dict[str, subprocess.Popen] = field(default_factory=dict)
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory) -> Cluster:
-    folder = tmp_path_factory.mktemp("dask")
+def _start_cluster(folder: Path, names: tuple[str, ...]) -> Cluster:
+    """`dask scheduler` and one `dask worker --nthreads 1` per name, as the README starts
+    them, each in a process group of its own; killed again by `_stop_cluster`."""
     info = folder / "scheduler.json"
     env = {**os.environ, "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "3"}
 
@@ -81,7 +81,7 @@ def cluster(tmp_path_factory) -> Cluster:
         while not info.is_file() and time.time() < deadline:
             time.sleep(0.1)
         running.address = json.loads(info.read_text())["address"]
-        for name in ("w0", "w1"):
+        for name in names:
             running.workers[name] = start(
                 "worker", "--scheduler-file", str(info), "--nthreads", "1", "--no-dashboard",
                 "--host", "127.0.0.1", "--name", name, "--local-directory", str(folder / name),
@@ -89,11 +89,25 @@ def cluster(tmp_path_factory) -> Cluster:
         from distributed import Client
 
         with Client(running.address, timeout=30) as client:
-            client.wait_for_workers(2, timeout=120)
+            client.wait_for_workers(len(names), timeout=120)
+    except BaseException:
+        _stop_cluster(running)
+        raise
+    return running
+
+
+def _stop_cluster(running: Cluster) -> None:
+    for proc in [*running.workers.values(), running.scheduler]:
+        _kill_tree(proc)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory) -> Cluster:
+    running = _start_cluster(tmp_path_factory.mktemp("dask"), ("w0", "w1"))
+    try:
         yield running
     finally:
-        for proc in [*running.workers.values(), scheduler]:
-            _kill_tree(proc)
+        _stop_cluster(running)
 
 
 # --- the submissions and the local reference run -------------------------------------
@@ -152,10 +166,10 @@ def test_cluster_grades_as_local_and_resumes(cluster, subs, local_run, tmp_path)
 def test_unreachable_scheduler_is_one_line(subs, tmp_path, monkeypatch, capsys):
     from socket import socket
 
-    from coursekit import cluster
+    from coursekit.batch import dask_executor
     from coursekit.cli import main
 
-    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT_S", 1)  # 10 s in real use
+    monkeypatch.setattr(dask_executor, "CONNECT_TIMEOUT_S", 1)  # 10 s in real use
     with socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -170,7 +184,7 @@ def test_unreachable_scheduler_is_one_line(subs, tmp_path, monkeypatch, capsys):
 
 
 def test_task_routing_for_gpus():
-    from coursekit.cluster import ClusterError, task_resources
+    from coursekit.batch.dask_executor import ClusterError, task_resources
 
     cpu, gpu = {"a": {}}, {"a": {}, "b": {"GPU": 1.0}}
     assert task_resources(cpu, "cpu") is None and task_resources(cpu, "auto") is None
@@ -184,30 +198,13 @@ def test_gpu_workers_are_seen(monkeypatch):
     """What a worker started with `--resources GPU=1` advertises is what the routing reads."""
     from distributed import Client, LocalCluster
 
-    from coursekit.cluster import _routing
+    from coursekit.batch.dask_executor import routing
 
     with LocalCluster(n_workers=1, processes=False, protocol="tcp", host="127.0.0.1", dashboard_address=":0",
                       resources={"GPU": 1}) as lc, Client(lc.scheduler_address) as client:
         for device, want in (("cpu", None), ("auto", {"GPU": 1}), ("cuda", {"GPU": 1})):
             monkeypatch.setitem(cfg.TRAINING_CHECK, "device", device)
-            assert _routing(client, lc.scheduler_address) == want
-
-
-def test_worker_reports_are_parsed_strictly(tmp_path):
-    from coursekit.cluster import parse_report
-
-    good = {"status": "ok", "message": "", "isolation": "namespaces",
-            "cases": [{"case": "x", "question": "lookup", "points": 1.0, "passed": True, "message": ""}]}
-    parsed = parse_report(json.dumps(good), tmp_path)
-    assert {k: parsed[k] for k in good} == good
-    case = good["cases"][0]
-    for bad in ("", "[]", "{", json.dumps({**good, "status": 3}), "x" * (5 << 20), "\ud800",
-                json.dumps({**good, "cases": [{**case, "points": 1e9}]}),
-                json.dumps({**good, "cases": [{**case, "question": "other"}]}),
-                json.dumps({**good, "cases": [case] * 1001}), None, b"{}", {"status": "ok"}):
-        with pytest.raises(ValueError):
-            parse_report(bad, tmp_path)
-    assert not list(tmp_path.iterdir())  # no temporary file left behind
+            assert routing(client, lc.scheduler_address) == want
 
 
 @pytest.fixture
@@ -221,17 +218,38 @@ def in_process_cluster():
 
 
 def test_tasks_no_worker_can_take_become_error_rows(in_process_cluster, subs, tmp_path, monkeypatch):
-    from coursekit import cluster
+    from coursekit.batch import dask_executor
     from coursekit.grade import grade_all
 
-    monkeypatch.setattr(cluster, "WORKER_WAIT_S", 1)
-    monkeypatch.setattr(cluster, "CHECK_EVERY_S", 0.2)
-    monkeypatch.setattr(cluster, "task_resources", lambda workers, device: {"GPU": 1})  # none has one
+    monkeypatch.setattr(dask_executor, "WORKER_WAIT_S", 1)
+    monkeypatch.setattr(dask_executor, "CHECK_EVERY_S", 0.2)
+    monkeypatch.setattr(dask_executor, "task_resources", lambda workers, device: {"GPU": 1})  # none has one
     rows = dict(grade_all([subs], tmp_path / "out", progress=False, cluster=in_process_cluster))
     assert rows.pop("huge").status == "bad input"  # refused here, never sent
     assert {r.status for r in rows.values()} == {"error"}
     assert all("no Dask worker could take it for 1 s" in r.message for r in rows.values())
     assert len(list((tmp_path / "out" / ".reports").glob("*.json"))) == 1  # errors are not stored
+
+
+def test_malformed_worker_reports_become_error_rows(in_process_cluster, subs, tmp_path, monkeypatch):
+    """A worker's report that does not decode is that submission's error row; the others
+    are graded and stored."""
+    from coursekit.batch import dask_worker
+    from coursekit.grade import grade_all
+    from coursekit.report import Report, encode
+
+    def fake_grade(self, version, name, data, digest):
+        return {"c01_at_operator.ipynb": "{bad", "c04_einsum.ipynb": encode(Report(status="great"))
+                }.get(name, encode(Report(isolation="fake")))
+
+    monkeypatch.setattr(dask_worker.GraderPlugin, "grade", fake_grade)
+    rows = dict(grade_all([subs], tmp_path / "out", progress=False, cluster=in_process_cluster))
+    assert rows.pop("huge").status == "bad input"
+    for name in ("c01_at_operator", "c04_einsum"):
+        bad = rows.pop(name)
+        assert bad.status == "error" and bad.message.startswith("the worker's report is malformed (the report")
+    assert {(r.status, r.isolation) for r in rows.values()} == {("ok", "fake")}
+    assert len(list((tmp_path / "out" / ".reports").glob("*.json"))) == len(rows) + 1
 
 
 def test_require_isolation_holds_on_the_workers(in_process_cluster, subs, tmp_path, monkeypatch):
@@ -248,8 +266,8 @@ def test_require_isolation_holds_on_the_workers(in_process_cluster, subs, tmp_pa
 
 
 def test_worker_refuses_damaged_or_unsafe_input():
-    from coursekit.cluster import GraderPlugin, WorkerRefused
-    from coursekit.grade import grader_version
+    from coursekit.batch.dask_worker import GraderPlugin, WorkerRefused
+    from coursekit.batch.store import grader_version
 
     plugin = GraderPlugin(require=None)
     plugin.setup(worker=None)
@@ -266,6 +284,55 @@ def test_worker_refuses_damaged_or_unsafe_input():
     plugin.teardown(worker=None)
 
 
+def _wait_for_grading(proc: subprocess.Popen, out: Path, client, address: str) -> int:
+    """Wait until the batch has stored at least 3 reports and the worker at `address` is
+    grading; the number stored then. (huge.ipynb is refused on the TA's side and
+    broken.ipynb takes a warm grader no time: a third report means notebooks are run.)"""
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"the batch ended too early: {proc.communicate()[1][-2000:]}")
+        stored = len(list((out / ".reports").glob("*.json")))
+        if stored >= 3 and client.processing([address]).get(address):
+            return stored
+        time.sleep(0.05)
+    pytest.fail("the worker never started grading")
+
+
+def test_lost_scheduler_is_one_line_and_no_error_rows(subs, local_run, cluster, tmp_path_factory):
+    """Kill the scheduler in the middle of a batch: one line naming it and how many were
+    not graded, exit TO_RETRY, rows only for what was graded (none `error`); a rerun on a
+    live cluster grades the rest and gives the local run's grades.csv."""
+    from distributed import Client
+
+    doomed = _start_cluster(tmp_path_factory.mktemp("doomed"), ("d0",))
+    out = tmp_path_factory.mktemp("lost") / "out"
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "coursekit", "grade", str(subs), "--out", str(out),
+                                 "--quiet", "--cluster", doomed.address], cwd=cfg.REPO_ROOT,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        with Client(doomed.address, timeout=30) as client:
+            worker = next(iter(client.scheduler_info()["workers"]))
+            stored = _wait_for_grading(proc, out, client, worker)
+            _kill_tree(doomed.scheduler)
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        _stop_cluster(doomed)
+    rows = list(csv.DictReader((out / "grades.csv").open()))
+    total = len(NAMES) + 2
+    assert stored <= len(rows) < total and {r["status"] for r in rows} <= {"ok", "bad input"}
+    assert proc.returncode == 75, stderr[-3000:]
+    lost = [line for line in stderr.splitlines() if "Dask scheduler" in line]
+    assert lost == [f"coursekit grade: lost the Dask scheduler at {doomed.address}: {total - len(rows)} "
+                    f"submission(s) not graded; run the same command again to grade them"], stderr[-3000:]
+    assert "Traceback" not in stderr and "FutureCancelledError" not in stderr + stdout
+    assert len(stderr.splitlines()) <= 4, stderr[-3000:]  # isolation, the lost line, the retry line
+
+    again = _grade(subs, out, "--cluster", cluster.address)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (out / "grades.csv").read_text() == (local_run / "grades.csv").read_text()
+
+
 def test_killed_worker_loses_nothing(cluster, subs, local_run, tmp_path):
     """SIGKILL one worker (nanny, worker, sandbox) while it grades: Dask reschedules its
     tasks on the other, and every row is the local run's. Runs last: it uses up a worker."""
@@ -278,18 +345,7 @@ def test_killed_worker_loses_nothing(cluster, subs, local_run, tmp_path):
     victim = cluster.workers["w0"]
     with Client(cluster.address, timeout=30) as client:
         address = next(a for a, w in client.scheduler_info()["workers"].items() if w["name"] == "w0")
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"the batch ended before a worker could be killed: {proc.communicate()[1][-2000:]}")
-            # huge.ipynb is refused here and broken.ipynb takes the warm graders no time:
-            # a third report means notebooks are being run, and the victim has one
-            stored = len(list((out / ".reports").glob("*.json")))
-            if stored >= 3 and client.processing([address]).get(address):
-                break
-            time.sleep(0.05)
-        else:
-            pytest.fail("the victim never started grading")
+        stored = _wait_for_grading(proc, out, client, address)
         assert stored < len(NAMES) + 2  # some submissions were still to be graded
         assert len(psutil.Process(victim.pid).children(recursive=True)) >= 2  # its worker and zygote
         _kill_tree(victim)

@@ -11,7 +11,8 @@ grader writes, never in how the sandbox is built:
   retrieve/forward/training full marks, 7 of 12); a leak shows up as lookup 5.
   `TestProbes` runs every probe on the host first, where each must detect its leak, so a
   broken probe cannot pass for a working sandbox;
-- attacks on the grader itself (hostile files where it reads, inherited descriptors,
+- attacks on the grader itself (hostile frames in its channel, inherited descriptors,
+  links and FIFOs left in a job folder of the host,
   processes left behind) must leave host files unchanged, leave no process alive, and
   leave every row of grades.csv in place with the scores of the code without the attack:
   the untouched stub 0, the reference solution 12.
@@ -578,48 +579,17 @@ for _fd in sorted(int(x) for x in os.listdir("/proc/self/fd")):
 """
 
 
-def symlink_cell(links: dict[str, str], crash: bool = True) -> str:
-    """Replaces files of the working folder with symlinks, then dies (the job restarts)."""
-    return f"""
-import os
-for _name, _target in {links!r}.items():
-    try:
-        os.unlink(_name)
-    except OSError:
-        pass
-    try:
-        os.symlink(_target, _name)
-    except OSError:
-        pass
-""" + ("os._exit(3)\n" if crash else "")
+ATTACKS = Path(__file__).parent / "attacks" / "isolation"
 
 
-FIFO_CELL = """
-import os
-os.mkfifo("planted.fifo")  # a reader of the job folder would block on it
-os._exit(3)
-"""
-HOSTILE_EVENTS_CELL = r"""
-lines = [b"\xff\xfe\x80 not utf-8 \xc3\x28\n",
-         b"[" * 100000 + b"]" * 100000 + b"\n",
-         b'{"call": [1]}\n', b'{"cell": [1]}\n', b'{"call": {"x": 1}, "error": ["y"]}\n',
-         b'{"call": "lookup_soft_single", "error": "raised ' + b"A" * 100000 + b'"}\n',
-         b'{"cell": "done"}\n', b'{"call": "done"}\n', b"\x00" * 1000 + b"\n", b"{" * 5000 + b"\n"]
-import os
-os.write(3, b"".join(lines))  # straight into the job's channel to the grader
-"""
+def attack_cell(name: str, **params) -> str:
+    """The attack program tests/attacks/isolation/NAME.py as a notebook cell, after one
+    line per parameter (`KEY = value`) that it reads."""
+    preamble = "".join(f"{key} = {value!r}\n" for key, value in params.items())
+    return preamble + (ATTACKS / f"{name}.py").read_text()
 
 
 KILL_PARENT = "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)"
-
-
-def _call_ids() -> list[str]:
-    try:
-        from coursekit.checks import CALLS_BY_ID
-
-        return list(CALLS_BY_ID)
-    except Exception:  # noqa: BLE001 - the attack only needs plausible names
-        return ["lookup_soft_single", "lookup_hard_single", "retrieve_single", "forward", "training"]
 
 
 class Listener:
@@ -676,58 +646,68 @@ class Batch:
 
 @pytest.fixture(scope="module")
 def robustness(tmp_path_factory) -> Batch:
-    """Classes 1-3 in one `coursekit grade` (--jobs 2): inherited descriptors, job-folder
-    tricks and hostile result files, beside the reference and the stub."""
+    """Classes 1 and 3 in one `coursekit grade` (--jobs 2): inherited descriptors and
+    hostile frames in the job's channel, beside the reference and the stub."""
     tmp = tmp_path_factory.mktemp("robustness")
     token = _token()
-    victims = {}
-    for name in ("job", "log", "events"):
-        victims[name] = tmp / f"victim-{name}"
-        victims[name].write_text(f"victim {name} {token}\n")
-        victims[name].chmod(0o644)
-    dev_zero = _file_state(Path("/dev/zero"))
     subs = tmp / "subs"
     fd_marker = tmp / "PWNED-fd"
     # Graded in this order (two at a time), so that what only a hang or a crash of the whole
-    # batch could hide (the host files behind symlinks, the markers) is graded first.
+    # batch could hide (the marker) is graded first.
     groups = {
-        "1-files": {
-            "reference": ref(),
-            "stub": Spec(),
-            # links to root's files planted in the job folder (whose removal must not follow
-            # them), then a crash restarts the job
-            "symlink_job_and_log": ref(after={"lookup": symlink_cell(
-                {"planted-a": str(victims["job"]), "planted-b": str(victims["log"])})}),
-            # every result file becomes a symlink to /dev/zero, then a crash
-            "symlink_outputs_dev_zero": ref(after={"lookup": symlink_cell(
-                {f"out-{cid}.npz": "/dev/zero" for cid in _call_ids()})}),
-            # one more link to a root file, then a crash
-            "symlink_events": ref(after={"lookup": symlink_cell({"planted-c": str(victims["events"])})}),
-        },
+        "1-plain": {"reference": ref(), "stub": Spec()},
         "2-fds": {
             # pickle frames into every inherited descriptor (a parent that unpickles them runs code)
             "fd_pickle": ref(after={"lookup": fd_cell(fd_marker)}),
         },
         "3-hostile": {
-            # invalid UTF-8, 100000-deep JSON, wrong types, a premature "done" into the channel
-            "hostile_events": Spec(None, REF_RETRIEVE, REF_FORWARD, after={"lookup": HOSTILE_EVENTS_CELL}),
+            # a well-formed `done` frame into the channel while the cells still run
+            "early_done": ref(after={"lookup": attack_cell("early_done")}),
             # junk (a 2 GB length header, binary noise) into every inherited descriptor
             "fd_junk": ref(after={"lookup": fd_cell(None)}),
-            # a FIFO planted in the job folder (a reader would block forever), then a crash
-            "fifo_events": ref(after={"lookup": FIFO_CELL}),
         },
     }
     for group, specs in groups.items():
         for name, spec in specs.items():
             write_nb(subs / group, name, spec)
     run = grade([subs / group for group in groups], tmp / "out")
+    return Batch(run, token, paths={"fd_marker": fd_marker})
+
+
+# Host files the job-folder attacks link to: owned by neither root nor a sandbox uid, so
+# that a chown, a chmod or a write through a link shows.
+VICTIM_OWNER = (65534, 65534)
+VICTIM_MODE = 0o640
+
+
+@pytest.fixture(scope="module")
+def job_folder(tmp_path_factory) -> Batch:
+    """Class 2 in one `coursekit grade` (--jobs 1) at the `landlock` level, where the job
+    folder is a folder of the host that the trusted side creates and removes: links to
+    host files and a FIFO planted in it, each followed by a crash (a fresh folder)."""
+    tmp = tmp_path_factory.mktemp("job-folder")
+    tmp.chmod(0o755)
+    token = _token()
+    victims = {}
+    for name in ("a", "b"):
+        victims[name] = tmp / f"victim-{name}"
+        victims[name].write_text(f"victim {name} {token}\n")
+        os.chown(victims[name], *VICTIM_OWNER)
+        victims[name].chmod(VICTIM_MODE)
+    states = {name: _file_state(path) for name, path in victims.items()}
+    dev_zero = _file_state(Path("/dev/zero"))
+    subs = tmp / "subs"
+    links = {"planted-a": str(victims["a"]), "planted-b": str(victims["b"]), "planted-zero": "/dev/zero"}
+    write_nb(subs, "planted_fifo", ref(after={"lookup": attack_cell("planted_fifo")}))
+    write_nb(subs, "planted_links", ref(after={"lookup": attack_cell("planted_links", LINKS=links)}))
+    write_nb(subs, "reference", ref())
+    run = grade(subs, tmp / "out", jobs=1, env_extra={"COURSEKIT_REFUSE": "namespaces"})
     after_zero = _file_state(Path("/dev/zero"))
-    if after_zero[:3] != dev_zero[:3]:  # put the machine back (today's grader chowns it)
+    if after_zero[:3] != dev_zero[:3]:  # put the machine back
         os.chown("/dev/zero", dev_zero[0], dev_zero[1])
         os.chmod("/dev/zero", dev_zero[2])
-    return Batch(run, token, paths={"fd_marker": fd_marker, **victims},
-                 extra={"victim_state": {k: (0, 0, 0o644, f"victim {k} {token}\n".encode())
-                                         for k in victims},
+    return Batch(run, token, paths=victims,
+                 extra={"before": states, "after": {n: _file_state(p) for n, p in victims.items()},
                         "dev_zero": (dev_zero, after_zero)})
 
 
@@ -910,61 +890,55 @@ class TestProbes:
 
 class TestFdEscape:
     def test_pickle_written_into_inherited_fds_is_never_loaded(self, robustness):
+        robustness.run.scores("fd_pickle")  # graded
         assert not robustness.paths["fd_marker"].exists(), (
             "a process of the grader unpickled what student code wrote into an inherited fd")
 
     def test_every_row_and_the_right_scores(self, robustness):
         run = robustness.run
         assert run.rc == 0 and not run.timed_out, run.why()
-        assert set(run.rows) == {"fd_pickle", "fd_junk", "symlink_job_and_log", "symlink_events",
-                                 "symlink_outputs_dev_zero", "fifo_events", "hostile_events",
-                                 "reference", "stub"}, run.why()
+        assert set(run.rows) == {"fd_pickle", "fd_junk", "early_done", "reference", "stub"}, run.why()
         assert run.scores("reference") == FULL
         assert run.scores("stub") == ZERO
-        assert run.scores("fd_pickle") == FULL  # the writes change nothing of its own code
+        # the cell that wrote into the channel is skipped; the rest of its code is graded
+        assert run.scores("fd_pickle") == FULL
         assert run.scores("fd_junk") == FULL
 
 
 # --- 2. symlinks and FIFOs in the job folder --------------------------------------------
 
 class TestJobFolderTricks:
-    @pytest.mark.parametrize("victim", ["job", "log", "events"])
-    def test_host_file_behind_a_symlink_unchanged(self, robustness, victim):
-        uid, gid, mode, content = _file_state(robustness.paths[victim])
-        assert (uid, gid, oct(mode), content) == (
-            0, 0, oct(0o644), robustness.extra["victim_state"][victim][3]), (
-            f"the grader followed a student's symlink onto {victim} (owner, group, mode, content)")
+    def test_graded_at_the_level_with_a_host_job_folder(self, job_folder):
+        run = job_folder.run
+        assert run.rc == 0 and not run.timed_out, run.why()
+        levels = {name: row.get("isolation") for name, row in run.rows.items()}
+        assert levels == dict.fromkeys(("planted_fifo", "planted_links", "reference"), "landlock"), levels
 
-    def test_dev_zero_unchanged(self, robustness):
-        before, after = robustness.extra["dev_zero"]
+    @pytest.mark.parametrize("victim", ["a", "b"])
+    def test_host_file_behind_a_symlink_unchanged(self, job_folder, victim):
+        job_folder.run.scores("planted_links")  # graded
+        assert job_folder.extra["after"][victim] == job_folder.extra["before"][victim], (
+            f"the grader followed a student's symlink onto victim-{victim} (owner, group, mode, content)")
+
+    def test_dev_zero_unchanged(self, job_folder):
+        before, after = job_folder.extra["dev_zero"]
         assert after[:3] == before[:3], "the grader chowned/chmodded /dev/zero through a student's symlink"
 
-    def test_every_row_with_the_right_scores(self, robustness):
-        run = robustness.run
+    def test_every_row_with_the_right_scores(self, job_folder):
+        run = job_folder.run
         assert run.scores("reference") == FULL, run.why()
-        assert run.scores("stub") == ZERO
-        # a crash after the job's files were swapped: the cell is skipped, the rest graded
-        assert run.scores("symlink_job_and_log") == FULL
-        assert run.scores("symlink_outputs_dev_zero") == FULL
-        for name in ("symlink_events", "fifo_events"):  # graded, whatever it cost the attacker
-            assert name in run.rows, run.why()
-            assert run.rows[name]["status"] in ("ok", "timeout")
+        # a crash after planting: the cell is skipped, the rest graded in a fresh folder
+        assert run.scores("planted_links") == FULL
+        assert run.scores("planted_fifo") == FULL
 
 
-# --- 3. hostile result files -------------------------------------------------------------
+# --- 3. hostile frames in the job's channel ---------------------------------------------
 
-class TestHostileResultFiles:
-    def test_batch_finishes_with_every_row(self, robustness):
+class TestHostileFrames:
+    def test_a_job_cannot_end_its_grading_early(self, robustness):
         run = robustness.run
         assert run.rc == 0 and not run.timed_out, run.why()
-        assert {"hostile_events", "reference", "stub"} <= set(run.rows), run.why()
-        assert run.scores("reference") == FULL
-        assert run.scores("stub") == ZERO
-
-    def test_hostile_events_give_lookup_nothing(self, robustness):
-        scores = robustness.run.scores("hostile_events")
-        assert scores[0] == 0.0 and sum(scores) <= sum(NOT_LEAKED), scores
-
+        assert run.scores("early_done") == FULL, "a `done` frame from a cell ended the grading"
 
 
 # --- 4. processes that outlive their job --------------------------------------------------
@@ -1153,17 +1127,11 @@ class TestOrdinaryUser:
 
 @pytest.fixture(scope="module")
 def otter_attack(built, tmp_path_factory) -> Batch:
-    """One `otter run`: a probe for the autograder's files gates lookup; another cell plants
-    links to a root file in its folder and crashes."""
+    """One `otter run`: a probe for the autograder's files gates lookup."""
     tmp = tmp_path_factory.mktemp("otter")
-    victim = tmp / "victim-otter"
     token = _token()
-    victim.write_text(f"victim otter {token}\n")
-    victim.chmod(0o644)
     spec = Spec(GATED_LOOKUP, REF_RETRIEVE, REF_FORWARD, after={
-        "lookup": probe_cell(snoop_probe([])),  # looks for the autograder's files
-        # links to a root file planted in the job folder, then a crash
-        "retrieve": symlink_cell({"planted-a": str(victim), "planted-b": str(victim)})})
+        "lookup": probe_cell(snoop_probe([]))})  # looks for the autograder's files
     sub = tmp / "sub" / f"{A}.ipynb"
     write_nb(sub.parent, A, spec, release=built["release"])
     out = tmp / "out"
@@ -1173,8 +1141,7 @@ def otter_attack(built, tmp_path_factory) -> Batch:
     run.out = out
     results = out / "results.json"
     data = json.loads(results.read_text()) if results.is_file() else None
-    return Batch(run, token, paths={"victim": victim},
-                 extra={"results": data, "victim_text": f"victim otter {token}\n"})
+    return Batch(run, token, extra={"results": data})
 
 
 class TestOtterRun:
@@ -1183,10 +1150,6 @@ class TestOtterRun:
         assert results is not None, otter_attack.run.why()
         got = {t["name"]: t.get("score") for t in results["tests"] if t["name"] in QUESTIONS}
         assert tuple(got.get(q) for q in QUESTIONS) == NOT_LEAKED, got
-
-    def test_victim_unchanged(self, otter_attack):
-        assert _file_state(otter_attack.paths["victim"]) == (
-            0, 0, 0o644, otter_attack.extra["victim_text"].encode())
 
 
 # --- 11. nbgrader autograde --------------------------------------------------------------------

@@ -123,7 +123,8 @@ def grade_folder(paths: list[Path]) -> dict[str, dict[str, Any]]:
 def grade(out: Path) -> dict[str, Any]:
     """Step 3's grading: the corpus unexecuted and as executed under Colab's versions, and
     the release's executed notebook (also through `otter run` when the zip is built)."""
-    from coursekit.grade import otter_run, scores_from_results
+    from coursekit.batch.otter_run import otter_run
+    from tests.conftest import question_scores
     from tests.corpus import write_corpus
     from tests.test_corpus import EXPECTED
 
@@ -141,7 +142,7 @@ def grade(out: Path) -> dict[str, Any]:
                               "seconds": round(seconds, 1),
                               "release": grade_folder([upload])[upload.stem] if upload.is_file() else None}
     if upload.is_file() and cfg.AUTOGRADER_ZIP.is_file():
-        result["release_otter"] = scores_from_results(otter_run(upload, cfg.AUTOGRADER_ZIP))
+        result["release_otter"] = question_scores(otter_run(upload, cfg.AUTOGRADER_ZIP))
     (out / "grade.json").write_text(json.dumps(result, indent=1, ensure_ascii=False))
     return result
 

@@ -135,6 +135,24 @@ def check_setting(setting: object, dev: str = "/dev") -> str:
     return str(setting)
 
 
+def gpu_sandboxes(per_gpu: int, dev: str = "/dev", proc: str = PROC_GPUS) -> int:
+    """How many sandboxes of this grader may train on a GPU: the GPUs it may use
+    (`visible_minors`: CUDA_VISIBLE_DEVICES narrows them) times `per_gpu`. The one count
+    of usable GPUs: the sandboxes (`slot_for`), the plan and the `--jobs` check use it."""
+    return len(visible_minors(dev, proc)) * max(1, per_gpu)
+
+
+def check_jobs(jobs: int, setting: str, per_gpu: int, dev: str = "/dev", proc: str = PROC_GPUS) -> None:
+    """DeviceError when the setting is "cuda" and `jobs` sandboxes are more than this
+    grader's GPUs take (the sandboxes beyond would refuse to start)."""
+    slots = gpu_sandboxes(per_gpu, dev, proc)
+    if setting == "cuda" and jobs > slots:
+        raise DeviceError(
+            f"course_config.TRAINING_CHECK['device'] is 'cuda', but --jobs {jobs} needs more "
+            f"GPU sandboxes than this machine has ({slots}: GPUs this grader may use x "
+            f"course_config.GPU_SANDBOXES_PER_DEVICE); grade with --jobs {slots}")
+
+
 def slot_for(sandbox_slot: int, setting: str, per_gpu: int, dev: str = "/dev",
              proc: str = PROC_GPUS) -> GpuSlot | None:
     """The GPU sandbox number `sandbox_slot` gets, or None (the CPU).
@@ -142,11 +160,9 @@ def slot_for(sandbox_slot: int, setting: str, per_gpu: int, dev: str = "/dev",
     Sandboxes 0, 1, ... go round the GPUs; each GPU takes at most `per_gpu` of them
     (each under its own memory cap), and the rest train on the CPU.
     """
-    if setting == "cpu":
+    if setting == "cpu" or sandbox_slot >= gpu_sandboxes(per_gpu, dev, proc):
         return None
     minors = visible_minors(dev, proc)
-    if not minors or sandbox_slot >= len(minors) * max(1, per_gpu):
-        return None
     minor = minors[sandbox_slot % len(minors)]
     return GpuSlot(minor, (os.path.join(dev, f"nvidia{minor}"), *_shared_nodes(dev)), gpu_uuid(minor, proc))
 
@@ -156,7 +172,7 @@ def plan(jobs: int, setting: str, per_gpu: int, dev: str = "/dev") -> str:
     minors = visible_minors(dev)
     if setting == "cpu" or not minors:
         return ""
-    on_gpu = min(jobs, len(minors) * max(1, per_gpu))
+    on_gpu = min(jobs, gpu_sandboxes(per_gpu, dev))
     line = (f"GPUs: {len(minors)}, up to {per_gpu} sandboxes each: {on_gpu} of {jobs} graders "
             "train on a GPU")
     if on_gpu < jobs:

@@ -1,0 +1,89 @@
+"""`build()`: the master notebook in, every output out, all or nothing.
+
+1. bundle the lab's data slice; read, check and stamp the master once (`stage`);
+2. grade the solution in this process (`solution_check`: one line per failed case);
+3. `otter assign` lays out the release and the zip, grading nothing (`otter_zip`);
+4. write the release and solutions (`notebooks`), the finished zip and the nbgrader
+   course (`nbgrader_course`) and README.md's list of graded work, all into a
+   staging folder (`outputs`);
+5. grade the built solutions and release through the built zip (`zip_check`);
+6. only then move every output into place.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import nbformat
+
+import course_config as cfg
+from coursekit import lab_files
+from coursekit.build import nbgrader_course, notebooks, otter_zip, solution_check, stage, zip_check
+from coursekit.build.graded_work import readme_with_questions
+from coursekit.build.outputs import StagedOutputs
+
+
+def _write_readme(root: Path, outputs: StagedOutputs, staged: stage.Staged) -> bool:
+    """Stage README.md with its list of graded work rewritten; False if it is unchanged (or absent)."""
+    readme = root / "README.md"
+    if not readme.is_file():
+        return False
+    old = readme.read_text()
+    new = readme_with_questions(old, staged.master.questions)
+    if new != old:
+        outputs.path(readme).write_text(new)
+    return new != old
+
+
+def build(*, run_tests: bool = True, out_root: Path | None = None, quiet: bool = False) -> dict[str, Path]:
+    """Build release, solutions, autograder zip and nbgrader course; return their paths.
+
+    `out_root` redirects the outputs (tests build into a temporary folder); the default
+    writes the committed `release/`, `solutions/`, `nbgrader_course/` and README.md and the
+    ignored zip. `run_tests=False` skips both gradings of the solution (faster, unchecked).
+    Raises BuildError, and changes no output, when any part fails.
+    """
+    root = out_root or cfg.REPO_ROOT
+    rel = lambda p: root / p.relative_to(cfg.REPO_ROOT)  # noqa: E731
+    release_nb = rel(cfg.RELEASE_DIR) / f"{cfg.ASSIGNMENT}.ipynb"
+    solution_nb = rel(cfg.SOLUTIONS_DIR) / f"{cfg.ASSIGNMENT}.ipynb"
+    zip_path = rel(cfg.AUTOGRADER_ZIP)
+    course_dir = rel(cfg.NBGRADER_COURSE_DIR)
+    say = (lambda *_: None) if quiet else (lambda msg: print(msg, flush=True))
+
+    with tempfile.TemporaryDirectory(prefix="coursekit-build-") as tmp:
+        tmp_path = Path(tmp)
+        outputs = StagedOutputs(root, tmp_path / "outputs")
+        say(f"data: bundling the MNIST test-split slice from {cfg.mnist_root()}")
+        bundle = lab_files.make_bundle(tmp_path / lab_files.bundle_file())
+        staged = stage.prepare(cfg.SOURCE_NOTEBOOK, tmp_path / "stage", bundle)
+        if run_tests:
+            say("solution: grading it against every hidden case in this process")
+            solution_check.check_solution(staged)
+        say("otter assign: generating the release and autograder")
+        otter_built = otter_zip.run_otter_assign(staged.path, tmp_path / "dist")
+
+        release = notebooks.make_release(nbformat.read(otter_built.parent.parent / "student" / staged.path.name,
+                                                       as_version=4))
+        solution = notebooks.make_solutions(nbformat.read(otter_built.parent / staged.path.name, as_version=4),
+                                            release)
+        for nb, dst in ((release, release_nb), (solution, solution_nb)):
+            nbformat.write(nb, outputs.path(dst))
+        notebooks.check_release(outputs.path(release_nb))
+        notebooks.check_release(outputs.path(solution_nb), hidden_only=True)
+        otter_zip.finish_zip(otter_built, outputs.path(zip_path))
+        nbgrader_source = nbgrader_course.write_course(staged, outputs.path(course_dir))
+        nbgrader_source = course_dir / nbgrader_source.relative_to(outputs.path(course_dir))
+        readme_changed = _write_readme(root, outputs, staged)
+        if run_tests:
+            say("autograder zip: grading the solutions and the release through it (otter run)")
+            for line in zip_check.check_zip(outputs.path(zip_path), outputs.path(solution_nb),
+                                            outputs.path(release_nb), tmp_path / "zip_check"):
+                say(line)
+        outputs.commit()
+    if readme_changed:
+        say("README.md: rewrote the list of tasks and written questions from the master notebook")
+    say(f"wrote {release_nb}\nwrote {solution_nb}\nwrote {zip_path}\nwrote {nbgrader_source}")
+    return {"release": release_nb, "solutions": solution_nb, "zip": zip_path,
+            "nbgrader_course": course_dir, "nbgrader_source": nbgrader_source}

@@ -1,0 +1,84 @@
+"""Grade the solution against every hidden case in this process: the build's readable check.
+
+It runs before anything is laid out, and says one line per failed case with the exception
+the solution raised (no traceback), which a run through the autograder cannot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from typing import Any
+
+import course_config as cfg
+from coursekit import lab_files
+from coursekit.build.errors import BuildError
+from coursekit.build.master import Role
+from coursekit.build.notebooks import clean_solution_source
+from coursekit.build.stage import Staged
+
+# The grading call's own keywords: a solution name equal to one is not passed on.
+_RESERVED = {"case_id", "training", "bundle"}
+
+
+def solution_definitions(staged: Staged) -> tuple[dict[str, Any], list[str]]:
+    """Run the solution's gradable code (trusted: the master's own) in this process.
+
+    The code cells the grader runs (not tagged otter_ignore, not test or prompt cells),
+    with otter's prompts and markers dropped; returns their globals and one line per cell
+    that raised.
+    """
+    from coursekit.notebook_defs import run_cells
+
+    cells = [(f"{i}", clean_solution_source(cell.source)) for i, cell in enumerate(staged.nb.cells)
+             if cell.cell_type == "code" and staged.master.roles[i] in (Role.GIVEN, Role.SOLUTION)
+             and cfg.IGNORE_TAG not in cell.metadata.get("tags", [])]
+    namespace, problems = run_cells(cells, "__solution__", quiet=True)
+    return namespace, [f"  {line}" for line in problems]
+
+
+def exception_lines(log: str) -> list[str]:
+    """The final `Type: message` line of each traceback in `log`, once each."""
+    found: list[str] = []
+    lines = log.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("Traceback (most recent call last):"):
+            last = next((ln for ln in lines[i + 1:] if ln and not ln.startswith(" ")), "")
+            if last and last not in found:
+                found.append(last.strip())
+    return found
+
+
+def check_solution(staged: Staged) -> None:
+    """Raise BuildError, one line per failed case, unless the solution passes every hidden case."""
+    import torch
+
+    checks = lab_files.checks_module()
+    settings = json.loads((staged.path.parent / lab_files.SETTINGS_FILE).read_text())
+    bundle = checks.load_bundle(staged.path.parent / settings["bundle_file"])
+    namespace, failed = solution_definitions(staged)
+    defs = {k: v for k, v in namespace.items() if not k.startswith("__") and k not in _RESERVED}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the grader: the training case takes ~2 s, not 30 on a busy box
+    try:
+        for case_id, case in checks.CASES.items():
+            log = io.StringIO()
+            try:
+                with contextlib.redirect_stderr(log), contextlib.redirect_stdout(io.StringIO()):
+                    checks.run_case(case_id, settings, bundle, **defs)
+            except checks.CheckFailed as exc:
+                message = str(exc)
+            except Exception as exc:  # noqa: BLE001 - the check itself broke: say how
+                message = f"the check raised {type(exc).__name__}: {exc}"
+            else:
+                continue
+            raised = exception_lines(log.getvalue())
+            failed.append(f"  {case_id} ({case.question}): {message}"
+                          + (f" [{'; '.join(raised[:2])}]" if raised else ""))
+    finally:
+        torch.set_num_threads(threads)
+    if failed:
+        raise BuildError(f"{cfg.SOURCE_NOTEBOOK}: the solution fails its own hidden tests "
+                         f"(fix the solution in the notebook, or the check in "
+                         f"{lab_files.relative(lab_files.CHECKS_SOURCE)}):\n" + "\n".join(failed))

@@ -1,0 +1,114 @@
+"""The one Report codec (coursekit/report.py): what `encode` writes `decode` reads back,
+every malformed form is one ReportError, and `all_failed` fails every case."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import course_config as cfg
+from coursekit.report import (MAX_CASES, MAX_REPORT_BYTES, STATUSES, CaseResult, Report, ReportError,
+                              all_failed, case_table, decode, encode)
+
+GOOD_CASE = {"case": "lookup_1", "question": "lookup", "points": 1.0, "passed": True, "message": ""}
+GOOD = {"status": "ok", "message": "", "isolation": "namespaces", "device": "cpu", "cases": [GOOD_CASE]}
+
+
+def _with(**fields) -> str:
+    return json.dumps({**GOOD, **fields})
+
+
+def _case(**fields) -> str:
+    return _with(cases=[{**GOOD_CASE, **fields}])
+
+
+MALFORMED = {
+    "empty": "",
+    "not_json": "{bad",
+    "a_list": "[]",
+    "a_number": "3",
+    "lone_surrogate": "\ud800",
+    "bytes_not_utf8": b"\xff\xfe{}",
+    "too_large": " " * (MAX_REPORT_BYTES + 1),
+    "too_deep": '{"status": "ok", "message": "", "cases": ' + "[" * 100_000 + "]" * 100_000 + "}",
+    "not_text": None,
+    "a_dict": {"status": "ok"},
+    "status_missing": json.dumps({"message": "", "cases": []}),
+    "message_missing": json.dumps({"status": "ok", "cases": []}),
+    "cases_missing": json.dumps({"status": "ok", "message": ""}),
+    "unknown_field": _with(score=12),
+    "status_a_number": _with(status=1),
+    "status_unknown": _with(status="great"),
+    "message_a_list": _with(message=["x"]),
+    "message_too_long": _with(message="x" * 10_001),
+    "isolation_a_list": _with(isolation=[]),
+    "isolation_too_long": _with(isolation="n" * 101),
+    "device_unknown": _with(device="tpu; rm -rf /"),
+    "device_a_number": _with(device=1),
+    "cases_an_object": _with(cases={}),
+    "too_many_cases": _with(cases=[GOOD_CASE] * (MAX_CASES + 1)),
+    "case_a_string": _with(cases=["lookup_1"]),
+    "case_field_missing": _with(cases=[{k: v for k, v in GOOD_CASE.items() if k != "passed"}]),
+    "case_unknown_field": _case(hint="x"),
+    "points_a_string": _case(points="1"),
+    "points_a_bool": _case(points=True),
+    "points_negative": _case(points=-1),
+    "points_beyond_the_assignment": _case(points=1e9),
+    "points_infinite": _case(points=0).replace('"points": 0', '"points": Infinity'),
+    "points_nan": _case(points=0).replace('"points": 0', '"points": NaN'),
+    "passed_a_string": _case(passed="yes"),
+    "passed_a_number": _case(passed=1),
+    "question_unknown": _case(question="q9"),
+    "case_id_a_number": _case(case=3),
+    "case_message_too_long": _case(message="x" * 10_001),
+}
+
+
+def test_round_trip():
+    report = Report(status="timeout", message="timed out after 60 s <b>", isolation="landlock",
+                    device="cpu (CUDA failed in the sandbox)",
+                    cases=[CaseResult("lookup_1", "lookup", 1.0, True),
+                           CaseResult("retrieve_1", "retrieve", 2.0, False, "retrieve: wrong \ud800 ✓")])
+    text = encode(report)
+    assert decode(text) == report
+    assert decode(text.encode()) == report  # bytes read from a file decode the same
+
+
+def test_decode_fills_optional_fields():
+    assert decode(json.dumps({"status": "bad input", "message": "x", "cases": []})) == Report(
+        status="bad input", message="x")
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED))
+def test_each_malformed_form_is_one_report_error(name):
+    with pytest.raises(ReportError) as info:
+        decode(MALFORMED[name])
+    assert isinstance(info.value, ValueError)
+    message = str(info.value)
+    assert message.startswith(("the report", "a case")) and "\n" not in message
+    assert "rm -rf" not in message and "great" not in message  # never quotes the report
+
+
+def test_all_failed_fails_every_case_of_the_course():
+    report = all_failed("bad input", "a.ipynb is empty")
+    table = case_table()
+    assert [c.case for c in report.cases] == list(table)
+    assert all(not c.passed and c.message == "a.ipynb is empty" for c in report.cases)
+    assert report.total == 0 and report.status == "bad input"
+    assert {q: sum(p for qq, p in table.values() if qq == q) for q in cfg.AUTOGRADED_POINTS} == {
+        q: pytest.approx(p) for q, p in cfg.AUTOGRADED_POINTS.items()}
+    assert decode(encode(report)) == report
+
+
+def test_all_failed_case_messages_and_refusals():
+    cases = {"a": ("lookup", 2.0), "b": ("retrieve", 1.0)}
+    report = all_failed("error", "not graded: no sandbox", cases, isolation="process",
+                        case_message=lambda q: f"{q}: not graded")
+    assert [(c.case, c.question, c.points, c.message) for c in report.cases] == [
+        ("a", "lookup", 2.0, "lookup: not graded"), ("b", "retrieve", 1.0, "retrieve: not graded")]
+    assert report.isolation == "process"
+    assert all_failed("error", "x", cases, case_message="cannot be read").cases[1].message == "cannot be read"
+    assert set(STATUSES) == {"ok", "timeout", "bad input", "error"}
+    with pytest.raises(ValueError, match="unknown report status"):
+        all_failed("fine", "x", cases)
