@@ -553,3 +553,27 @@ def test_reader_follows_otter_on_fenced_markers():
         md("```otter\n# END QUESTION\n```"), code("x = 1")])
     parsed = read_master(nb)
     assert [(q.name, q.manual, q.number, q.solution_cells) for q in parsed.questions] == [("q1", True, "1.1", [4])]
+
+
+def test_zip_scoring_the_solutions_wrongly_names_what_only_the_zip_has(tmp_path, monkeypatch):
+    """Issue 21's TA saw `❌ scale: not defined (run the cell that defines it)`, a student's
+    message, for a solution that defines `scale`: the build's message says where to look."""
+    from coursekit import lab_files
+    from coursekit.build import zip_check
+
+    def results(label: str) -> dict:
+        tests = [{"name": q, "score": 0.0 if label == "release" else float(p), "max_score": float(p),
+                  "output": "✅"} for q, p in cfg.AUTOGRADED_POINTS.items()]
+        if label == "solutions":
+            tests[1].update(score=0.0, output="❌ retrieve: not defined (run the cell that defines it)")
+        return {"tests": tests}
+
+    monkeypatch.setattr(zip_check, "_start", lambda zip_path, nb, out: out.name)
+    monkeypatch.setattr(zip_check, "_results", lambda proc, out, what: results(proc))
+    with pytest.raises(B.BuildError) as err:
+        zip_check.check_zip(tmp_path / "x-autograder.zip", tmp_path / "s.ipynb", tmp_path / "r.ipynb", tmp_path)
+    head, line, detail = str(err.value).splitlines()
+    assert head.startswith("x-autograder.zip: the autograder zip does not grade the built notebooks")
+    assert f"DEFINITIONS in {lab_files.relative(lab_files.STUDENT_SIDE_SOURCE)}" in head
+    assert line.startswith("self-check solutions: ") and line.endswith("FAILED")
+    assert detail == "  retrieve: ❌ retrieve: not defined (run the cell that defines it)"

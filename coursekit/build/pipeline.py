@@ -76,14 +76,16 @@ def build(*, run_tests: bool = True, out_root: Path | None = None, quiet: bool =
         nbgrader_source = nbgrader_course.write_course(staged, outputs.path(course_dir))
         nbgrader_source = course_dir / nbgrader_source.relative_to(outputs.path(course_dir))
         readme_changed = _write_readme(root, outputs, staged)
+        self_check: list[str] = []
         if run_tests:
             say("autograder zip: grading the solutions and the release through it (otter run)")
-            for line in zip_check.check_zip(outputs.path(zip_path), outputs.path(solution_nb),
-                                            outputs.path(release_nb), tmp_path / "zip_check"):
-                say(line)
+            self_check = zip_check.check_zip(outputs.path(zip_path), outputs.path(solution_nb),
+                                             outputs.path(release_nb), tmp_path / "zip_check")
         outputs.commit()
     if readme_changed:
         say("README.md: rewrote the list of tasks and written questions from the master notebook")
     say(f"wrote {release_nb}\nwrote {solution_nb}\nwrote {zip_path}\nwrote {nbgrader_source}")
+    for line in self_check:  # last, as README.md shows them
+        say(line)
     return {"release": release_nb, "solutions": solution_nb, "zip": zip_path,
             "nbgrader_course": course_dir, "nbgrader_source": nbgrader_source}
