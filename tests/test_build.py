@@ -3,7 +3,6 @@ hidden tests, and course_config.py and the master notebook cannot drift apart.""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import nbformat
@@ -11,7 +10,6 @@ import pytest
 
 import course_config as cfg
 from coursekit import build as B
-from coursekit import public_checks
 from coursekit.build import graded_work
 from coursekit.build.master import read_master
 from coursekit.release_setup import files_in_setup_cell
@@ -46,10 +44,6 @@ def test_committed_nbgrader_course_matches_fresh_build(built):
                 f"source/{cfg.ASSIGNMENT}/{cfg.ASSIGNMENT}.ipynb"):
         assert (committed / rel).read_bytes() == (fresh / rel).read_bytes(), (
             f"{committed / rel} differs from a fresh build: run `make build` and commit")
-
-
-def test_question_order_is_the_config_order():
-    assert list(cfg.AUTOGRADED_POINTS) == ["lookup", "retrieve", "forward", "training"]
 
 
 def test_second_build_is_byte_identical(built, tmp_path):
@@ -89,7 +83,7 @@ def test_zip_copies_nothing_of_the_grader_beside_the_upload(built):
 def test_release_has_no_solution_code(built):
     text = built["release"].read_text()
     solution = _solution_lines()
-    assert len(solution) >= 8  # the three stubs' bodies
+    assert solution  # the stubs' bodies
     leaked = [line for line in solution if line in text]
     assert leaked == []
     for marker in B.SOLUTION_MARKERS:
@@ -99,22 +93,26 @@ def test_release_has_no_solution_code(built):
 def test_release_has_no_hidden_tests(built):
     nb = nbformat.read(built["release"], as_version=4)
     text = built["release"].read_text()
-    for name in ("attention_checks", "test_lookup_shapes", "test_forward_output",
-                 "test_training_mse", "hidden=True", "training_check"):
+    hidden = [t for q in _master_questions() for t in q.hidden_tests]
+    assert hidden
+    for name in ("attention_checks", "hidden=True", "training_check",
+                 *(t.function for t in hidden), *(f'"{c}"' for t in hidden for c in t.case_ids)):
         assert name not in text
     assert "tests" not in nb.metadata["otter"]  # no otter test in the metadata (Colab refuses them)
     files = files_in_setup_cell(nb.cells[0].source)
     assert sorted(files) == ["lab_checks.py", "lab_notebook.py"]  # no otter test file either
-    assert set(public_checks.QUESTIONS) == set(cfg.AUTOGRADED_POINTS)  # a public check for each
 
 
 def test_release_stubs_raise_not_implemented(built):
+    """One stub per piece of code students write, raising NotImplementedError("<name> is not
+    implemented yet") (the README's recipe for a question)."""
     nb = nbformat.read(built["release"], as_version=4)
     assert nb.cells[0].metadata["cellView"] == "form"  # the set-up cell (it ships lab_checks.py)
     stubs = [c.source for c in nb.cells[1:] if "NotImplementedError" in c.source]
-    assert len(stubs) == 3
-    for src in stubs:
-        assert re.search(r'raise NotImplementedError\("(lookup|retrieve|AttentionTest.forward) is not', src)
+    code = [q.code_name for q in _master_questions() if not q.manual and q.has_solution]
+    assert code and len(stubs) == len(code)
+    for name, src in zip(code, stubs):
+        assert f'raise NotImplementedError("{name} is not' in src
 
 
 def test_solutions_are_clean_and_public_only(built):
@@ -246,43 +244,50 @@ def test_autograded_question_marked_manual_is_named(tmp_path):
 
 # --- the lists of graded work are generated from the questions (issue 11) ----------------
 
-GRADED_WORK = ("You implement three pieces of code: `lookup` (section 3), `retrieve` (section 3) and "
-               "`AttentionTest.forward` (section 6.3), and you answer the written questions 3.1, 3.2, "
-               "4.1, 6.1, 6.2 and 6.4 in the Markdown cells below them.")
-
-
 def _intro(path: Path) -> str:
     nb = nbformat.read(path, as_version=4)
-    return next(c.source for c in nb.cells if c.cell_type == "markdown"
-                and c.source.startswith("# Attention Basics"))
+    return next(c.source for c in nb.cells if c.cell_type == "markdown" and c.source.startswith("# "))
 
 
 def test_master_intro_has_the_placeholder_not_a_list():
     intro = _intro(cfg.SOURCE_NOTEBOOK)
-    assert graded_work.INTRO_PLACEHOLDER in intro and "3.1, 3.2" not in intro
+    assert graded_work.INTRO_PLACEHOLDER in intro and "You implement" not in intro
 
 
-def test_intro_lists_the_graded_work_from_the_questions(tmp_path, monkeypatch):
+def _small_lab(written: int) -> nbformat.NotebookNode:
+    """A master with one piece of code in section 1 and `written` written questions in section 2."""
+    raw, md, code = nbformat.v4.new_raw_cell, nbformat.v4.new_markdown_cell, nbformat.v4.new_code_cell
+    cells = [raw("# ASSIGNMENT CONFIG"), md(f"# A lab\n{graded_work.INTRO_PLACEHOLDER}"), md("## 1. Code"),
+             raw("# BEGIN QUESTION\nname: f"), md("### Task 1: implement `f`"), raw("# BEGIN SOLUTION"),
+             code("def f():\n    return 1"), raw("# END SOLUTION"), raw("# END QUESTION"), md("## 2. Words")]
+    for n in range(1, written + 1):
+        cells += [raw(f"# BEGIN QUESTION\nname: q2_{n}\nmanual: true"), md(f"### 2.{n} Question"),
+                  raw("# BEGIN SOLUTION"), md("**Model answer.**"), raw("# END SOLUTION"), raw("# END QUESTION")]
+    return nbformat.v4.new_notebook(cells=cells)
+
+
+@pytest.mark.parametrize("written, sentence", [
+    (2, "You implement one piece of code: `f` (section 1), and you answer the written questions 2.1 "
+        "and 2.2 in the Markdown cells below them."),
+    (1, "You implement one piece of code: `f` (section 1), and you answer the written question 2.1 in "
+        "the Markdown cell below it."),
+    (0, "You implement one piece of code: `f` (section 1).")])
+def test_intro_lists_the_graded_work_from_the_questions(written, sentence):
+    nb = _small_lab(written)
+    assert graded_work.fill_intro(nb, read_master(nb).questions) is True
+    assert nb.cells[1].source == f"# A lab\n{sentence}"
+
+
+def test_staged_intro_lists_the_graded_work(tmp_path):
     staged = B.stage_master(cfg.SOURCE_NOTEBOOK, tmp_path / "stage", _fake_bundle(tmp_path))
-    assert GRADED_WORK in _intro(staged)
-    # drop written question 6.4 (its whole block) and rename 4.1: the intro follows
-    nb = nbformat.read(cfg.SOURCE_NOTEBOOK, as_version=4)
-    start = next(i for i, c in enumerate(nb.cells) if c.cell_type == "raw" and "name: q6_4" in c.source)
-    end = next(i for i in range(start, len(nb.cells)) if nb.cells[i].source.strip() == "# END QUESTION")
-    del nb.cells[start:end + 1]
-    for c in nb.cells:
-        if c.cell_type == "markdown" and c.source.startswith("### 4.1 Question"):
-            c.source = c.source.replace("### 4.1 Question", "### 4.5 Question")
-    master = tmp_path / "master.ipynb"
-    nbformat.write(nb, master)
-    monkeypatch.setattr(cfg, "MANUAL_POINTS", {q: p for q, p in cfg.MANUAL_POINTS.items() if q != "q6_4"})
-    staged = B.stage_master(master, tmp_path / "stage2", _fake_bundle(tmp_path))
-    assert "the written questions 3.1, 3.2, 4.5, 6.1 and 6.2 in the Markdown cells" in _intro(staged)
+    sentence = graded_work.graded_work(_master_questions())
+    assert sentence.startswith("You implement ") and sentence in _intro(staged)
 
 
 def test_release_intro_lists_the_graded_work(built):
     intro = _intro(built["release"])
-    assert GRADED_WORK in intro and graded_work.INTRO_PLACEHOLDER not in intro
+    assert graded_work.graded_work(_master_questions()) in intro
+    assert graded_work.INTRO_PLACEHOLDER not in intro
 
 
 def _master_questions() -> list:
@@ -298,7 +303,7 @@ def test_committed_readme_lists_what_the_build_would_write():
 
 def test_build_rewrites_a_stale_readme_block():
     committed = (cfg.REPO_ROOT / "README.md").read_text()
-    stale = committed.replace(GRADED_WORK, "You answer question 9.9.")
+    stale = committed.replace(graded_work.graded_work(_master_questions()), "You answer question 9.9.")
     assert stale != committed
     assert graded_work.readme_with_questions(stale, _master_questions()) == committed
 
@@ -526,20 +531,19 @@ def test_reader_gives_each_question_its_cells():
 
     nb = nbformat.read(cfg.SOURCE_NOTEBOOK, as_version=4)
     parsed = read_master(nb)
-    assert [q.name for q in parsed.questions if not q.manual] == list(cfg.AUTOGRADED_POINTS)
-    assert [q.name for q in parsed.questions if q.manual] == list(cfg.MANUAL_POINTS)
+    assert sorted(q.name for q in parsed.questions if not q.manual) == sorted(cfg.AUTOGRADED_POINTS)
+    assert sorted(q.name for q in parsed.questions if q.manual) == sorted(cfg.MANUAL_POINTS)
     cases = lab_files.hidden_cases()
     for q in parsed.questions:
-        assert [nb.cells[i].cell_type for i in q.solution_cells] == (
-            ["markdown"] if q.manual else ["code"] * bool(q.solution_cells))
+        kinds = {nb.cells[i].cell_type for i in q.solution_cells}
+        assert kinds == ({"markdown"} if q.manual else {"code"} if q.has_solution else set())
         hidden = [cid for t in q.hidden_tests for cid in t.case_ids]
         assert sorted(hidden) == sorted(c for c, owner in cases.items() if owner == q.name)
-        assert len(q.public_tests) == (0 if q.manual else 1)
+        assert not (q.manual and q.tests)
         for t in q.tests:
             assert parsed.roles[t.index] is Role.TEST and t.function.startswith("test_")
             assert "BEGIN TEST CONFIG" not in t.body
     assert parsed.roles[parsed.config_cell] is Role.CONFIG
-    assert parsed.config["init_cell"] is True
 
 
 def test_reader_follows_otter_on_fenced_markers():
@@ -553,3 +557,27 @@ def test_reader_follows_otter_on_fenced_markers():
         md("```otter\n# END QUESTION\n```"), code("x = 1")])
     parsed = read_master(nb)
     assert [(q.name, q.manual, q.number, q.solution_cells) for q in parsed.questions] == [("q1", True, "1.1", [4])]
+
+
+def test_zip_scoring_the_solutions_wrongly_names_what_only_the_zip_has(tmp_path, monkeypatch):
+    """Issue 21's TA saw `❌ scale: not defined (run the cell that defines it)`, a student's
+    message, for a solution that defines `scale`: the build's message says where to look."""
+    from coursekit import lab_files
+    from coursekit.build import zip_check
+
+    def results(label: str) -> dict:
+        tests = [{"name": q, "score": 0.0 if label == "release" else float(p), "max_score": float(p),
+                  "output": "✅"} for q, p in cfg.AUTOGRADED_POINTS.items()]
+        if label == "solutions":
+            tests[1].update(score=0.0, output="❌ retrieve: not defined (run the cell that defines it)")
+        return {"tests": tests}
+
+    monkeypatch.setattr(zip_check, "_start", lambda zip_path, nb, out: out.name)
+    monkeypatch.setattr(zip_check, "_results", lambda proc, out, what: results(proc))
+    with pytest.raises(B.BuildError) as err:
+        zip_check.check_zip(tmp_path / "x-autograder.zip", tmp_path / "s.ipynb", tmp_path / "r.ipynb", tmp_path)
+    head, line, detail = str(err.value).splitlines()
+    assert head.startswith("x-autograder.zip: the autograder zip does not grade the built notebooks")
+    assert f"DEFINITIONS in {lab_files.relative(lab_files.STUDENT_SIDE_SOURCE)}" in head
+    assert line.startswith("self-check solutions: ") and line.endswith("FAILED")
+    assert detail == "  retrieve: ❌ retrieve: not defined (run the cell that defines it)"

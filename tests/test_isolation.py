@@ -36,7 +36,6 @@ import socket
 import stat
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 import uuid
@@ -238,20 +237,30 @@ def _orphan_reaper():
 
 
 # --- the attacks -----------------------------------------------------------------------
+# Every attack program is a file of tests/attacks/isolation/ (its docstring says what it
+# attacks); the values a program reads (`CK_...`) come from the test, as lines above it.
+
+ATTACKS = Path(__file__).parent / "attacks" / "isolation"
 
 # lookup is right only when the probe leaked: a kept-out probe scores lookup 0.
 GATED_LOOKUP = "if not LEAKED:\n    raise NotImplementedError()\n" + REF_LOOKUP.strip("\n")
 
 
-def probe_cell(body: str) -> str:
-    """A cell that runs `body` (a function body returning True on a leak) into LEAKED."""
-    body = textwrap.indent(textwrap.dedent(body).strip("\n"), "    ")
-    return (f"def _ck_probe():\n{body}\n\n"
-            "try:\n    LEAKED = bool(_ck_probe())\nexcept BaseException:\n    LEAKED = False\n")
+def attack_cell(name: str, **params) -> str:
+    """The attack program tests/attacks/isolation/NAME.py as a notebook cell, after one
+    line per parameter (`KEY = value`) that it reads."""
+    preamble = "".join(f"{key} = {value!r}\n" for key, value in params.items())
+    return preamble + (ATTACKS / f"{name}.py").read_text()
 
 
-def probe_spec(body: str) -> Spec:
-    return Spec(GATED_LOOKUP, REF_RETRIEVE, REF_FORWARD, after={"lookup": probe_cell(body)})
+def probe_cell(program: str) -> str:
+    """A cell that runs a probe program (it defines `probe()`, True on a leak) into LEAKED."""
+    return (program.rstrip("\n") + "\n\n\n"
+            "try:\n    LEAKED = bool(probe())\nexcept BaseException:\n    LEAKED = False\n")
+
+
+def probe_spec(program: str) -> Spec:
+    return Spec(GATED_LOOKUP, REF_RETRIEVE, REF_FORWARD, after={"lookup": probe_cell(program)})
 
 
 def ref(**extra) -> Spec:
@@ -260,285 +269,46 @@ def ref(**extra) -> Spec:
 
 def read_probe(path: Path) -> str:
     """Reads a host file; leaked when it got the real bytes."""
-    return f"""
-import hashlib
-with open({str(path)!r}, "rb") as f:
-    return hashlib.sha256(f.read()).hexdigest() == {_sha(path)!r}
-"""
+    return attack_cell("read_host_file", CK_PATH=str(path), CK_SHA256=_sha(path))
 
 
 def cache_probe(cache: Path) -> str:
     """Lists the bundle cache (its name carries the data seed) or reads any file in it."""
     files = [(str(p), _sha(p)) for p in sorted(cache.rglob("*"))
              if p.is_file() and p.stat().st_size < 32 << 20][:20]
-    return f"""
-import hashlib, os
-try:
-    if any(n.startswith("bundle-") for n in os.listdir({str(cache)!r})):
-        return True
-except OSError:
-    pass
-for path, digest in {files!r}:
-    try:
-        with open(path, "rb") as f:
-            if hashlib.sha256(f.read()).hexdigest() == digest:
-                return True
-    except OSError:
-        pass
-return False
-"""
+    return attack_cell("read_bundle_cache", CK_CACHE=str(cache), CK_FILES=files)
 
 
 # Another process's command line naming a notebook (the decoy's, a grader's, otter's).
-PROC_CMDLINE_PROBE = """
-import os
-for pid in os.listdir("/proc"):
-    if not pid.isdigit() or int(pid) == os.getpid():
-        continue
-    try:
-        with open("/proc/%s/cmdline" % pid, "rb") as f:
-            if b".ipynb" in f.read():
-                return True
-    except OSError:
-        pass
-return False
-"""
+PROC_CMDLINE_PROBE = attack_cell("proc_cmdline")
 # The hidden checks loaded in (or importable by) the student's process.
-CHECKS_LOADED_PROBE = """
-import importlib, sys
-if "coursekit.checks" in sys.modules or "attention_checks" in sys.modules:
-    return True
-for module in list(sys.modules.values()):
-    path = str(getattr(module, "__file__", None) or "")
-    if path.endswith(("coursekit/checks.py", "attention_checks.py")):
-        return True
-for name in ("coursekit.checks", "attention_checks"):
-    try:
-        module = importlib.import_module(name)
-    except BaseException:
-        continue
-    if hasattr(module, "verdict") or hasattr(module, "probes"):
-        return True
-return False
-"""
+CHECKS_LOADED_PROBE = attack_cell("checks_module_loaded")
 # The grader's environment (os.environ, or the environ of any process it can read).
-ENV_PROBE = f"""
-import glob, os
-if os.environ.get({ENV_TOKEN[0]!r}) == {ENV_TOKEN[1]!r}:
-    return True
-for path in ["/proc/self/environ"] + glob.glob("/proc/[0-9]*/environ"):
-    try:
-        with open(path, "rb") as f:
-            if {(ENV_TOKEN[0] + "=" + ENV_TOKEN[1]).encode()!r} in f.read():
-                return True
-    except OSError:
-        pass
-return False
-"""
+ENV_PROBE = attack_cell("environment", CK_NAME=ENV_TOKEN[0], CK_VALUE=ENV_TOKEN[1])
 
 
 def network_probe(port: int) -> str:
     """Connects to the test's listener on the loopback and sends 2 KB."""
-    return f"""
-import socket
-s = socket.create_connection(("127.0.0.1", {port}), timeout=3)
-s.sendall(b"L" * 2048)
-s.close()
-return True
-"""
+    return attack_cell("network", CK_PORT=port)
 
 
 def flag_probe(token: str) -> str:
     """Finds the flag a survivor leaves where it could reach the hidden checks."""
-    return f"""
-import glob, os
-name = "ck-flag-" + {token!r}
-for pattern in ["/tmp/" + name, name, "../" + name, os.path.expanduser("~/" + name),
-                "/tmp/*/" + name, "/tmp/*/*/" + name, "/tmp/*/*/*/" + name]:
-    if glob.glob(pattern):
-        return True
-return False
-"""
+    return attack_cell("survivor_flag", CK_TOKEN=token)
 
 
 def snoop_probe(extra_roots: list[str]) -> str:
     """Looks for the autograder's files: around the working folder, /autograder, and a
     bounded walk of the filesystem for them by name."""
-    return f"""
-import glob, os, sys, time
-if "attention_checks" in sys.modules or "coursekit.checks" in sys.modules:
-    return True
-MARKERS = (b"def verdict", b"run_case", b"TrustedGrading", b"BEGIN SOLUTION", b"BEGIN TESTS",
-           b"BEGIN HIDDEN TESTS", b"Model answer", b"hidden: true")
-NAMES = {{"attention_checks.py", "attention_data.npz", "attention_config.json", "otter_config.json",
-          "run_autograder"}}
-own = os.path.realpath(os.getcwd())
-
-def content_hit(path):
-    try:
-        if os.path.islink(path) or not os.path.isfile(path):
-            return False
-        with open(path, "rb") as f:
-            data = f.read(4 << 20)
-    except OSError:
-        return False
-    return os.path.basename(path) in NAMES or any(m in data for m in MARKERS)
-
-for pattern in ["../*", "../source/*", "../source/files/*", "../submission/*", "../submission/tests/*",
-                "../tests/*", "/autograder/*", "/autograder/source/*", "/autograder/source/files/*",
-                "/autograder/submission/*", "/autograder/submission/tests/*"]:
-    for path in glob.glob(pattern):
-        if not os.path.realpath(path).startswith(own) and content_hit(path):
-            return True
-
-def name_hit(folder, name):
-    if name in NAMES or (name.startswith("bundle-") and name.endswith(".npz")):
-        return True
-    if name.endswith("-autograder.zip"):
-        return True
-    if name == "checks.py" and os.path.basename(folder) == "coursekit":
-        return True
-    return name.startswith({A!r}) and name.endswith(".ipynb")
-
-deadline = time.monotonic() + 25
-seen = set()
-for root in {extra_roots!r} + ["/autograder", "/tmp", "/work", "/home", "/root", "/srv", "/opt", "/"]:
-    for folder, dirs, files in os.walk(root):
-        real = os.path.realpath(folder)
-        # installed packages are public (otter's own templates hold a `run_autograder`);
-        # the grader's copies inside them are masked, which other probes check
-        if (real in seen or real.startswith(own) or real.startswith(("/proc", "/sys", "/dev"))
-                or "-packages" in real):
-            dirs[:] = []
-            continue
-        seen.add(real)
-        if time.monotonic() > deadline:
-            return False
-        for name in files:
-            path = os.path.join(folder, name)
-            if name_hit(folder, name) and (not name.endswith(".ipynb") or content_hit(path)):
-                try:
-                    with open(path, "rb") as f:
-                        f.read(1)
-                    return True
-                except OSError:
-                    pass
-return False
-"""
-
-
-# A process that outlives its job: double fork, new session, exec a small Python that
-# re-forks (a new pid every few ms) for LIFETIME seconds and meanwhile tampers with a
-# folder of stored reports (mode = that folder), or (mode "jobs") leaves a flag wherever
-# it can write — /tmp, its home, other jobs' folders — if it could read the hidden checks.
-# (The grader reads no file of a job's folder: results come over the job's pipe, so there
-# is no result file of a later job left to forge.)
-SURVIVOR_SRC = r'''
-import glob, json, os, sys, time
-marker, mode, token, payload, checks, lifetime = sys.argv[1:7]
-deadline = time.time() + float(lifetime)
-flagged = set()
-try:  # not dumpable: /proc/<pid> then belongs to root, not to this uid
-    import ctypes
-    ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)
-except Exception:
-    pass
-
-def write(path, data):
-    tmp = path + ".ck-tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.rename(tmp, path)
-
-def checks_readable():
-    try:
-        with open(checks, "rb") as f:
-            return b"def " in f.read()
-    except OSError:
-        return False
-
-def job_dirs():
-    return set(glob.glob("/tmp/coursekit-sandbox-*/coursekit-job-*"))
-
-def tamper_reports(folder):
-    for path in glob.glob(os.path.join(folder, "*.json")):
-        try:
-            with open(path) as f:
-                report = json.load(f)
-            cases = report.get("cases", [])
-            if report.get("status") == "ok" and all(c.get("passed") for c in cases):
-                continue
-            for c in cases:
-                c["passed"], c["message"] = True, ""
-            report["status"], report["message"] = "ok", ""
-            write(path, json.dumps(report).encode())
-        except (OSError, ValueError, AttributeError, TypeError):
-            pass
-
-def hop():  # a new pid: the parent exits, the child goes on
-    try:
-        if os.fork() > 0:
-            os._exit(0)
-    except OSError:
-        time.sleep(0.01)
-
-stop, beat = "/tmp/ck-stop-" + token, "/tmp/ck-alive-" + token
-dirs, scanned, beaten = set(), 0.0, 0.0
-while time.time() < deadline and not os.path.exists(stop):
-    hop()
-    now = time.time()
-    if now - beaten > 0.05:  # a heartbeat the test can see if /tmp is the host's
-        beaten = now
-        try:
-            with open(beat, "a"):
-                os.utime(beat)
-        except OSError:
-            pass
-    if mode != "jobs":
-        if now - scanned > 0.1:
-            scanned = now
-            tamper_reports(mode)
-    else:
-        if now - scanned > 0.05:
-            scanned = now
-            dirs = job_dirs()
-            if checks_readable():
-                for d in ["/tmp", os.path.expanduser("~"), os.getcwd(), *dirs]:
-                    if d not in flagged:
-                        flagged.add(d)
-                        try:
-                            write(os.path.join(d, "ck-flag-" + token), b"checks.py was readable")
-                        except OSError:
-                            pass
-    time.sleep(0.002)
-'''
+    return attack_cell("autograder_snoop", CK_EXTRA_ROOTS=extra_roots, CK_ASSIGNMENT=A)
 
 
 def survivor_cell(marker: str, mode: str, token: str, lifetime: int = 60) -> str:
-    """The attacker's cell: leave the survivor."""
-    return f"""
-import json, os, sys, time
-MARKER, MODE, TOKEN = {marker!r}, {mode!r}, {token!r}
-payload = "/tmp/ck-payload-" + TOKEN
-try:
-    os.makedirs(payload, exist_ok=True)
-except OSError:
-    import tempfile
-    payload = tempfile.mkdtemp()
-_pid = os.fork()
-if _pid == 0:
-    try:
-        os.setsid()
-        if os.fork() == 0:
-            _fd = os.open(os.devnull, os.O_RDWR)
-            for _i in (0, 1, 2):
-                os.dup2(_fd, _i)
-            os.execv(sys.executable, [sys.executable, "-S", "-c", {SURVIVOR_SRC!r}, MARKER, MODE,
-                                      TOKEN, payload, {str(CHECKS_PY)!r}, "{lifetime}"])
-    finally:
-        os._exit(0)
-os.waitpid(_pid, 0)
-"""
+    """The attacker's cell: leave the survivor (survivor_process.py), which tampers with the
+    folder of stored reports `mode`, or (mode "jobs") flags what it could read."""
+    return attack_cell("leave_survivor", CK_MARKER=marker, CK_MODE=mode, CK_TOKEN=token,
+                       CK_SURVIVOR_SRC=(ATTACKS / "survivor_process.py").read_text(),
+                       CK_CHECKS=str(CHECKS_PY), CK_LIFETIME=lifetime)
 
 
 def batch_tag(token: str) -> Spec:
@@ -550,46 +320,11 @@ def fd_cell(marker_path: Path | None) -> str:
     """Writes into every inherited descriptor but 0/1/2: a pickle frame whose loading
     creates `marker_path` (multiprocessing's length-prefixed format), or junk."""
     if marker_path is not None:
-        make = f"""
-import io, pickle, struct
-class _Marker:
-    def __reduce__(self):  # io.open: IPython wraps the builtin open
-        return (io.open, ({str(marker_path)!r}, "w"))
-_data = pickle.dumps(_Marker())
-PAYLOAD = struct.pack("!i", len(_data)) + _data
-"""
-    else:
-        make = 'PAYLOAD = b"\\x7f\\xff\\xff\\xff" + b"junk" * 1024 + bytes(range(256)) * 4\n'
-    return make + """
-import os
-_here = os.path.realpath(".")
-for _fd in sorted(int(x) for x in os.listdir("/proc/self/fd")):
-    if _fd <= 2:
-        continue
-    try:
-        _target = os.readlink("/proc/self/fd/%d" % _fd)
-    except OSError:
-        continue
-    if _target.startswith(_here):  # the notebook's own files (IPython's history)
-        continue
-    try:
-        os.write(_fd, PAYLOAD)
-    except OSError:
-        pass
-"""
+        return attack_cell("fd_pickle", CK_MARKER_PATH=str(marker_path))
+    return attack_cell("fd_junk")
 
 
-ATTACKS = Path(__file__).parent / "attacks" / "isolation"
-
-
-def attack_cell(name: str, **params) -> str:
-    """The attack program tests/attacks/isolation/NAME.py as a notebook cell, after one
-    line per parameter (`KEY = value`) that it reads."""
-    preamble = "".join(f"{key} = {value!r}\n" for key, value in params.items())
-    return preamble + (ATTACKS / f"{name}.py").read_text()
-
-
-KILL_PARENT = "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)"
+KILL_PARENT = attack_cell("kill_parent")
 
 
 class Listener:
@@ -763,12 +498,7 @@ def confidentiality(tmp_path_factory, listener, decoy) -> Batch:
         # connects to a listener on the host's loopback and sends 2 KB
         "network": probe_spec(network_probe(listener.port)),
         # leaves a file in /tmp and in its working folder
-        "tmp_leftover": ref(after={"lookup": f"""
-import os
-for _path in ("/tmp/{leftover}", "{leftover}"):
-    with open(_path, "w") as _f:
-        _f.write("left behind")
-"""}),
+        "tmp_leftover": ref(after={"lookup": attack_cell("tmp_leftover", CK_NAME=leftover)}),
         "reference": ref(),
     })
     for name, spec in specs.items():
@@ -882,7 +612,7 @@ class TestProbes:
         assert self._leaks(snoop_probe([str(REPO / "coursekit")]))
 
     def test_a_probe_that_fails_reads_not_leaked(self):
-        assert not self._leaks("raise OSError('denied')")
+        assert not self._leaks("def probe():\n    raise OSError('denied')\n")
         assert not self._leaks(read_probe(RELEASE).replace(str(RELEASE), "/nonexistent"))
 
 
@@ -1056,20 +786,8 @@ def as_user() -> Batch:
     work = home / f"ck-{token}"
     subs, out = work / "subs", work / "out"
     marker = f"ck-survivor-{token}"
-    write_nb(subs / "1", "secret_reader", probe_spec(f"""
-leaked = False
-try:
-    with open({str(secret)!r}) as f:
-        leaked = {secret_text!r} in f.read()
-except OSError:
-    pass
-try:
-    with open({str(secret)!r}, "a") as f:
-        f.write("PWNED\\n")
-except OSError:
-    pass
-return leaked
-"""))  # reads and appends to the user's ~/secret.txt
+    write_nb(subs / "1", "secret_reader", probe_spec(attack_cell(
+        "read_and_append_secret", CK_SECRET=str(secret), CK_SECRET_TEXT=secret_text)))  # reads and appends to the user's ~/secret.txt
     # leaves a process that rewrites the stored reports to full marks
     write_nb(subs / "1", "survivor_reports", ref(after={"forward": survivor_cell(
         marker, str(out / ".reports"), token)}))

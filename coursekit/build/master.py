@@ -106,9 +106,9 @@ class Question:
 
 @dataclass
 class Master:
-    """The parsed master: its notebook, assignment config, questions and each cell's role."""
+    """The parsed master: its assignment config, questions and each cell's role (by the
+    index of the cell in the notebook it was read from)."""
 
-    nb: nbformat.NotebookNode
     config_cell: int
     config: dict[str, Any]
     questions: list[Question]
@@ -209,14 +209,15 @@ def read_test(index: int, source: str, question: str) -> TestCell:
                     argument=argument, case_ids=_case_ids(tree))
 
 
-def _question_config(cell: nbformat.NotebookNode, i: int) -> dict[str, Any]:
+def _cell_config(cell: nbformat.NotebookNode, i: int, header: str) -> dict[str, Any]:
+    """The YAML of a raw otter cell (`# <header>` and its settings), as otter reads it."""
     try:
         config = get_cell_config(cell)
     except yaml.YAMLError as exc:
-        raise MarkupError(f"the '# BEGIN QUESTION' cell (cell {i}) is not valid YAML "
+        raise MarkupError(f"the '# {header}' cell (cell {i}) is not valid YAML "
                           f"({' '.join(str(exc).split())})") from None
-    if not isinstance(config, dict) or not config.get("name"):
-        raise MarkupError(f"the '# BEGIN QUESTION' cell (cell {i}) has no `name:`")
+    if not isinstance(config, dict):
+        raise MarkupError(f"the '# {header}' cell (cell {i}) is not a YAML mapping (`key: value` lines)")
     return config
 
 
@@ -234,7 +235,7 @@ def read_master(nb: nbformat.NotebookNode) -> Master:
         here = f"question '{current.name}'" if current else f"cell {i}"
         owner.append(current.name if current else None)
         if is_assignment_config_cell(cell):
-            config_cell, config = i, get_cell_config(cell) or {}
+            config_cell, config = i, _cell_config(cell, i, "ASSIGNMENT CONFIG")
             roles.append(Role.CONFIG)
             continue
         marker = _block(cell)
@@ -264,7 +265,9 @@ def read_master(nb: nbformat.NotebookNode) -> Master:
         name = _marker_name(end, block)
         if block is BlockType.QUESTION:
             if not end:
-                conf = _question_config(extract_fenced_otter_cell(cell), i)
+                conf = _cell_config(extract_fenced_otter_cell(cell), i, "BEGIN QUESTION")
+                if not conf.get("name"):
+                    raise MarkupError(f"the '# BEGIN QUESTION' cell (cell {i}) has no `name:`")
                 if current is not None:
                     raise MarkupError(f"{here} has no '# END QUESTION' (the next '# BEGIN QUESTION', "
                                       f"of question '{conf['name']}' in cell {i}, comes first)")
@@ -306,7 +309,7 @@ def read_master(nb: nbformat.NotebookNode) -> Master:
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise MarkupError(f"question {', '.join(repr(n) for n in twice)} is defined more than once")
-    return Master(nb=nb, config_cell=config_cell, config=config, questions=questions, roles=roles,
+    return Master(config_cell=config_cell, config=config, questions=questions, roles=roles,
                   owner=owner)
 
 

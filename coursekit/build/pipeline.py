@@ -3,11 +3,10 @@
 1. bundle the lab's data slice; read, check and stamp the master once (`stage`);
 2. grade the solution in this process (`solution_check`: one line per failed case);
 3. `otter assign` lays out the release and the zip, grading nothing (`otter_zip`);
-4. write the release and solutions (`notebooks`), the finished zip and the nbgrader
-   course (`nbgrader_course`) and README.md's list of graded work, all into a
-   staging folder (`outputs`);
+4. write the release and solutions (`notebooks`), the finished zip (`otter_zip`) and the
+   nbgrader course (`nbgrader_course`) into a staging folder (`outputs`);
 5. grade the built solutions and release through the built zip (`zip_check`);
-6. only then move every output into place.
+6. only then stage README.md's list of graded work and move every output into place.
 """
 
 from __future__ import annotations
@@ -75,15 +74,17 @@ def build(*, run_tests: bool = True, out_root: Path | None = None, quiet: bool =
         otter_zip.finish_zip(otter_built, outputs.path(zip_path))
         nbgrader_source = nbgrader_course.write_course(staged, outputs.path(course_dir))
         nbgrader_source = course_dir / nbgrader_source.relative_to(outputs.path(course_dir))
-        readme_changed = _write_readme(root, outputs, staged)
+        self_check: list[str] = []
         if run_tests:
             say("autograder zip: grading the solutions and the release through it (otter run)")
-            for line in zip_check.check_zip(outputs.path(zip_path), outputs.path(solution_nb),
-                                            outputs.path(release_nb), tmp_path / "zip_check"):
-                say(line)
+            self_check = zip_check.check_zip(outputs.path(zip_path), outputs.path(solution_nb),
+                                             outputs.path(release_nb), tmp_path / "zip_check")
+        readme_changed = _write_readme(root, outputs, staged)  # last: README.md is edited by hand too
         outputs.commit()
     if readme_changed:
         say("README.md: rewrote the list of tasks and written questions from the master notebook")
     say(f"wrote {release_nb}\nwrote {solution_nb}\nwrote {zip_path}\nwrote {nbgrader_source}")
+    for line in self_check:  # last, as README.md shows them
+        say(line)
     return {"release": release_nb, "solutions": solution_nb, "zip": zip_path,
             "nbgrader_course": course_dir, "nbgrader_source": nbgrader_source}
