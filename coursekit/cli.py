@@ -6,16 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
-import course_config as cfg
-
 
 def cmd_build(args: argparse.Namespace) -> int:
     from coursekit.build import BuildError, build
-    from coursekit.data import DataError
+    from coursekit.course import ConfigError
+    from coursekit.lab import DataError, LabError
 
     try:
         build(run_tests=not args.no_run_tests)
-    except (BuildError, DataError) as exc:
+    except (BuildError, DataError, ConfigError, LabError) as exc:
         print(f"coursekit build: {exc}", file=sys.stderr)
         return 1
     return 0
@@ -38,7 +37,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
     try:
         outcome = grade_class(args.submissions, args.out, jobs=args.jobs, cluster=args.cluster,
-                              require=args.require_isolation, progress=not args.quiet)
+                              require=args.require_isolation, progress=not args.quiet,
+                              assignment=args.assignment)
     except KeyboardInterrupt:
         print("\ninterrupted: finished submissions are kept; run the same command again to "
               "grade the rest", file=sys.stderr)
@@ -46,7 +46,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
     except CannotGrade as exc:  # one line, no traceback
         print(f"coursekit grade: {exc}", file=sys.stderr)
         return CANNOT_GRADE
-    print(summarise(outcome.rows, args.out))
+    print(summarise(outcome.rows, args.out, outcome.assignment))
     print(f"wrote {args.out / 'grades.csv'}, feedback in {args.out / 'feedback'}, "
           f"charts score_histogram.png and question_pass_rates.png")
     if outcome.stopped:
@@ -58,41 +58,37 @@ def cmd_grade(args: argparse.Namespace) -> int:
     return GRADED
 
 
-def _graded_questions(results: dict) -> tuple[dict[str, float], float]:
-    """Scores per question and the points possible, as the zip that wrote `results`
-    counts them (its own course_config.py: it may differ from this checkout's)."""
-    scores, possible = {}, 0.0
-    for test in results.get("tests", []):
-        if test.get("max_score") is not None:
-            scores[test["name"]] = float(test.get("score") or 0.0)
-            possible += float(test["max_score"])
-    order = list(cfg.AUTOGRADED_POINTS)  # the course's order first, then any other question
-    ordered = sorted(scores, key=lambda q: (order.index(q) if q in order else len(order), q))
-    return {q: scores[q] for q in ordered}, possible
-
-
 def cmd_selfcheck(args: argparse.Namespace) -> int:
     """Grade the solutions (must earn every point) and the release (must earn none)
-    with `otter run` and the built zip, as Gradescope will; the points are the zip's."""
-    from coursekit.batch.otter_run import otter_run
+    with `otter run` and the built zip, as Gradescope will (`build.zip_check.self_check`)."""
+    import tempfile
 
-    ok = True
-    for label, folder, full in (("solutions", cfg.SOLUTIONS_DIR, True), ("release", cfg.RELEASE_DIR, False)):
+    from coursekit import course
+    from coursekit.build.errors import BuildError
+    from coursekit.build.zip_check import self_check
+
+    try:
+        a = course.load().assignment(args.assignment)
+    except course.ConfigError as exc:
+        print(f"coursekit selfcheck: {exc}", file=sys.stderr)
+        return 1
+    zip_path = args.autograder or a.autograder_zip
+    if not zip_path.is_file():
+        print(f"coursekit selfcheck: autograder zip {zip_path} not found: run `coursekit build` first",
+              file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory(prefix="coursekit-selfcheck-") as work:
         try:
-            scores, possible = _graded_questions(
-                otter_run(folder / f"{cfg.ASSIGNMENT}.ipynb", args.autograder))
-        except (OSError, RuntimeError) as exc:
-            print(f"self-check {label}: FAILED ({exc})")
-            ok = False
-            continue
-        want = possible if full else 0.0
-        total = sum(scores.values())
-        good = bool(scores) and abs(total - want) < 1e-9
-        ok &= good
-        detail = ", ".join(f"{q} {s:g}" for q, s in scores.items())
-        print(f"self-check {label}: {total:g}/{possible:g} (want {want:g}) [{detail}] "
-              f"{'OK' if good else 'FAILED'}")
-    return 0 if ok else 1
+            lines, problems = self_check(zip_path, a.solutions_dir / f"{a.name}.ipynb",
+                                         a.release_dir / f"{a.name}.ipynb", Path(work), a.points)
+        except BuildError as exc:
+            print(f"self-check: FAILED ({exc})")
+            return 1
+    for line in lines:
+        print(line)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    return 1 if problems else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
                         "started with `dask worker tcp://HOST:PORT --nthreads 1`; see README); "
                         "--jobs is then ignored")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--assignment", metavar="NAME", default=None,
+                   help="the lab to grade (default: the first of course_config.LABS)")
     from coursekit.sandbox import LEVELS
 
     p.add_argument("--require-isolation", choices=LEVELS, default=None,
@@ -123,7 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_grade)
 
     p = sub.add_parser("selfcheck", help="solutions earn full marks, the release earns zero")
-    p.add_argument("--autograder", type=Path, default=cfg.AUTOGRADER_ZIP)
+    p.add_argument("--autograder", type=Path, default=None,
+                   help="the autograder zip (default: the assignment's built one)")
+    p.add_argument("--assignment", metavar="NAME", default=None,
+                   help="the lab to check (default: the first of course_config.LABS)")
     p.set_defaults(func=cmd_selfcheck)
 
     args = parser.parse_args(argv)

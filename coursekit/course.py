@@ -100,6 +100,7 @@ class Course:
     """Every course setting the engine uses (see course_config.py for what each means)."""
 
     root: Path  # the folder of course_config.py: the repository, or the autograder's root
+    config_file: Path  # course_config.py itself
     name: str
     assignments: Mapping[str, Assignment]  # in course_config.LABS's order
     nbgrader_course_id: str
@@ -122,6 +123,12 @@ class Course:
         if name not in self.assignments:
             raise ConfigError(f"course_config.LABS has no lab {name!r} (it has: {', '.join(self.assignments)})")
         return self.assignments[name]
+
+    def version(self, assignment: Assignment) -> str:
+        """The grader version of `assignment`: a hash of the engine, this file and the lab."""
+        from coursekit.batch.store import grader_version
+
+        return grader_version(self.config_file, assignment.folder)
 
     def grader(self, assignment: Assignment | None = None, slot: int = 0, require: str | None = None,
                gpu_number: int | None = None, sandboxes: int = 1, data_path: Path | None = None):
@@ -222,7 +229,7 @@ def from_module(module: ModuleType, only: str | None = None) -> Course:
         labs = [only]
     data_root = cfg.mnist_root()
     return Course(
-        root=root, name=str(cfg.COURSE_NAME),
+        root=root, config_file=Path(module.__file__).resolve(), name=str(cfg.COURSE_NAME),
         assignments={n: read_assignment(root, n, data_root) for n in labs},
         nbgrader_course_id=str(cfg.NBGRADER_COURSE_ID), device=cfg.DEVICE,
         limits=sandbox.Limits(total_s=numbers["TIME_LIMIT_S"], cell_s=numbers["CELL_TIME_LIMIT_S"],

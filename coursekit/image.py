@@ -21,8 +21,6 @@ import importlib.metadata as metadata
 import re
 from dataclasses import dataclass
 
-from packaging.requirements import Requirement
-
 VENV = "/opt/coursekit-venv"  # fixed: run_autograder and the tests' container know it
 SOURCE = "/autograder/source"
 TORCH_FILE = "requirements-torch.txt"  # torch + torchvision: from the CPU index on a CPU image
@@ -63,6 +61,8 @@ class ImageSpec:
 def roots(spec: ImageSpec, cuda: bool) -> list[str]:
     """What the grader imports: otter's runner and the course's image requirements
     (NVML's bindings only where there is a GPU to read)."""
+    from packaging.requirements import Requirement  # the build's, not the grader's: imported here
+
     reqs = [r for r in spec.requirements if cuda or _norm(Requirement(r).name) != "nvidia-ml-py"]
     return [OTTER_ROOT, *reqs]
 
@@ -70,6 +70,8 @@ def roots(spec: ImageSpec, cuda: bool) -> list[str]:
 def pins(spec: ImageSpec, *, cuda: bool, pdf: bool = False) -> list[str]:
     """`name==version` for every distribution the image needs, read from this build's
     environment; fails when a course pin differs from what the build ran with."""
+    from packaging.requirements import Requirement
+
     wanted = {_norm(Requirement(r).name): Requirement(r) for r in roots(spec, cuda)}
     found: dict[str, str] = {}
     visited: set[tuple[str, frozenset[str]]] = set()

@@ -18,7 +18,9 @@ What a lab gives the engine:
   `calling.ERROR_KINDS`); any other text the job sends becomes "failed".
 - `load_data` / `make_data`: the data bundle the checks use (made once from the course's
   data, shipped in the autograder).
-- `shipped`: the lab's files by the name they take in the autograder and the release.
+- `public_checks`: the students' public checks (torch only: it is shipped beside the release
+  as `lab_checks.py`), with `QUESTIONS` (question -> the notebook name it checks), `report`
+  and `require`.
 """
 
 from __future__ import annotations
@@ -81,8 +83,8 @@ class Lab:
     inputs: Callable[[Arrays | None, Mapping[str, Any]], dict[str, Any]]
     load_data: Callable[[Path], Arrays]
     make_data: Callable[[Path], None]
+    public_checks: Path
     error_kinds: tuple[re.Pattern[str], ...] = ()
-    shipped: Mapping[str, Path] = field(default_factory=dict)
     preload: tuple[str, ...] = ()
 
     @property
@@ -100,6 +102,36 @@ class Lab:
         for case in self.cases.values():
             counts[case.question] = counts.get(case.question, 0) + 1
         return {cid: float(points[c.question]) / counts[c.question] for cid, c in self.cases.items()}
+
+    def job(self) -> Any:
+        """The job module (imported here too: the build grades the solution in-process)."""
+        return importlib.import_module(self.job_module)
+
+    def run_case(self, case_id: str, defs: Mapping[str, Any], inputs: Mapping[str, Any]) -> None:
+        """Evaluate and judge one case in this process, for trusted code only (the master's
+        solution, at build time): raises CheckFailed, or whatever the check raised."""
+        from coursekit.calling import StudentError
+
+        job, case = self.job(), self.cases[case_id]
+        by_id = self.calls_by_id
+        outputs: Outputs = {}
+        for call_id in case.calls:
+            try:
+                outputs[call_id] = job.evaluate(by_id[call_id], dict(defs), dict(inputs), {"device": "cpu"})
+            except StudentError as err:
+                outputs[call_id] = err
+        case.verdict(outputs, inputs)
+
+    def public_questions(self) -> dict[str, str]:
+        """The public checks' QUESTIONS: question -> the notebook name it checks."""
+        spec = importlib.util.spec_from_file_location(f"_{self.name}_public_checks", self.public_checks)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        questions = getattr(module, "QUESTIONS", None)
+        if not isinstance(questions, dict):
+            raise LabError(f"{self.public_checks}: defines no QUESTIONS dict")
+        return dict(questions)
 
     def case_table(self, points: Mapping[str, float]) -> dict[str, tuple[str, float]]:
         """case id -> (question, points): what a report of this lab holds (coursekit.report)."""

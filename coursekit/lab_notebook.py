@@ -1,7 +1,7 @@
 """The `grader` object of the student's notebook: the lab's public checks, one line each.
 
 Shipped to students as `lab_notebook.py`: the release's first cell writes it and
-`lab_checks.py` (coursekit/public_checks.py) next to the notebook, then makes
+`lab_checks.py` (the lab's public_checks.py) next to the notebook, then makes
 `grader = LabNotebook(...)`. That cell installs nothing (issue 20), so this module needs
 only the standard library and `lab_checks` (torch); IPython and otter are used where they
 are already there. It runs wherever the notebook does (Colab, Jupyter, VS Code, the hub),
@@ -25,10 +25,7 @@ import html
 import os
 import sys
 
-try:
-    import lab_checks  # next to the student's notebook
-except ImportError:  # inside coursekit (its tests)
-    from coursekit import public_checks as lab_checks
+import lab_checks  # the lab's public checks, written next to the notebook by the set-up cell
 
 COLAB_SUBMIT = ("To submit from Colab: save (File → Save), then File → Download → Download .ipynb, "
                 "and upload that .ipynb file to the assignment on Gradescope.")

@@ -9,7 +9,7 @@ the start of each autograde run, also sets that run's ignore list and timestamp 
 
 - `nbgrader autograde` runs `SandboxedGrading` in place of nbgrader's `Execute`: the
   submission is graded by the same engine as `otter run` and `coursekit grade` (student
-  code in a sandboxed child, verdicts made outside it, limits from course_config.py), and
+  code in a sandboxed child, verdicts made outside it, the course's limits), and
   each hidden-check cell gets either no output (pass) or a one-line error (fail), which
   nbgrader's own `SaveAutoGrades` turns into points. Stock nbgrader would run the hidden
   tests inside the student's kernel, where the student's code can patch them.
@@ -37,23 +37,23 @@ from typing import Any
 import nbformat
 from nbgrader.preprocessors import NbGraderPreprocessor
 
-import course_config as cfg
 from coursekit.nbgrader_folder import FolderCheckedExporter
 from coursekit.nbgrader_read import unreadable_reason
 from coursekit.nbgrader_repair import NOTE_KEY, RebuildFromCourse
 from coursekit.report import Report, all_failed
 from coursekit.submission import SubmissionError
 
-_GRADER = None  # one warm grader per nbgrader process (probes and data loaded once)
+_GRADERS: dict[str, Any] = {}  # one warm grader per assignment and nbgrader process
 
 
-def _grader():
-    global _GRADER
-    if _GRADER is None:
-        from coursekit.engine import default_grader
+def _grader(assignment: str) -> Any:
+    """The grader of the course's lab `assignment` (made once: inputs and data loaded once)."""
+    if assignment not in _GRADERS:
+        from coursekit import course
 
-        _GRADER = default_grader()
-    return _GRADER
+        c = course.load()
+        _GRADERS[assignment] = c.grader(c.assignment(assignment))
+    return _GRADERS[assignment]
 
 
 def _is_test_cell(cell: nbformat.NotebookNode) -> bool:
@@ -79,13 +79,14 @@ class SandboxedGrading(NbGraderPreprocessor):
                                f"{unreadable_reason(resources)}")
         # written by RebuildFromCourse, which drops the student's notebook metadata
         note = nb.metadata.get(NOTE_KEY, {})
+        grader = _grader(resources["nbgrader"]["assignment"])
         if note.get("unreadable"):
-            report = all_failed("bad input", "not graded: your notebook could not be read")
+            report = all_failed("bad input", "not graded: your notebook could not be read", grader.cases)
         else:
             try:
-                report = _grader().grade_notebook(nb)
+                report = grader.grade_notebook(nb)
             except SubmissionError as exc:  # cannot happen after the rebuild; never fatal
-                report = all_failed("bad input", f"not graded: {exc}")
+                report = all_failed("bad input", f"not graded: {exc}", grader.cases)
             else:
                 self.log.info("coursekit: %s", ", ".join(f"{q} {s:g}" for q, s in report.scores.items()))
         self._write(nb, report)
@@ -141,15 +142,18 @@ class OneLineErrors(NbGraderPreprocessor):
 def check(case_id: str, **defs: Any) -> None:
     """Run one hidden check in this kernel (what a hidden test cell does when someone runs
     the source notebook by hand, or when a course chooses nbgrader's stock executor)."""
-    from coursekit import checks
-    from coursekit.engine import course_bundle
+    from coursekit import course
 
-    checks.run_case(case_id, training=dict(cfg.TRAINING_CHECK),
-                    bundle=checks.load_bundle(course_bundle()), **defs)
+    for a in course.load().assignments.values():
+        lab = a.lab()
+        if case_id in lab.cases:
+            lab.run_case(case_id, defs, lab.inputs(lab.load_data(a.data_path()), lab.settings))
+            return
+    raise KeyError(f"no lab of the course has the hidden check {case_id!r}")
 
 
 def configure(c: Any) -> None:
-    """Fill nbgrader's config `c` from course_config.py (called by nbgrader_config.py)."""
+    """Fill nbgrader's config `c` from the course's settings (called by nbgrader_config.py)."""
     from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
     from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearHiddenTests,
                                         ClearOutput, DeduplicateIds, GetGrades, IgnorePattern,
@@ -161,10 +165,14 @@ def configure(c: Any) -> None:
     bin_dir = str(Path(sys.executable).parent)
     if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
-    c.CourseDirectory.course_id = cfg.NBGRADER_COURSE_ID
+    from coursekit import course
+
+    settings = course.load()
+    c.CourseDirectory.course_id = settings.nbgrader_course_id
     # For nbgrader's own executor (used only if a course restores it, and by
     # `nbgrader validate`): a cell may run as long as the training check is allowed to.
-    c.Execute.timeout = cfg.TRAINING_TIME_LIMIT_S
+    c.Execute.timeout = settings.limits.training_s
+    c.RebuildFromCourse.ignore_tag = settings.rules.ignore_tag
     # One submission never stops the others: check each folder (no link followed, no bad
     # timestamp read) and read each file as hostile input, then rebuild it from the course's
     # cells before nbgrader's own steps (which stay, and find nothing left to change or reject).

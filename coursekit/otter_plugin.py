@@ -30,10 +30,11 @@ from typing import Any
 import nbformat
 from otter.plugins import AbstractOtterPlugin
 
-import course_config as cfg
-
-# What the zip carries of the grader: these top-level modules always come from the zip.
-ENGINE_TOP_LEVEL = ("coursekit", "course_config", "attention_checks")
+# What the zip carries of the grader: these top-level modules always come from the zip
+# (and the lab's package, `zip_labs`).
+ENGINE_TOP_LEVEL = ("coursekit", "course_config")
+# Where a grader fault leaves no course settings to follow: say so at once, show no score.
+FAULT_VISIBILITY = {"public": "visible", "hidden": "hidden"}
 
 
 def zip_source_dir(submission_path: str | Path) -> Path:
@@ -44,12 +45,18 @@ def zip_source_dir(submission_path: str | Path) -> Path:
     return Path(os.path.abspath(submission_path)).parent.parent / "source"
 
 
+def zip_labs(source: Path) -> list[str]:
+    """The labs the zip unpacked at `source` carries (`source/<lab>/lab.toml`: the build puts one)."""
+    return sorted(p.parent.name for p in (source / "source").glob("*/lab.toml"))
+
+
 def load_zip_plugin(source: Path) -> Any:
-    """Import the zip's own copy of this module, and with it the zip's engine, checks and
+    """Import the zip's own copy of this module, and with it the zip's engine, lab and
     course_config.py: the zip's folder goes first on `sys.path` and every grader module
     imported so far (from an installed coursekit, another checkout) is forgotten."""
+    forget = {*ENGINE_TOP_LEVEL, *zip_labs(source)}
     for name in list(sys.modules):
-        if name.split(".")[0] in ENGINE_TOP_LEVEL:
+        if name.split(".")[0] in forget:
             del sys.modules[name]
     folder = str(source.resolve())
     sys.path[:] = [folder] + [p for p in sys.path if p != folder]
@@ -99,11 +106,13 @@ class TrustedGrading(AbstractOtterPlugin):
                 _open_interpreter_path()
         from coursekit.report import all_failed
 
+        self.cases: dict = {}  # the lab's case table, once the zip's lab is loaded
+        self.visibility = FAULT_VISIBILITY
         try:
             self.report = self._grade(ag_dir)
         except Exception as exc:  # noqa: BLE001 - a fault of ours: still a results.json
             self.report = all_failed("error", f"not graded: the grader failed "
-                                              f"({type(exc).__name__}: {exc})"[:500])
+                                              f"({type(exc).__name__}: {exc})"[:500], self.cases)
         if self.report.status == "error":  # the grader's fault: the instructor's log says why
             print(f"coursekit: {self.report.message}", flush=True)
 
@@ -111,13 +120,16 @@ class TrustedGrading(AbstractOtterPlugin):
         """The engine's report on the upload's notebook: read strictly and size-capped by
         `Grader.grade_path` (a link or anything but a regular file is refused; otter's own
         parse is not graded), graded in the sandbox."""
-        from coursekit.engine import default_grader
+        from coursekit import course
 
-        files = ag_dir / "source" / GRADER_FILES
-        if not files.is_dir():  # otter assign's own run of the solution, before finish_zip
-            files = ag_dir / "source" / "files"
-        grader = default_grader(bundle_path=files / cfg.BUNDLE_FILE,
-                                settings_path=files / "attention_config.json")
+        source = ag_dir / "source"
+        labs = zip_labs(source)
+        if len(labs) != 1:
+            raise RuntimeError(f"the autograder zip holds {len(labs)} labs under source/, not one")
+        c = course.load(source / "course_config.py", only=labs[0])
+        a = c.assignment(labs[0])
+        self.cases, self.visibility = a.lab().case_table(a.points), c.visibility
+        grader = c.grader(a, data_path=source / GRADER_FILES / a.data_file)
         try:
             return grader.grade_path(Path(self.submission_path))
         finally:
@@ -145,7 +157,7 @@ class TrustedGrading(AbstractOtterPlugin):
 
         if self.report is None:
             return
-        for question in cfg.AUTOGRADED_POINTS:
+        for question in self.report.possible:
             cases = [c for c in self.report.cases if c.question == question]
             tcs = [TestCase(name=c.case, body="", hidden=True, points=c.points,
                             success_message=None, failure_message=None) for c in cases]
@@ -162,12 +174,13 @@ class TrustedGrading(AbstractOtterPlugin):
         if self.report.isolation:
             lines.append(f"graded in the sandbox (isolation: {self.report.isolation})")
         results.output = "\n".join(lines) or None
-        _write_engine_results(results, self.report, notes)
+        _write_engine_results(results, self.report, notes, self.visibility)
 
 
-def _write_engine_results(results: Any, report: Any, notes: list[str]) -> None:
+def _write_engine_results(results: Any, report: Any, notes: list[str], visibility: dict[str, str]) -> None:
     """Make otter write the engine's results.json for `report` (`engine.gradescope_results`,
-    the same `coursekit grade` writes), which follows `course_config.RESULTS_VISIBILITY`;
+    the same `coursekit grade` writes), which follows `visibility` (the course's
+    RESULTS_VISIBILITY);
     `notes` about the upload go to its always-visible entry.
 
     otter makes results.json in `GradingResults.to_gradescope_dict` from its own config:
@@ -186,7 +199,7 @@ def _write_engine_results(results: Any, report: Any, notes: list[str]) -> None:
 
     from coursekit.report import gradescope_results
 
-    data = gradescope_results(report)
+    data = gradescope_results(report, visibility)
     if notes:  # file names come from the upload: escaped like every text of it
         data["tests"][0]["output"] += "\n" + html.escape("\n".join(notes), quote=False)
 

@@ -154,6 +154,19 @@ def _submission_bytes(path: Path, rules: Rules) -> tuple[bytes, str]:
     return data, name
 
 
+def check_submission_file(path: Path, rules: Rules = Rules()) -> None:
+    """Raise SubmissionError if the file cannot be graded for what it is as bytes: a link,
+    not a regular file, larger than `rules.max_mb`, a damaged zip, or a zip whose notebook
+    is over that cap (measured by bounded reading, never by trusting the header). The
+    notebook's JSON is not parsed here (`read_submission` does that)."""
+    try:
+        _submission_bytes(path, rules)
+    except SubmissionError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - no exception but ours leaves this module
+        raise SubmissionError(_unexpected(path, exc)) from None
+
+
 def _unexpected(path: Path, exc: Exception) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return f"{quote(path.name)} cannot be read ({exc.strerror})"

@@ -30,13 +30,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import course_config as cfg
 from coursekit.batch.dask_worker import GraderPlugin, WorkerRefused, grade_task, worker_version
 from coursekit.batch.executor import (RETRIED, WORKER_DIED, BatchStopped, CannotGrade, Results, Task,
                                       internal_error)
-from coursekit.batch.store import bounded_bytes, grader_version
+from coursekit.batch.store import bounded_bytes
 from coursekit.report import all_failed, encode
-from coursekit.submission import SubmissionError, check_submission_file
+from coursekit.submission import Rules, SubmissionError, check_submission_file
 
 CONNECT_TIMEOUT_S = 10
 WORKER_WAIT_S = 120  # how long a batch waits while no worker can take its tasks
@@ -57,19 +56,19 @@ def task_resources(workers: dict[str, dict[str, float]], device: str) -> dict[st
     worker has one."""
     has_gpu = any((res or {}).get("GPU", 0) >= 1 for res in workers.values())
     if device == "cuda" and not has_gpu:
-        raise ClusterError('TRAINING_CHECK["device"] is "cuda" but no connected Dask worker advertises '
+        raise ClusterError('course_config.DEVICE is "cuda" but no connected Dask worker advertises '
                            'a GPU (start GPU workers with `dask worker ... --resources GPU=1`)')
     return {"GPU": 1} if has_gpu and device != "cpu" else None
 
 
-def _submission_bytes(path: Path) -> bytes:
+def _submission_bytes(path: Path, rules: Rules) -> bytes:
     """The file's bytes, read as the grader reads it (no link, a regular file, at most
     the size cap); SubmissionError with the grader's own message otherwise."""
-    check_submission_file(path)  # the grader's own refusals and words
+    check_submission_file(path, rules)  # the grader's own refusals and words
     try:  # the worker's grader checks the bytes again, whatever happened to the file since
-        return bounded_bytes(path, cfg.MAX_SUBMISSION_MB << 20)
+        return bounded_bytes(path, rules.limit_bytes)
     except OSError:
-        check_submission_file(path)  # it changed since: its refusal now
+        check_submission_file(path, rules)  # it changed since: its refusal now
         raise
 
 
@@ -122,11 +121,10 @@ def _workers(client: Any, address: str) -> dict[str, dict[str, Any]]:
     return workers
 
 
-def routing(client: Any, address: str) -> dict[str, int] | None:
-    """`task_resources` for the workers connected now and this checkout's device setting."""
+def routing(client: Any, address: str, device: str) -> dict[str, int] | None:
+    """`task_resources` for the workers connected now and the course's device setting."""
     workers = _workers(client, address)
-    return task_resources({a: w.get("resources") or {} for a, w in workers.items()},
-                          str(cfg.TRAINING_CHECK.get("device", "auto")))
+    return task_resources({a: w.get("resources") or {} for a, w in workers.items()}, device)
 
 
 def _threads(client: Any, resources: dict[str, int] | None) -> int:
@@ -140,10 +138,10 @@ def _threads(client: Any, resources: dict[str, int] | None) -> int:
                if all((w.get("resources") or {}).get(k, 0) >= v for k, v in (resources or {}).items()))
 
 
-def _check_versions(client: Any, version: str) -> None:
+def _check_versions(client: Any, version: str, assignment: str) -> None:
     """Stop before grading when a connected worker would grade with other code."""
     try:
-        theirs = client.run(worker_version)
+        theirs = client.run(worker_version, assignment)
     except Exception as exc:  # noqa: BLE001 - a worker without coursekit, or gone
         raise ClusterError(f"the Dask workers cannot run coursekit ({type(exc).__name__}: "
                            f"{_one_line(exc)}): install the project on every worker") from None
@@ -171,8 +169,10 @@ def _quiet_dask() -> Iterator[None]:
 class DaskExecutor:
     """Grades on the Dask cluster whose scheduler is at `address` (`executor.Executor`)."""
 
-    def __init__(self, address: str, require: str | None = None) -> None:
+    def __init__(self, address: str, assignment: Any, course: Any, require: str | None = None) -> None:
         self.address = address
+        self.assignment = assignment  # coursekit.course.Assignment
+        self.course = course  # coursekit.course.Course
         self.require = require
 
     def _lost(self, left: int) -> BatchStopped:
@@ -183,12 +183,13 @@ class DaskExecutor:
         """Grade every task on the cluster. ClusterError before grading when the scheduler
         cannot be reached, no worker joins, a worker runs other code, or the course asks
         for CUDA and no worker has a GPU; BatchStopped when the scheduler is lost."""
-        version = grader_version()
+        name = self.assignment.name
+        version = self.course.version(self.assignment)
         with _connect(self.address) as client, _quiet_dask():
-            resources = routing(client, self.address)
-            _check_versions(client, version)
-            plugin = f"coursekit-grader-{self.require or 'any'}"
-            client.register_plugin(GraderPlugin(self.require), name=plugin)
+            resources = routing(client, self.address, self.course.device)
+            _check_versions(client, version, name)
+            plugin = f"coursekit-grader-{name}-{self.require or 'any'}"
+            client.register_plugin(GraderPlugin(name, self.require), name=plugin)
             self._grade(client, plugin, version, resources, tasks, results)
 
     def _grade(self, client: Any, plugin: str, version: str, resources: dict[str, int] | None,
@@ -220,9 +221,10 @@ class DaskExecutor:
             while queue and len(running) < window and client.status == "running":
                 t = queue.popleft()
                 try:
-                    raw = _submission_bytes(t.path)
+                    raw = _submission_bytes(t.path, self.course.rules)
                 except SubmissionError as exc:  # refused here, never sent: the grader's report
-                    results.graded(t, encode(all_failed("bad input", str(exc))))
+                    cases = self.assignment.lab().case_table(self.assignment.points)
+                    results.graded(t, encode(all_failed("bad input", str(exc), cases)))
                     continue
                 # A submission is a large argument for a task; Dask warns of repeated data.
                 with dask.config.set({"distributed.admin.large-graph-warning-threshold": "1GiB"}):

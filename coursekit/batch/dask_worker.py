@@ -21,7 +21,6 @@ from typing import Any
 
 from distributed import WorkerPlugin
 
-from coursekit.batch.store import grader_version
 from coursekit.report import encode
 
 SLOTS = 64  # sandbox slots per machine; the uid claim skips a taken one anyway
@@ -32,15 +31,18 @@ class WorkerRefused(RuntimeError):
     worker runs other code, or its sandbox is weaker than required."""
 
 
-_VERSION: str | None = None
+_VERSIONS: dict[str, str] = {}
 
 
-def worker_version() -> str:
-    """This process's grader version, computed once (the code it has loaded)."""
-    global _VERSION
-    if _VERSION is None:
-        _VERSION = grader_version()
-    return _VERSION
+def worker_version(assignment: str) -> str:
+    """This process's grader version of `assignment`, computed once (the code it has
+    loaded, its checkout's course_config.py and lab folder)."""
+    if assignment not in _VERSIONS:
+        from coursekit import course
+
+        c = course.load(only=assignment)
+        _VERSIONS[assignment] = c.version(c.assignment(assignment))
+    return _VERSIONS[assignment]
 
 
 def _check_name(name: object) -> str:
@@ -62,7 +64,8 @@ class GraderPlugin(WorkerPlugin):
 
     idempotent = True  # a second batch does not replace (and close) a warm grader
 
-    def __init__(self, require: str | None = None) -> None:
+    def __init__(self, assignment: str, require: str | None = None) -> None:
+        self.assignment = assignment
         self.require = require
 
     def setup(self, worker: Any) -> None:
@@ -90,16 +93,18 @@ class GraderPlugin(WorkerPlugin):
         if self._refusal:
             raise WorkerRefused(self._refusal)
         if self._grader is None:
-            from coursekit.data import DataError
-            from coursekit.engine import default_grader
+            from coursekit import course
+            from coursekit.lab import DataError, LabError
             from coursekit.sandbox import IsolationError, SandboxError, gpu
 
             # The GPU: one of those this worker may use (dask-cuda or Slurm narrow them with
             # CUDA_VISIBLE_DEVICES), picked by its address so that workers spread over them.
             number = self._slot % max(1, len(gpu.visible_minors()))
             try:
-                grader = default_grader(slot=self._slot, require=self.require, gpu_number=number)
-            except (DataError, gpu.DeviceError) as exc:  # this machine's MNIST_ROOT or GPU
+                c = course.load(only=self.assignment)
+                grader = c.grader(c.assignment(self.assignment), slot=self._slot, require=self.require,
+                                  gpu_number=number)
+            except (DataError, LabError, course.ConfigError, gpu.DeviceError) as exc:  # this machine's data, GPU, checkout
                 raise WorkerRefused(f"worker {self._address}: {exc}") from None
             try:
                 grader.isolation  # noqa: B018 - starts the sandbox, which checks `require`
@@ -115,9 +120,9 @@ class GraderPlugin(WorkerPlugin):
 
     def grade(self, version: str, name: str, data: bytes, digest: str) -> str:
         """Grade one submission's bytes; the report as JSON (`report.encode`)."""
-        if version != worker_version():
-            raise WorkerRefused(f"this worker runs another version of coursekit or course_config.py "
-                                f"({worker_version()}, the batch wants {version}): install the "
+        if version != worker_version(self.assignment):
+            raise WorkerRefused(f"this worker runs another version of coursekit, course_config.py or the lab "
+                                f"({worker_version(self.assignment)}, the batch wants {version}): install the "
                                 f"same checkout on every worker")
         name = _check_name(name)
         if not isinstance(data, bytes) or hashlib.sha256(data).hexdigest() != digest:

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import course_config as cfg
 from coursekit.batch.executor import RETRIED, BatchStopped, CannotGrade, Executor, Task
 from coursekit.batch.outputs import write_outputs
-from coursekit.batch.store import ReportStore, content_key, grader_version
+from coursekit.batch.store import ReportStore, content_key
 from coursekit.batch.submissions import find_submissions
-from coursekit.report import Report, ReportError, all_failed, decode
+from coursekit.course import Assignment, Course
+from coursekit.report import Cases, Report, ReportError, all_failed, decode
 
 
 @dataclass
@@ -31,6 +31,7 @@ class Outcome:
     how many were not graded (the executor stopped: no row, a rerun grades them)."""
 
     rows: list[tuple[str, Report]]
+    assignment: Assignment
     not_graded: int = 0
     stopped: str = ""  # why some were not graded, one line
 
@@ -44,16 +45,17 @@ class Collector:
     """The batch's `executor.Results`: decodes each report, stores it (unless the grader
     failed: status `error`), and moves the progress bar."""
 
-    def __init__(self, store: ReportStore, bar) -> None:
+    def __init__(self, store: ReportStore, bar, cases: Cases) -> None:
         self.store = store
         self.bar = bar
+        self.cases = cases  # the lab's case table: what a report of it holds
         self.reports: dict[str, Report] = {}
 
     def graded(self, task: Task, text: str) -> None:
         try:
-            report = decode(text)
+            report = decode(text, self.cases)
         except ReportError as exc:  # the codec's own words, never the report's
-            report = all_failed("error", f"the worker's report is malformed ({exc}); {RETRIED}")
+            report = all_failed("error", f"the worker's report is malformed ({exc}); {RETRIED}", self.cases)
         else:
             if report.status != "error":  # "error" is the grader's failure, not a grade
                 self.store.put(task.key, report)
@@ -61,41 +63,44 @@ class Collector:
         self.bar.update(1)
 
     def failed(self, task: Task, message: str) -> None:
-        self.reports[task.key] = all_failed("error", message)
+        self.reports[task.key] = all_failed("error", message, self.cases)
         self.bar.update(1)
 
 
-def executor_for(jobs: int | None, cluster: str | None, require: str | None) -> Callable[[int], Executor]:
+def executor_for(jobs: int | None, cluster: str | None, require: str | None, course: Course,
+                 assignment: Assignment) -> Callable[[int], Executor]:
     """The executor for `jobs` local workers, or the Dask cluster at `cluster`, given the
     number of submissions to grade."""
     if cluster:
         from coursekit.batch.dask_executor import DaskExecutor  # imports Dask: only when asked for
 
-        return lambda todo: DaskExecutor(cluster, require=require)
-    from coursekit.batch.pool import LocalPool, default_grader
+        return lambda todo: DaskExecutor(cluster, assignment, course, require=require)
+    from coursekit.batch.pool import LocalPool, course_grader
 
-    return lambda todo: LocalPool(min(jobs or os.cpu_count() or 1, todo), default_grader(require))
+    return lambda todo: LocalPool(min(jobs or os.cpu_count() or 1, todo), course_grader(course, assignment, require))
 
 
 def grade_batch(paths: list[Path], out_dir: Path, executor: Callable[[int], Executor],
-                progress: bool = True) -> Outcome:
-    """Grade every submission under `paths` into `out_dir` with `executor(number to
-    grade)`; resumes an interrupted run. Raises CannotGrade when nothing can be graded."""
+                course: Course, assignment: Assignment, progress: bool = True) -> Outcome:
+    """Grade every submission of `assignment` under `paths` into `out_dir` with
+    `executor(number to grade)`; resumes an interrupted run. Raises CannotGrade when
+    nothing can be graded."""
     from tqdm import tqdm
 
-    cfg.results_visibility()  # a wrong setting fails now, not after grading the class
     out_dir.mkdir(parents=True, exist_ok=True)
-    version = grader_version()
+    version = course.version(assignment)
+    cases = assignment.lab().case_table(assignment.points)
+    limit = course.rules.limit_bytes
     subs = find_submissions(paths)
     store = ReportStore(out_dir / ".reports")
     keys: dict[str, str] = {}
     reports: dict[str, Report] = {}
     todo: dict[str, Task] = {}  # by key: identical files are graded once
     for sid, path in subs:
-        key = keys[sid] = content_key(path, version)
+        key = keys[sid] = content_key(path, version, limit)
         if key in reports or key in todo:
             continue
-        stored = store.get(key)
+        stored = store.get(key, cases)
         if stored is None or stored.status == "error":  # the grader's failure is retried
             todo[key] = Task(path, key)
         else:
@@ -105,7 +110,7 @@ def grade_batch(paths: list[Path], out_dir: Path, executor: Callable[[int], Exec
         store.folder.mkdir(parents=True, exist_ok=True)
         bar = tqdm(total=len(subs), initial=len(subs) - len(todo), unit="submission",
                    disable=not progress, desc="grading")
-        collector = Collector(store, bar)
+        collector = Collector(store, bar, cases)
         try:
             executor(len(todo)).run(list(todo.values()), collector)
         except BatchStopped as exc:  # what it graded is kept; the rest has no row
@@ -115,10 +120,10 @@ def grade_batch(paths: list[Path], out_dir: Path, executor: Callable[[int], Exec
         reports.update(collector.reports)
         if not stopped:  # an executor that forgot a task: an error row, not a lost one
             for key in todo.keys() - collector.reports.keys():
-                reports[key] = all_failed("error", f"the grader wrote no report; {RETRIED}")
+                reports[key] = all_failed("error", f"the grader wrote no report; {RETRIED}", cases)
     rows = [(sid, reports[keys[sid]]) for sid, _ in subs if keys[sid] in reports]
-    write_outputs(rows, out_dir)
-    return Outcome(rows, not_graded=len(subs) - len(rows), stopped=stopped)
+    write_outputs(rows, out_dir, assignment, course.visibility)
+    return Outcome(rows, assignment, not_graded=len(subs) - len(rows), stopped=stopped)
 
 
 def _say(line: str) -> None:
@@ -126,23 +131,22 @@ def _say(line: str) -> None:
 
 
 def check_before_grading(jobs: int | None, cluster: str | None, require: str | None,
-                         say: Callable[[str], None] = _say) -> None:
+                         course: Course, assignment: Assignment, say: Callable[[str], None] = _say) -> None:
     """Everything that can stop a batch, checked before grading it, with one line each
     on where it trains and how isolated it is; CannotGrade (one line) otherwise."""
-    from coursekit.data import DataError
-    from coursekit.engine import course_bundle
+    from coursekit.lab import DataError, LabError
     from coursekit.sandbox import IsolationError, Sandbox, SandboxError, gpu
 
-    setting = cfg.TRAINING_CHECK.get("device", "auto")
+    setting = course.device
+    per_gpu = course.policy.sandboxes_per_gpu
     try:
-        cfg.results_visibility()
+        assignment.lab()  # a broken lab folder stops here, before grading the class
         if cluster:  # whether a worker has a GPU is the cluster's to say
             gpu.valid_setting(setting)
         else:  # on a cluster each worker makes its own from its MNIST_ROOT
-            course_bundle()  # once, here: the workers share it
-            gpu.check_jobs(jobs or os.cpu_count() or 1, gpu.check_setting(setting),
-                           cfg.GPU_SANDBOXES_PER_DEVICE)
-    except (DataError, ValueError, gpu.DeviceError) as exc:
+            assignment.data_path()  # once, here: the workers share it
+            gpu.check_jobs(jobs or os.cpu_count() or 1, gpu.check_setting(setting), per_gpu)
+    except (DataError, LabError, ValueError, gpu.DeviceError) as exc:
         raise CannotGrade(str(exc)) from None
     if cluster:
         if jobs is not None:
@@ -154,9 +158,10 @@ def check_before_grading(jobs: int | None, cluster: str | None, require: str | N
             f"grades.csv; see docs/security.md)")
         return
     jobs = jobs or os.cpu_count() or 1
-    if plan := gpu.plan(jobs, setting, cfg.GPU_SANDBOXES_PER_DEVICE):
+    if plan := gpu.plan(jobs, setting, per_gpu):
         say(plan)
-    probe = Sandbox({}, require=require, sandboxes=jobs)  # and the memory it has
+    probe = Sandbox({}, require=require, sandboxes=jobs, device=setting, policy=course.policy,
+                    memory_mb=course.limits.memory_mb)  # and the memory it has
     try:
         probe.start(probe_only=True)  # which layers this machine allows, before any grading
     except (IsolationError, SandboxError) as exc:
@@ -168,12 +173,22 @@ def check_before_grading(jobs: int | None, cluster: str | None, require: str | N
 
 def grade_class(paths: list[Path], out_dir: Path, jobs: int | None = None, cluster: str | None = None,
                 require: str | None = None, progress: bool = True,
-                say: Callable[[str], None] = _say) -> Outcome:
-    """`coursekit grade`: check, then grade every submission under `paths` into `out_dir`
-    on `jobs` local workers or the Dask cluster at `cluster`. CannotGrade (one line) when
-    nothing can be graded; the Outcome says what was graded and what is to retry."""
+                say: Callable[[str], None] = _say, course: Course | None = None,
+                assignment: str | None = None) -> Outcome:
+    """`coursekit grade`: check, then grade every submission of `assignment` (default: the
+    course's first lab) under `paths` into `out_dir` on `jobs` local workers or the Dask
+    cluster at `cluster`. CannotGrade (one line) when nothing can be graded (a wrong
+    setting included); the Outcome says what was graded and what is to retry."""
+    from coursekit import course as courses
+
     missing = [p for p in paths if not p.exists()]
     if missing:
         raise CannotGrade(f"no such file or folder: {', '.join(map(str, missing))}")
-    check_before_grading(jobs, cluster, require, say)
-    return grade_batch(paths, out_dir, executor_for(jobs, cluster, require), progress)
+    try:
+        course = course or courses.load()
+        chosen = course.assignment(assignment)
+    except courses.ConfigError as exc:
+        raise CannotGrade(str(exc)) from None
+    check_before_grading(jobs, cluster, require, course, chosen, say)
+    return grade_batch(paths, out_dir, executor_for(jobs, cluster, require, course, chosen),
+                       course, chosen, progress)

@@ -9,11 +9,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-import course_config as cfg
 
-
-def otter_run(notebook: Path, autograder: Path = cfg.AUTOGRADER_ZIP, timeout: float = 600) -> dict:
-    """Grade one submission with `otter run` and the built zip; return its results.json."""
+def otter_run(notebook: Path, autograder: Path, timeout: float = 600) -> dict:
+    """Grade one submission with `otter run` and the built zip `autograder` (an
+    `Assignment.autograder_zip`); return its results.json."""
     if not autograder.is_file():
         raise FileNotFoundError(f"autograder zip {autograder} not found: run `coursekit build` first")
     with tempfile.TemporaryDirectory(prefix="coursekit-otter-") as tmp:

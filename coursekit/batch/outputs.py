@@ -12,12 +12,17 @@ import json
 import re
 from pathlib import Path
 
-import course_config as cfg
+from typing import Mapping, Protocol
+
 from coursekit.batch.store import write_atomic
 from coursekit.report import Report, gradescope_results
 
-QUESTIONS = list(cfg.AUTOGRADED_POINTS)
-POSSIBLE = sum(cfg.AUTOGRADED_POINTS.values())
+
+class Sheet(Protocol):
+    """What the outputs say of the assignment (a `coursekit.course.Assignment`)."""
+
+    title: str
+    points: Mapping[str, float]  # autograded question -> points, in the grade book's order
 
 
 _MD_ESCAPES = str.maketrans({"\\": "\\\\", "`": "\\`", "|": "\\|", "*": "\\*", "[": "\\[",
@@ -36,29 +41,30 @@ def _csv_text(text: object) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def markdown_report(student: str, report) -> str:
+def markdown_report(student: str, report, sheet: Sheet) -> str:
     """A readable per-student report; student-derived text is escaped."""
-    lines = [f"# {cfg.ASSIGNMENT_TITLE}: {_md_text(student)}", "",
-             f"**Score: {report.total:g} / {POSSIBLE:g}** (autograded part; written answers are graded by hand)", ""]
+    possible = sum(sheet.points.values())
+    lines = [f"# {sheet.title}: {_md_text(student)}", "",
+             f"**Score: {report.total:g} / {possible:g}** (autograded part; written answers are graded by hand)", ""]
     if report.status != "ok" or report.message:
         lines += [f"> {_md_text(report.status)}: {_md_text(report.message)}", ""]
     lines += ["| question | score | what failed |", "|---|---|---|"]
     feedback = report.feedback()
-    for q in QUESTIONS:
-        failed = "<br>".join(_md_text(line) for line in feedback[q]) or "all checks passed"
-        lines.append(f"| {q} | {report.scores[q]:g} / {cfg.AUTOGRADED_POINTS[q]:g} | {failed} |")
+    for q, points in sheet.points.items():
+        failed = "<br>".join(_md_text(line) for line in feedback.get(q, [])) or "all checks passed"
+        lines.append(f"| {q} | {report.scores.get(q, 0):g} / {points:g} | {failed} |")
     return "\n".join(lines) + "\n"
 
 
-def write_csv(rows: list[tuple[str, object]], path: Path) -> None:
+def write_csv(rows: list[tuple[str, object]], path: Path, questions: list[str]) -> None:
     """grades.csv, atomically: student, one column per question, total, status,
     isolation (the sandbox level that graded it), device (where the training check ran),
     message. Text cells are formula-safe."""
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["student", *QUESTIONS, "total", "status", "isolation", "device", "message"])
+    writer.writerow(["student", *questions, "total", "status", "isolation", "device", "message"])
     for student, r in rows:
-        writer.writerow([_csv_text(student), *(f"{r.scores[q]:g}" for q in QUESTIONS), f"{r.total:g}",
+        writer.writerow([_csv_text(student), *(f"{r.scores.get(q, 0):g}" for q in questions), f"{r.total:g}",
                          _csv_text(r.status), _csv_text(getattr(r, "isolation", "")),
                          _csv_text(getattr(r, "device", "")), _csv_text(r.message)])
     write_atomic(path, buf.getvalue())
@@ -74,7 +80,7 @@ def score_bins(totals: list[float], possible: float, step: float = 0.5) -> tuple
     return [i * step for i in range(n + 1)], counts
 
 
-def plot_score_histogram(totals: list[float], possible: float, path: Path) -> dict[str, list]:
+def plot_score_histogram(totals: list[float], possible: float, path: Path, title: str = "") -> dict[str, list]:
     """Draw the class's score histogram (half-point bins, whole submissions on the count
     axis) into `path`; return what was drawn: bin centres, bar heights, count ticks."""
     import matplotlib
@@ -91,7 +97,7 @@ def plot_score_histogram(totals: list[float], possible: float, path: Path) -> di
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(f"autograded score (of {possible:g})")
     ax.set_ylabel("submissions")
-    ax.set_title(f"{cfg.ASSIGNMENT_TITLE}: scores")
+    ax.set_title(f"{title}: scores" if title else "scores")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     low, high = ax.get_ylim()
@@ -102,7 +108,7 @@ def plot_score_histogram(totals: list[float], possible: float, path: Path) -> di
     return drawn
 
 
-def summarise(rows: list[tuple[str, object]], out_dir: Path) -> str:
+def summarise(rows: list[tuple[str, object]], out_dir: Path, sheet: Sheet) -> str:
     """The terminal summary, plus a score histogram and per-question pass rates as PNG."""
     import matplotlib
 
@@ -111,13 +117,14 @@ def summarise(rows: list[tuple[str, object]], out_dir: Path) -> str:
 
     totals = [r.total for _, r in rows]
     n = len(rows) or 1
-    lines = [f"{len(rows)} submissions, mean {sum(totals) / n:.2f} / {POSSIBLE:g}"]
+    possible = sum(sheet.points.values())
+    lines = [f"{len(rows)} submissions, mean {sum(totals) / n:.2f} / {possible:g}"]
     lines.append(f"{'question':<10} {'mean':>6} {'full marks':>11}")
     rates = {}
-    for q in QUESTIONS:
-        full = sum(r.scores[q] == cfg.AUTOGRADED_POINTS[q] for _, r in rows)
+    for q, points in sheet.points.items():
+        full = sum(r.scores.get(q, 0) == points for _, r in rows)
         rates[q] = full / n
-        mean = sum(r.scores[q] for _, r in rows) / n
+        mean = sum(r.scores.get(q, 0) for _, r in rows) / n
         lines.append(f"{q:<10} {mean:>6.2f} {full:>5}/{len(rows):<5}")
     statuses: dict[str, int] = {}
     for _, r in rows:
@@ -134,7 +141,7 @@ def summarise(rows: list[tuple[str, object]], out_dir: Path) -> str:
         devices[device] = devices.get(device, 0) + 1
     lines.append("training check on: " + ", ".join(f"{k} {v}" for k, v in sorted(devices.items())))
 
-    plot_score_histogram(totals, POSSIBLE, out_dir / "score_histogram.png")
+    plot_score_histogram(totals, possible, out_dir / "score_histogram.png", sheet.title)
     fig, ax = plt.subplots(figsize=(6, 3.2))
     ax.bar(list(rates), [100 * v for v in rates.values()], color="#55A868")
     ax.set_ylabel("% with full marks")
@@ -146,10 +153,11 @@ def summarise(rows: list[tuple[str, object]], out_dir: Path) -> str:
     return "\n".join(lines)
 
 
-def write_outputs(rows: list[tuple[str, Report]], out_dir: Path) -> None:
+def write_outputs(rows: list[tuple[str, Report]], out_dir: Path, sheet: Sheet,
+                  visibility: Mapping[str, str]) -> None:
     """Each student's feedback folder (results.json, report.md) and grades.csv."""
     for sid, report in rows:
         fb = out_dir / "feedback" / sid  # a safe id: one plain folder name
-        write_atomic(fb / "results.json", json.dumps(gradescope_results(report), indent=1))
-        write_atomic(fb / "report.md", markdown_report(sid, report))
-    write_csv(rows, out_dir / "grades.csv")
+        write_atomic(fb / "results.json", json.dumps(gradescope_results(report, visibility), indent=1))
+        write_atomic(fb / "report.md", markdown_report(sid, report, sheet))
+    write_csv(rows, out_dir / "grades.csv", list(sheet.points))

@@ -27,12 +27,11 @@ _GRADER: Any = None  # this worker's grader
 _STARTED: Any = None  # the pool's queue of task keys, put when a task starts
 
 
-def default_grader(require: str | None) -> MakeGrader:
-    """The course's grader for each worker; `require`: the weakest sandbox level allowed."""
+def course_grader(course: Any, assignment: Any, require: str | None) -> MakeGrader:
+    """The grader of `assignment` (a `coursekit.course.Assignment` of `course`) for each
+    worker; `require`: the weakest sandbox level allowed."""
     def make(slot: int, sandboxes: int) -> Any:
-        from coursekit.engine import default_grader as engine_grader
-
-        return engine_grader(slot=slot, require=require, sandboxes=sandboxes)
+        return course.grader(assignment, slot=slot, require=require, sandboxes=sandboxes)
     return make
 
 

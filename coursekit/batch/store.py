@@ -14,19 +14,20 @@ import stat
 import tempfile
 from pathlib import Path
 
-import course_config as cfg
-from coursekit.report import MAX_REPORT_BYTES, Report, ReportError, decode, encode
+from coursekit.report import MAX_REPORT_BYTES, Cases, Report, ReportError, decode, encode
 
 
-def grader_version() -> str:
-    """Hash of everything that decides a score: engine code, course_config, the checks."""
+def grader_version(config: Path, lab_folder: Path) -> str:
+    """Hash of everything that decides a score: the engine's code, the course's settings
+    (`config`, course_config.py) and the lab's folder (its checks and lab.toml)."""
     import coursekit
 
     h = hashlib.sha256()
     package = Path(coursekit.__file__).parent
-    for path in sorted(package.rglob("*.py")):  # the whole package: engine, checks, sandbox
-        h.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
-    h.update((cfg.REPO_ROOT / "course_config.py").read_bytes())
+    for folder, pattern in ((package, "**/*.py"), (lab_folder, "*.py"), (lab_folder, "*.toml")):
+        for path in sorted(folder.glob(pattern)):  # the engine and its sandbox; the lab's own files
+            h.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
+    h.update(config.read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -40,13 +41,13 @@ def bounded_bytes(path: Path, limit: int) -> bytes:
         return f.read(limit + 1)  # bounded even if the file grows meanwhile
 
 
-def content_key(path: Path, version: str) -> str:
+def content_key(path: Path, version: str, limit_bytes: int) -> str:
     """The stored report's key: grader version, file name (messages quote it) and content
     (at most the size cap + 1 bytes: beyond that it is refused anyway). A file that
     cannot be read (a link, a FIFO) gets a key of its name alone; the grader reports it."""
     h = hashlib.sha256(version.encode() + b"\0" + path.name.encode(errors="replace") + b"\0")
     try:
-        h.update(b"\1" + bounded_bytes(path, cfg.MAX_SUBMISSION_MB << 20))
+        h.update(b"\1" + bounded_bytes(path, limit_bytes))
     except OSError:
         pass
     return h.hexdigest()[:32]
@@ -73,11 +74,12 @@ class ReportStore:
         """Where the report of `key` is stored."""
         return self.folder / f"{key}.json"
 
-    def get(self, key: str) -> Report | None:
-        """The stored report, or None when missing, unreadable or malformed."""
+    def get(self, key: str, cases: Cases) -> Report | None:
+        """The stored report (of the lab whose case table is `cases`), or None when
+        missing, unreadable or malformed."""
         try:
             with self.path(key).open("rb") as f:
-                return decode(f.read(MAX_REPORT_BYTES + 1))
+                return decode(f.read(MAX_REPORT_BYTES + 1), cases)
         except (OSError, ReportError):
             return None
 

@@ -5,7 +5,7 @@ One module per step (the flow is in `pipeline`); `coursekit.lab_files` is the on
 naming the lab's own Python and the names it ships under.
 
 - `master`: the one reader of the master's otter-assign markup (on otter's own predicates);
-- `contract`: what the master, course_config.py and the lab's checks must agree on;
+- `contract`: what the master, the lab's lab.toml and its checks must agree on;
 - `stage`: read, check and stamp the master for otter assign;
 - `solution_check`: grade the solution in this process (readable messages);
 - `otter_zip`: otter assign (grading nothing), then the zip Gradescope runs;

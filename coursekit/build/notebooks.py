@@ -9,11 +9,10 @@ from pathlib import Path
 import nbformat
 
 from coursekit import release_setup
-from coursekit import lab_files
 from coursekit.build.errors import BuildError
 
 SOLUTION_MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "# SOLUTION", "BEGIN PROMPT", "END PROMPT")
-HIDDEN_MARKERS = (lab_files.CHECKS_IMPORT, "hidden: true", "BEGIN TEST CONFIG", "run_case")
+HIDDEN_MARKERS = ("hidden: true", "BEGIN TEST CONFIG", "run_case")
 _SOLUTION_LINE = re.compile(r"#\s*(BEGIN|END) SOLUTION( NO PROMPT)?\s*$")
 
 
@@ -52,21 +51,21 @@ def normalise(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
-def make_release(student: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """otter's student notebook as released: the set-up cell first, no otter tests.
+def make_release(student: nbformat.NotebookNode, setup: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """otter's student notebook as released: the set-up cell `setup` first, no otter tests.
 
     The first cell's lab_checks.py runs the public checks without otter (issue 20), and
     Colab refuses tests kept in notebook metadata.
     """
     student.metadata["otter"].pop("tests", None)
     student.metadata["otter"].pop("OK_FORMAT", None)  # otter requires it only with tests
-    return normalise(release_setup.with_setup_cell(student))
+    return normalise(release_setup.with_setup_cell(student, setup))
 
 
-def make_solutions(autograder: nbformat.NotebookNode,
-                   release: nbformat.NotebookNode) -> nbformat.NotebookNode:
+def make_solutions(autograder: nbformat.NotebookNode, release: nbformat.NotebookNode,
+                   setup: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """The solutions notebook: clean solution code, and only the public tests (as released)."""
-    solution = normalise(release_setup.with_setup_cell(autograder))
+    solution = normalise(release_setup.with_setup_cell(autograder, setup))
     for cell in solution.cells:
         if cell.cell_type == "code":
             cell.source = clean_solution_source(cell.source)

@@ -8,18 +8,17 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import Any
 
-import course_config as cfg
 from coursekit import lab_files
 from coursekit.build.errors import BuildError
 
 _PACKAGE = Path(__file__).resolve().parents[1]  # coursekit/
-# The grading engine travels at the zip's root, where Gradescope's Python finds it.
+# The grading engine travels at the zip's root, where Gradescope's Python finds it; the
+# lab's folder beside it (`lab_files.zip_files`), as in the repository.
 ENGINE_MODULES = ("__init__.py", "engine.py", "report.py", "student_side.py", "otter_plugin.py",
-                  "submission.py", *lab_files.ZIP_MODULES,
+                  "submission.py", "calling.py", "lab.py", "course.py", "image.py",
                   *(f"sandbox/{p.name}" for p in sorted((_PACKAGE / "sandbox").glob("*.py"))))
-# Only otter assign's layout needs these beside the master; the graded zip drops them.
-ASSIGN_ONLY_FILES = (lab_files.CHECKS_MODULE, lab_files.PUBLIC_CHECKS_MODULE)
 _OTTER_NOISE = ("[IPKernelApp]", "During handling of the above exception",
                 "The above exception was the direct cause")
 
@@ -43,7 +42,7 @@ def otter_failure_lines(output: str, limit: int = 40) -> list[str]:
     return kept[:limit] + ([f"... ({len(kept) - limit} more lines)"] if len(kept) > limit else [])
 
 
-def run_otter_assign(staged: Path, dist: Path) -> Path:
+def run_otter_assign(staged: Path, dist: Path, master: Path) -> Path:
     """Run `otter assign` on the staged master into `dist`; return its one autograder zip."""
     from coursekit import ENGINE_ROOT
 
@@ -55,14 +54,14 @@ def run_otter_assign(staged: Path, dist: Path) -> Path:
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=staged.parent, env=env)
     if proc.returncode != 0:
         lines = otter_failure_lines(proc.stdout + "\n" + proc.stderr)
-        raise BuildError(f"{cfg.SOURCE_NOTEBOOK}: otter assign refused it:\n" + "\n".join(lines))
+        raise BuildError(f"{master}: otter assign refused it:\n" + "\n".join(lines))
     zips = sorted((dist / "autograder").glob("*autograder*.zip"))
     if len(zips) != 1:
         raise BuildError(f"otter assign made {len(zips)} autograder zips in {dist / 'autograder'}")
     return zips[0]
 
 
-def finish_zip(otter_zip: Path, zip_path: Path, image_cuda: bool | None = None) -> None:
+def finish_zip(otter_zip: Path, zip_path: Path, a: Any, course: Any, image_cuda: bool | None = None) -> None:
     """Write `zip_path`: otter assign's zip made the one Gradescope runs, with nothing of the
     grader where otter copies files next to the submission and the engine at the zip's root.
 
@@ -79,7 +78,7 @@ def finish_zip(otter_zip: Path, zip_path: Path, image_cuda: bool | None = None) 
     from coursekit import image
     from coursekit.otter_plugin import GRADER_FILES, placeholder_test
 
-    ours = image.image_files(cuda=image_cuda, pdf=False)  # the staged config turns otter's PDFs off
+    ours = image.image_files(course.image, cuda=image_cuda, pdf=False)  # the staged config turns otter's PDFs off
     zip_path.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(otter_zip) as src, zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as dst:
         for info in src.infolist():
@@ -87,20 +86,20 @@ def finish_zip(otter_zip: Path, zip_path: Path, image_cuda: bool | None = None) 
             if name in ours or name in image.REPLACED:
                 continue
             if name.startswith("files/"):
-                if name[len("files/"):] in ASSIGN_ONLY_FILES:
-                    continue
                 info.filename = GRADER_FILES + name[len("files"):]
                 dst.writestr(info, src.read(name))
             elif name.startswith("tests/") and name.endswith(".py"):
                 question = name[len("tests/"):-len(".py")]
-                dst.writestr(info, placeholder_test(question, cfg.AUTOGRADED_POINTS.get(question, 0)))
+                dst.writestr(info, placeholder_test(question, a.points.get(question, 0)))
             else:
                 dst.writestr(info, src.read(name))
         for name in ENGINE_MODULES:
             dst.write(_PACKAGE / name, f"coursekit/{name}")
-        # The settings this build used (the zip grades by them, whatever is installed
-        # where it runs: see coursekit.otter_plugin.TrustedGrading).
-        dst.write(Path(cfg.__file__).resolve(), "course_config.py")
+        # The lab and the settings this build used (the zip grades by them, whatever is
+        # installed where it runs: see coursekit.otter_plugin.TrustedGrading).
+        for name, path in lab_files.zip_files(a).items():
+            dst.write(path, name)
+        dst.write(course.config_file, "course_config.py")
         for name, text in ours.items():
             info = zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0))
             info.external_attr = (0o755 if not name.endswith(".txt") else 0o644) << 16

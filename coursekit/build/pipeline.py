@@ -16,11 +16,12 @@ from pathlib import Path
 
 import nbformat
 
-import course_config as cfg
-from coursekit import lab_files
+from coursekit import release_setup
 from coursekit.build import nbgrader_course, notebooks, otter_zip, solution_check, stage, zip_check
 from coursekit.build.graded_work import readme_with_questions
 from coursekit.build.outputs import StagedOutputs
+from coursekit import course as courses
+from coursekit.course import Course
 
 
 def _write_readme(root: Path, outputs: StagedOutputs, staged: stage.Staged) -> bool:
@@ -35,50 +36,57 @@ def _write_readme(root: Path, outputs: StagedOutputs, staged: stage.Staged) -> b
     return new != old
 
 
-def build(*, run_tests: bool = True, out_root: Path | None = None, quiet: bool = False) -> dict[str, Path]:
-    """Build release, solutions, autograder zip and nbgrader course; return their paths.
+def build(*, run_tests: bool = True, out_root: Path | None = None, quiet: bool = False,
+          course: Course | None = None, assignment: str | None = None) -> dict[str, Path]:
+    """Build the release, solutions, autograder zip and nbgrader course of `assignment`
+    (default: the course's first lab); return their paths.
 
     `out_root` redirects the outputs (tests build into a temporary folder); the default
     writes the committed `release/`, `solutions/`, `nbgrader_course/` and README.md and the
     ignored zip. `run_tests=False` skips both gradings of the solution (faster, unchecked).
     Raises BuildError, and changes no output, when any part fails.
     """
-    root = out_root or cfg.REPO_ROOT
-    rel = lambda p: root / p.relative_to(cfg.REPO_ROOT)  # noqa: E731
-    release_nb = rel(cfg.RELEASE_DIR) / f"{cfg.ASSIGNMENT}.ipynb"
-    solution_nb = rel(cfg.SOLUTIONS_DIR) / f"{cfg.ASSIGNMENT}.ipynb"
-    zip_path = rel(cfg.AUTOGRADER_ZIP)
-    course_dir = rel(cfg.NBGRADER_COURSE_DIR)
+    course = course or courses.load()
+    a = course.assignment(assignment)
+    root = out_root or course.root
+    rel = lambda p: root / p.relative_to(course.root)  # noqa: E731
+    release_nb = rel(a.release_dir) / f"{a.name}.ipynb"
+    solution_nb = rel(a.solutions_dir) / f"{a.name}.ipynb"
+    zip_path = rel(a.autograder_zip)
+    course_dir = rel(course.nbgrader_course_dir)
     say = (lambda *_: None) if quiet else (lambda msg: print(msg, flush=True))
 
     with tempfile.TemporaryDirectory(prefix="coursekit-build-") as tmp:
         tmp_path = Path(tmp)
         outputs = StagedOutputs(root, tmp_path / "outputs")
-        say(f"data: bundling the MNIST test-split slice from {cfg.mnist_root()}")
-        bundle = lab_files.make_bundle(tmp_path / lab_files.bundle_file())
-        staged = stage.prepare(cfg.SOURCE_NOTEBOOK, tmp_path / "stage", bundle)
+        lab = a.lab()
+        say(f"data: the lab's data bundle ({a.data_file}), from {course.mnist_root}")
+        bundle = tmp_path / a.data_file
+        lab.make_data(bundle)
+        staged = stage.prepare(a.master, tmp_path / "stage", bundle, a, course)
         if run_tests:
             say("solution: grading it against every hidden case in this process")
-            solution_check.check_solution(staged)
+            solution_check.check_solution(staged, a, course)
         say("otter assign: generating the release and autograder")
-        otter_built = otter_zip.run_otter_assign(staged.path, tmp_path / "dist")
+        otter_built = otter_zip.run_otter_assign(staged.path, tmp_path / "dist", a.master)
 
+        setup = lambda: release_setup.setup_cell(a.name, lab.public_checks, course.rules.ignore_tag)  # noqa: E731
         release = notebooks.make_release(nbformat.read(otter_built.parent.parent / "student" / staged.path.name,
-                                                       as_version=4))
+                                                       as_version=4), setup())
         solution = notebooks.make_solutions(nbformat.read(otter_built.parent / staged.path.name, as_version=4),
-                                            release)
+                                            release, setup())
         for nb, dst in ((release, release_nb), (solution, solution_nb)):
             nbformat.write(nb, outputs.path(dst))
         notebooks.check_release(outputs.path(release_nb))
         notebooks.check_release(outputs.path(solution_nb), hidden_only=True)
-        otter_zip.finish_zip(otter_built, outputs.path(zip_path))
-        nbgrader_source = nbgrader_course.write_course(staged, outputs.path(course_dir))
+        otter_zip.finish_zip(otter_built, outputs.path(zip_path), a, course)
+        nbgrader_source = nbgrader_course.write_course(staged, outputs.path(course_dir), a, course)
         nbgrader_source = course_dir / nbgrader_source.relative_to(outputs.path(course_dir))
         self_check: list[str] = []
         if run_tests:
             say("autograder zip: grading the solutions and the release through it (otter run)")
             self_check = zip_check.check_zip(outputs.path(zip_path), outputs.path(solution_nb),
-                                             outputs.path(release_nb), tmp_path / "zip_check")
+                                             outputs.path(release_nb), tmp_path / "zip_check", a)
         readme_changed = _write_readme(root, outputs, staged)  # last: README.md is edited by hand too
         outputs.commit()
     if readme_changed:

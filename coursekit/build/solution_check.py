@@ -8,21 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 from typing import Any
 
-import course_config as cfg
 from coursekit import lab_files
 from coursekit.build.errors import BuildError
 from coursekit.build.master import Role
 from coursekit.build.notebooks import clean_solution_source
 from coursekit.build.stage import Staged
 
-# The grading call's own keywords: a solution name equal to one is not passed on.
-_RESERVED = {"case_id", "training", "bundle"}
-
-
-def solution_definitions(staged: Staged) -> tuple[dict[str, Any], list[str]]:
+def solution_definitions(staged: Staged, ignore_tag: str) -> tuple[dict[str, Any], list[str]]:
     """Run the solution's gradable code (trusted: the master's own) in this process.
 
     The code cells the grader runs (not tagged otter_ignore, not test or prompt cells),
@@ -33,7 +27,7 @@ def solution_definitions(staged: Staged) -> tuple[dict[str, Any], list[str]]:
 
     cells = [(f"{i}", clean_solution_source(cell.source)) for i, cell in enumerate(staged.nb.cells)
              if cell.cell_type == "code" and staged.master.roles[i] in (Role.GIVEN, Role.SOLUTION)
-             and cfg.IGNORE_TAG not in cell.metadata.get("tags", [])]
+             and ignore_tag not in cell.metadata.get("tags", [])]
     namespace, problems = run_cells(cells, "__solution__", quiet=True)
     return namespace, [f"  {line}" for line in problems]
 
@@ -50,24 +44,26 @@ def exception_lines(log: str) -> list[str]:
     return found
 
 
-def check_solution(staged: Staged) -> None:
-    """Raise BuildError, one line per failed case, unless the solution passes every hidden case."""
+def check_solution(staged: Staged, a: Any, course: Any) -> None:
+    """Raise BuildError, one line per failed case, unless the solution passes every hidden
+    case of the assignment `a`'s lab (`Lab.run_case`, in this process: the master is trusted)."""
     import torch
 
-    checks = lab_files.checks_module()
-    settings = json.loads((staged.path.parent / lab_files.SETTINGS_FILE).read_text())
-    bundle = checks.load_bundle(staged.path.parent / settings["bundle_file"])
-    namespace, failed = solution_definitions(staged)
-    defs = {k: v for k, v in namespace.items() if not k.startswith("__") and k not in _RESERVED}
+    from coursekit.lab import CheckFailed
+
+    lab = a.lab()
+    namespace, failed = solution_definitions(staged, course.rules.ignore_tag)
+    defs = {name: namespace.get(name) for name in lab.definitions}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the grader: the training case takes ~2 s, not 30 on a busy box
     try:
-        for case_id, case in checks.CASES.items():
+        inputs = lab.inputs(lab.load_data(staged.bundle), lab.settings)
+        for case_id, case in lab.cases.items():
             log = io.StringIO()
             try:
                 with contextlib.redirect_stderr(log), contextlib.redirect_stdout(io.StringIO()):
-                    checks.run_case(case_id, settings, bundle, **defs)
-            except checks.CheckFailed as exc:
+                    lab.run_case(case_id, defs, inputs)
+            except CheckFailed as exc:
                 message = str(exc)
             except Exception as exc:  # noqa: BLE001 - the check itself broke: say how
                 message = f"the check raised {type(exc).__name__}: {exc}"
@@ -79,6 +75,6 @@ def check_solution(staged: Staged) -> None:
     finally:
         torch.set_num_threads(threads)
     if failed:
-        raise BuildError(f"{cfg.SOURCE_NOTEBOOK}: the solution fails its own hidden tests "
-                         f"(fix the solution in the notebook, or the check in "
-                         f"{lab_files.relative(lab_files.CHECKS_SOURCE)}):\n" + "\n".join(failed))
+        raise BuildError(f"{lab_files.relative(a.master, a.root)}: the solution fails its own hidden tests "
+                         f"(fix the solution in the notebook, or the check in the lab's folder "
+                         f"{lab_files.relative(a.folder, a.root)}):\n" + "\n".join(failed))

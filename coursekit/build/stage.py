@@ -1,23 +1,21 @@
 """Stage the master: read it once, check it, stamp the course settings into a copy.
 
-Points, the assignment's name, requirements and Python version come from
-`course_config.py`, never from the notebook; the intro's list of graded work is written
-from the questions. The staged folder is what `otter assign` runs on: the stamped
-notebook beside the lab's files it imports.
+Points come from the lab's `lab.toml`, the assignment's name, requirements and Python
+version from the course (`coursekit.course`), never from the notebook; the intro's list of
+graded work is written from the questions. The staged folder is what `otter assign` runs
+on: the stamped notebook beside the lab's data.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import yaml
 
-import course_config as cfg
-from coursekit import lab_files
 from coursekit.build import contract
 from coursekit.build.errors import BuildError
 from coursekit.build.graded_work import fill_intro
@@ -34,6 +32,7 @@ class Staged:
     path: Path
     nb: nbformat.NotebookNode
     master: Master
+    bundle: Path  # the lab's data, beside the notebook
 
 
 def dump_raw(header: str, config: dict) -> str:
@@ -41,53 +40,53 @@ def dump_raw(header: str, config: dict) -> str:
     return f"# {header}\n" + yaml.safe_dump(config, sort_keys=False).rstrip("\n")
 
 
-def assignment_config(config: dict) -> dict:
+def assignment_config(config: dict, a: Any, course: Any) -> dict:
     """The ASSIGNMENT CONFIG with the course's settings: otter assign only lays out files.
 
     `run_tests: false`: the build grades the solution itself, once in this process and once
     through the zip that ships (otter assign's own run is on a zip before the engine is added).
     """
     return {**config,
-            "name": cfg.ASSIGNMENT,
-            "python_version": cfg.AUTOGRADER_PYTHON_VERSION,
+            "name": a.name,
+            "python_version": course.image.python_version,
             "requirements": "requirements.txt",
-            "autograder_files": [lab_files.CHECKS_MODULE, lab_files.PUBLIC_CHECKS_MODULE,
-                                 lab_files.bundle_file(), lab_files.SETTINGS_FILE],
+            "autograder_files": [a.data_file],
             "generate": {"show_stdout": False, "show_hidden": False, "pdf": False},
             "plugins": [PLUGIN],
             "run_tests": False}
 
 
-def stamp(nb: nbformat.NotebookNode, master: Master) -> None:
+def stamp(nb: nbformat.NotebookNode, master: Master, a: Any, course: Any) -> None:
     """Write the course's settings and each question's points into `nb`'s raw cells."""
-    points = {**cfg.AUTOGRADED_POINTS, **cfg.MANUAL_POINTS}
-    nb.cells[master.config_cell].source = dump_raw("ASSIGNMENT CONFIG", assignment_config(master.config))
+    points = {**a.points, **a.manual_points}
+    nb.cells[master.config_cell].source = dump_raw("ASSIGNMENT CONFIG", assignment_config(master.config, a, course))
     for q in master.questions:
         q.config["points"] = points[q.name]
         nb.cells[q.start].source = dump_raw("BEGIN QUESTION", q.config)
 
 
-def prepare(path: Path, stage: Path, bundle: Path) -> Staged:
-    """Read and check the master at `path`, stamp it and write it with the lab's files into `stage`."""
+def prepare(path: Path, stage: Path, bundle: Path, a: Any, course: Any) -> Staged:
+    """Read and check the master at `path` (of the assignment `a` of `course`), stamp it and
+    write it with the lab's data into `stage`."""
     try:
         nb, master = load_master(path)
     except MarkupError as exc:
         raise BuildError(f"{path}: {exc}") from None
-    contract.check(master, path)
-    stamp(nb, master)
+    contract.check(master, path, a)
+    stamp(nb, master, a, course)
     fill_intro(nb, master.questions)
     stage.mkdir(parents=True, exist_ok=True)
-    staged = stage / f"{cfg.ASSIGNMENT}.ipynb"
+    staged = stage / f"{a.name}.ipynb"
     nbformat.write(nb, staged)
-    shutil.copy(lab_files.CHECKS_SOURCE, stage / lab_files.CHECKS_MODULE)
-    shutil.copy(lab_files.PUBLIC_CHECKS_SOURCE, stage / lab_files.PUBLIC_CHECKS_MODULE)
-    shutil.copy(bundle, stage / lab_files.bundle_file())
-    settings = {**cfg.TRAINING_CHECK, "bundle_file": lab_files.bundle_file()}
-    (stage / lab_files.SETTINGS_FILE).write_text(json.dumps(settings, indent=1, sort_keys=True))
-    (stage / "requirements.txt").write_text("\n".join(cfg.AUTOGRADER_REQUIREMENTS) + "\n")
-    return Staged(path=staged, nb=nb, master=master)
+    shutil.copy(bundle, stage / a.data_file)
+    (stage / "requirements.txt").write_text("\n".join(course.image.requirements) + "\n")
+    return Staged(path=staged, nb=nb, master=master, bundle=stage / a.data_file)
 
 
-def stage_master(path: Path, stage: Path, bundle: Path) -> Path:
-    """`prepare`, returning the staged notebook's path (for callers that need only the file)."""
-    return prepare(path, stage, bundle).path
+def stage_master(path: Path, stage: Path, bundle: Path, a: Any = None, course: Any = None) -> Path:
+    """`prepare`, returning the staged notebook's path (for callers that need only the file);
+    by default for the course's first lab."""
+    from coursekit import course as courses
+
+    course = course or courses.load()
+    return prepare(path, stage, bundle, a or course.assignment(), course).path

@@ -12,8 +12,8 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, Mapping
 
-import course_config as cfg
 from coursekit import lab_files
 from coursekit.build.errors import BuildError
 
@@ -41,11 +41,11 @@ def _results(proc: subprocess.Popen, out: Path, what: str) -> dict:
     return json.loads(results.read_text())
 
 
-def _scores(results: dict) -> dict[str, tuple[float, float, str]]:
-    """question -> (score, possible, output) for the autograded questions, in the course's order."""
+def _scores(results: dict, points: Mapping[str, float]) -> dict[str, tuple[float, float, str]]:
+    """question -> (score, possible, output) for the autograded questions, in `points`' order."""
     got = {t["name"]: (float(t.get("score") or 0.0), float(t.get("max_score") or 0.0), t.get("output") or "")
            for t in results.get("tests", []) if t.get("max_score") is not None}
-    return {q: got.get(q, (0.0, float(p), "not graded")) for q, p in cfg.AUTOGRADED_POINTS.items()}
+    return {q: got.get(q, (0.0, float(p), "not graded")) for q, p in points.items()}
 
 
 def self_check_line(label: str, scores: dict[str, tuple[float, float, str]], full: bool) -> tuple[str, bool]:
@@ -58,7 +58,8 @@ def self_check_line(label: str, scores: dict[str, tuple[float, float, str]], ful
     return f"self-check {label}: {total:g}/{possible:g} (want {want:g}) [{detail}] {'OK' if good else 'FAILED'}", good
 
 
-def self_check(zip_path: Path, solutions: Path, release: Path, work: Path) -> tuple[list[str], list[str]]:
+def self_check(zip_path: Path, solutions: Path, release: Path, work: Path,
+               points: Mapping[str, float]) -> tuple[list[str], list[str]]:
     """Grade both notebooks through `zip_path` at once: the two self-check lines, and for
     each notebook scored wrongly, its line and what the grader said of each wrong question."""
     procs = {label: (_start(zip_path, nb, work / label), nb)
@@ -66,7 +67,7 @@ def self_check(zip_path: Path, solutions: Path, release: Path, work: Path) -> tu
     lines, problems = [], []
     for label, (proc, nb) in procs.items():
         full = label == "solutions"
-        scores = _scores(_results(proc, work / label, f"{zip_path.name} on the {label}"))
+        scores = _scores(_results(proc, work / label, f"{zip_path.name} on the {label}"), points)
         line, good = self_check_line(label, scores, full)
         lines.append(line)
         if not good:
@@ -76,14 +77,15 @@ def self_check(zip_path: Path, solutions: Path, release: Path, work: Path) -> tu
     return lines, problems
 
 
-def check_zip(zip_path: Path, solutions: Path, release: Path, work: Path) -> list[str]:
-    """`self_check`'s two lines, or BuildError naming the questions the zip scores wrongly."""
-    lines, problems = self_check(zip_path, solutions, release, work)
+def check_zip(zip_path: Path, solutions: Path, release: Path, work: Path, a: Any) -> list[str]:
+    """`self_check`'s two lines, or BuildError naming the questions the zip scores wrongly
+    (`a`: the assignment)."""
+    lines, problems = self_check(zip_path, solutions, release, work, a.points)
     if problems:
         raise BuildError(
             f"{zip_path.name}: the autograder zip does not grade the built notebooks as it must "
             "(the solutions passed every hidden case in this process, so look at what only the "
             "zip has: the sandboxed student side, e.g. a name the solution defines but the job "
-            f"does not look up (DEFINITIONS in {lab_files.relative(lab_files.STUDENT_SIDE_SOURCE)}), "
+            f"does not look up (Lab.definitions in {lab_files.relative(a.folder / 'lab.py', a.root)}), "
             "and the bundled files):\n" + "\n".join(problems))
     return lines

@@ -119,7 +119,7 @@ def gpu_uuid(minor: int, proc: str = PROC_GPUS) -> str:
 def valid_setting(setting: object) -> str:
     """The training device setting; ValueError unless it is one of DEVICE_SETTINGS."""
     if setting not in DEVICE_SETTINGS:
-        raise ValueError(f"course_config.TRAINING_CHECK['device'] must be one of "
+        raise ValueError(f"course_config.DEVICE must be one of "
                          f"{', '.join(DEVICE_SETTINGS)}; it is {setting!r}")
     return str(setting)
 
@@ -129,7 +129,7 @@ def check_setting(setting: object, dev: str = "/dev") -> str:
     for "cuda" on a machine without an NVIDIA GPU (that this grader may use)."""
     valid_setting(setting)
     if setting == "cuda" and not visible_minors(dev):
-        raise DeviceError("course_config.TRAINING_CHECK['device'] is 'cuda', but this machine has "
+        raise DeviceError("course_config.DEVICE is 'cuda', but this machine has "
                           f"no NVIDIA GPU (no {dev}/nvidia0 device node); set it to 'auto' to train "
                           "on the CPU where there is none")
     return str(setting)
@@ -148,7 +148,7 @@ def check_jobs(jobs: int, setting: str, per_gpu: int, dev: str = "/dev", proc: s
     slots = gpu_sandboxes(per_gpu, dev, proc)
     if setting == "cuda" and jobs > slots:
         raise DeviceError(
-            f"course_config.TRAINING_CHECK['device'] is 'cuda', but --jobs {jobs} needs more "
+            f"course_config.DEVICE is 'cuda', but --jobs {jobs} needs more "
             f"GPU sandboxes than this machine has ({slots}: GPUs this grader may use x "
             f"course_config.GPU_SANDBOXES_PER_DEVICE); grade with --jobs {slots}")
 
