@@ -8,13 +8,15 @@ from pathlib import Path
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    from coursekit import course
     from coursekit.build import BuildError, build
-    from coursekit.course import ConfigError
     from coursekit.lab import DataError, LabError
 
     try:
-        build(run_tests=not args.no_run_tests)
-    except (BuildError, DataError, ConfigError, LabError) as exc:
+        names = [args.assignment] if args.assignment else list(course.load().assignments)
+        for name in names:  # each lab all or nothing
+            build(run_tests=not args.no_run_tests, assignment=name)
+    except (BuildError, DataError, course.ConfigError, LabError) as exc:
         print(f"coursekit build: {exc}", file=sys.stderr)
         return 1
     return 0
@@ -99,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("build", help="build release, solutions and the autograder zip")
     p.add_argument("--no-run-tests", action="store_true",
                    help="skip grading the solution against every test (faster, unchecked)")
+    p.add_argument("--assignment", metavar="NAME", default=None,
+                   help="build this lab only (default: every lab of course_config.LABS)")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("grade", help="grade submissions into a grades.csv and feedback",

@@ -87,7 +87,8 @@ def build(*, run_tests: bool = True, out_root: Path | None = None, quiet: bool =
             say("autograder zip: grading the solutions and the release through it (otter run)")
             self_check = zip_check.check_zip(outputs.path(zip_path), outputs.path(solution_nb),
                                              outputs.path(release_nb), tmp_path / "zip_check", a)
-        readme_changed = _write_readme(root, outputs, staged)  # last: README.md is edited by hand too
+        # last: README.md is edited by hand too; it describes the course's first lab
+        readme_changed = a is course.assignment() and _write_readme(root, outputs, staged)
         outputs.commit()
     if readme_changed:
         say("README.md: rewrote the list of tasks and written questions from the master notebook")

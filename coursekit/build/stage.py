@@ -58,7 +58,8 @@ def assignment_config(config: dict, a: Any, course: Any) -> dict:
 
 def stamp(nb: nbformat.NotebookNode, master: Master, a: Any, course: Any) -> None:
     """Write the course's settings and each question's points into `nb`'s raw cells."""
-    points = {**a.points, **a.manual_points}
+    # 2, not 2.0: otter writes the number as given into the notebooks students see
+    points = {q: int(v) if float(v).is_integer() else v for q, v in {**a.points, **a.manual_points}.items()}
     nb.cells[master.config_cell].source = dump_raw("ASSIGNMENT CONFIG", assignment_config(master.config, a, course))
     for q in master.questions:
         q.config["points"] = points[q.name]
