@@ -149,7 +149,8 @@ def test_question_missing_from_config_is_an_error(tmp_path, monkeypatch):
     # a new dict, not delitem: restoring by re-insertion would reorder the questions
     monkeypatch.setattr(cfg, "AUTOGRADED_POINTS",
                         {q: p for q, p in cfg.AUTOGRADED_POINTS.items() if q != "retrieve"})
-    with pytest.raises(B.BuildError, match="question 'retrieve' has no points in course_config.py"):
+    with pytest.raises(B.BuildError, match="question 'retrieve' has no points in course_config.py: "
+                                           "add \"retrieve\": <points> to AUTOGRADED_POINTS"):
         B.stage_master(cfg.SOURCE_NOTEBOOK, tmp_path / "stage", _fake_bundle(tmp_path))
 
 

@@ -27,7 +27,9 @@ def check_points(master: Master, path: Path) -> None:
     question given points there is in the master."""
     for q in master.questions:
         if q.name not in cfg.AUTOGRADED_POINTS and q.name not in cfg.MANUAL_POINTS:
-            raise BuildError(f"{path}: question '{q.name}' has no points in course_config.py")
+            table = "MANUAL_POINTS" if q.manual else "AUTOGRADED_POINTS"
+            raise BuildError(f"{path}: question '{q.name}' has no points in course_config.py: add "
+                             f"\"{q.name}\": <points> to {table}")
         if q.name in cfg.MANUAL_POINTS and not q.manual:
             raise BuildError(f"{path}: question '{q.name}' has points in MANUAL_POINTS (a written "
                              "question) but its BEGIN QUESTION cell lacks `manual: true`")
@@ -39,7 +41,8 @@ def check_points(master: Master, path: Path) -> None:
     missing = sorted((set(cfg.AUTOGRADED_POINTS) | set(cfg.MANUAL_POINTS)) - names)
     if missing:
         raise BuildError(f"{path}: course_config.py gives points to questions the notebook "
-                         f"lacks: {', '.join(missing)}")
+                         f"lacks: {', '.join(missing)} (add their BEGIN QUESTION blocks to the notebook, "
+                         "or drop them from course_config.py)")
 
 
 def _check_hidden_cells(q: Question, cases: dict[str, str], path: Path) -> None:
