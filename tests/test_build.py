@@ -149,7 +149,8 @@ def test_question_missing_from_config_is_an_error(tmp_path, monkeypatch):
     # a new dict, not delitem: restoring by re-insertion would reorder the questions
     monkeypatch.setattr(cfg, "AUTOGRADED_POINTS",
                         {q: p for q, p in cfg.AUTOGRADED_POINTS.items() if q != "retrieve"})
-    with pytest.raises(B.BuildError, match="question 'retrieve' has no points in course_config.py"):
+    with pytest.raises(B.BuildError, match="question 'retrieve' has no points in course_config.py: "
+                                           "add \"retrieve\": <points> to AUTOGRADED_POINTS"):
         B.stage_master(cfg.SOURCE_NOTEBOOK, tmp_path / "stage", _fake_bundle(tmp_path))
 
 
@@ -581,3 +582,34 @@ def test_zip_scoring_the_solutions_wrongly_names_what_only_the_zip_has(tmp_path,
     assert f"DEFINITIONS in {lab_files.relative(lab_files.STUDENT_SIDE_SOURCE)}" in head
     assert line.startswith("self-check solutions: ") and line.endswith("FAILED")
     assert detail == "  retrieve: ❌ retrieve: not defined (run the cell that defines it)"
+
+
+def test_outputs_that_cannot_all_be_copied_change_nothing(tmp_path, monkeypatch):
+    """Moving into place is copies beside the targets first, renames after: a copy that
+    fails (a full disk) leaves every target and no stray copy."""
+    import shutil
+
+    from coursekit.build.outputs import StagedOutputs
+
+    root = tmp_path / "root"
+    outputs = StagedOutputs(root, tmp_path / "staging")
+    for i, name in enumerate(("a/one.txt", "b/two.txt", "c/three.txt")):
+        (root / name).parent.mkdir(parents=True)
+        (root / name).write_text(f"old {i}")
+        outputs.path(root / name).write_text(f"new {i}")
+    before = _files_under(root)
+    real, calls = shutil.copyfile, []
+
+    def copy_then_fail(src, dst, **kwargs):
+        calls.append(dst)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device", str(dst))
+        return real(src, dst, **kwargs)
+
+    monkeypatch.setattr(shutil, "copyfile", copy_then_fail)
+    with pytest.raises(B.BuildError, match="No space left on device.*no output was changed"):
+        outputs.commit()
+    assert _files_under(root) == before
+    monkeypatch.setattr(shutil, "copyfile", real)
+    assert sorted(p.name for p in outputs.commit()) == ["one.txt", "three.txt", "two.txt"]
+    assert _files_under(root) == {"a/one.txt": b"new 0", "b/two.txt": b"new 1", "c/three.txt": b"new 2"}

@@ -23,9 +23,10 @@ from pathlib import Path
 
 import pytest
 
+from coursekit.cli import CANNOT_GRADE
 from coursekit.sandbox import traverse
 from tests.corpus import Spec
-from tests.test_isolation import FULL, ZERO, read_rows, ref, run_cmd, write_nb
+from tests.helpers import FULL, ZERO, read_rows, ref, run_cmd, write_nb
 
 pytestmark = pytest.mark.slow
 
@@ -71,7 +72,7 @@ def test_closed_folder_is_refused_at_the_process_level(closed_python, tmp_path):
     write_nb(tmp_path / "subs", "stub", Spec())
     run = _grade(python, tmp_path / "subs", tmp_path / "out", "namespaces,landlock")
     lines = [ln for ln in (run.stdout + run.stderr).splitlines() if ln.strip()]
-    assert run.rc == 3, run.why()
+    assert run.rc == CANNOT_GRADE, run.why()
     assert len(lines) == 1 and "cannot read the Python runtime" in lines[0], lines
 
 

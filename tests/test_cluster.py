@@ -66,7 +66,9 @@ def _start_cluster(folder: Path, names: tuple[str, ...]) -> Cluster:
     """`dask scheduler` and one `dask worker --nthreads 1` per name, as the README starts
     them, each in a process group of its own; killed again by `_stop_cluster`."""
     info = folder / "scheduler.json"
-    env = {**os.environ, "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "3"}
+    # the workers run this checkout, whichever coursekit the venv has installed
+    env = {**os.environ, "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "3",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(cfg.REPO_ROOT), os.environ.get("PYTHONPATH")]))}
 
     def start(*args: str, log: str) -> subprocess.Popen:
         with open(folder / log, "wb") as out:

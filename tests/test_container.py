@@ -35,10 +35,9 @@ import course_config as cfg
 from tests import container
 from tests.test_local_services import Services
 from tests.corpus import REF_FORWARD, REF_RETRIEVE, Spec
-from tests.test_isolation import (CHECKS_PY, ENV_PROBE, ENV_TOKEN, FULL, GATED_LOOKUP, NOT_LEAKED,
-                                  QUESTIONS, RELEASE, ZERO, Listener, batch_tag, end_survivors,
-                                  flag_probe, network_probe, probe_spec, read_probes, ref,
-                                  survivor_cell, write_nb)
+from tests.helpers import FULL, GATED_LOOKUP, NOT_LEAKED, QUESTIONS, RELEASE, ZERO, probe_spec, ref, write_nb
+from tests.test_isolation import (CHECKS_PY, ENV_PROBE, ENV_TOKEN, Listener, batch_tag, end_survivors,
+                                  flag_probe, network_probe, read_probes, survivor_cell)
 
 pytestmark = pytest.mark.slow  # containers, otter and a batch of attacks: ~2 minutes
 

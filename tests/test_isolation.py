@@ -25,7 +25,6 @@ fixtures), so the whole file takes a few minutes.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
@@ -42,105 +41,24 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import nbformat
 import pytest
 
 import course_config as cfg
-from tests.corpus import REF_FORWARD, REF_LOOKUP, REF_RETRIEVE, Spec, make_notebook
+from tests.corpus import REF_FORWARD, REF_RETRIEVE, Spec
+from tests.helpers import (FULL, GATED_LOOKUP, NOT_LEAKED, QUESTIONS, RELEASE, SPAWNED, WRONG_LOOKUP,
+                           WRONG_LOOKUP_FAILS, ZERO, Run, grade, new_token, probe_cell, probe_spec,
+                           ref, run_cmd, scores, write_nb)
 
 pytestmark = pytest.mark.slow  # end to end; `make test-fast` skips it
 
 REPO = cfg.REPO_ROOT
 A = cfg.ASSIGNMENT
-RELEASE = cfg.RELEASE_DIR / f"{A}.ipynb"
-QUESTIONS = list(cfg.AUTOGRADED_POINTS)
-FULL = tuple(float(p) for p in cfg.AUTOGRADED_POINTS.values())  # (5, 2, 3, 2)
-ZERO = (0.0,) * len(FULL)
-NOT_LEAKED = (0.0,) + FULL[1:]  # a kept-out probe: lookup raises, the rest is the reference
-WRONG_LOOKUP = "return Q.float() @ K.float().transpose(-2, -1)"  # no softmax: lookup 3 of 5
 CHECKS_PY = REPO / "coursekit" / "checks.py"
 ENV_TOKEN = ("COURSEKIT_TEST_TOKEN", "s3cret")
 STUDENT_USER = "ckstudent_ta"
-GRADE_TIMEOUT_S = 180  # a batch that hangs (today: a FIFO in the job folder) fails, never blocks
-_SPAWNED: set[int] = set()  # our own subprocesses (the orphan reaper never touches them)
 
 
-def _token() -> str:
-    return uuid.uuid4().hex[:12]
-
-
-# --- running commands ------------------------------------------------------------------
-
-@dataclass
-class Run:
-    """One command: exit code, output, and for grade runs the rows of grades.csv."""
-
-    rc: int | None
-    stdout: str
-    stderr: str
-    timed_out: bool
-    seconds: float
-    out: Path | None = None
-    rows: dict[str, dict] = field(default_factory=dict)
-
-    def why(self) -> str:
-        state = "TIMED OUT" if self.timed_out else f"exit {self.rc}"
-        return f"[{state} after {self.seconds:.0f} s] {(self.stdout + self.stderr)[-1500:]}"
-
-    def scores(self, student: str) -> tuple[float, ...]:
-        assert student in self.rows, f"no row for {student!r} in grades.csv {self.why()}"
-        return tuple(float(self.rows[student][q]) for q in QUESTIONS)
-
-
-def run_cmd(cmd: list[str], *, cwd: Path = REPO, env: dict | None = None,
-            timeout: float = GRADE_TIMEOUT_S) -> Run:
-    """Run `cmd` in its own session; on timeout kill that whole session (it hung)."""
-    start = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
-    _SPAWNED.add(proc.pid)
-    timed_out = False
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except OSError:
-            pass
-        out, err = proc.communicate()
-    return Run(proc.returncode, out or "", err or "", timed_out, time.monotonic() - start)
-
-
-def grade(subs: Path | list[Path], out: Path, *, jobs: int = 2, env_extra: dict | None = None,
-          args: tuple[str, ...] = (), prefix: tuple[str, ...] = (),
-          timeout: float = GRADE_TIMEOUT_S) -> Run:
-    """`coursekit grade SUBS... --out OUT --jobs N` (what a TA types), rows from grades.csv.
-    Folders are graded in the order given (each one's notebooks in name order)."""
-    env = {**os.environ, **(env_extra or {})}
-    folders = [str(p) for p in (subs if isinstance(subs, list) else [subs])]
-    cmd = [*prefix, sys.executable, "-m", "coursekit", "grade", *folders, "--out", str(out),
-           "--jobs", str(jobs), "--quiet", *args]
-    run = run_cmd(cmd, env=env, timeout=timeout)
-    run.out = out
-    run.rows = read_rows(out)
-    return run
-
-
-def read_rows(out: Path) -> dict[str, dict]:
-    path = out / "grades.csv"
-    if not path.is_file():
-        return {}
-    with path.open() as f:
-        return {r["student"]: r for r in csv.DictReader(f)}
-
-
-def write_nb(folder: Path, name: str, spec: Spec, release: Path = RELEASE) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.ipynb"
-    nbformat.write(make_notebook(release, spec), path)
-    return path
-
+# --- processes ---------------------------------------------------------------------------
 
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -215,7 +133,7 @@ def _orphan_reaper():
     def reap() -> None:
         while not stop.wait(0.05):
             for entry in os.listdir("/proc"):
-                if not entry.isdigit() or int(entry) in _SPAWNED:
+                if not entry.isdigit() or int(entry) in SPAWNED:
                     continue
                 try:
                     with open(f"/proc/{entry}/stat") as f:
@@ -242,29 +160,11 @@ def _orphan_reaper():
 
 ATTACKS = Path(__file__).parent / "attacks" / "isolation"
 
-# lookup is right only when the probe leaked: a kept-out probe scores lookup 0.
-GATED_LOOKUP = "if not LEAKED:\n    raise NotImplementedError()\n" + REF_LOOKUP.strip("\n")
-
-
 def attack_cell(name: str, **params) -> str:
     """The attack program tests/attacks/isolation/NAME.py as a notebook cell, after one
     line per parameter (`KEY = value`) that it reads."""
     preamble = "".join(f"{key} = {value!r}\n" for key, value in params.items())
     return preamble + (ATTACKS / f"{name}.py").read_text()
-
-
-def probe_cell(program: str) -> str:
-    """A cell that runs a probe program (it defines `probe()`, True on a leak) into LEAKED."""
-    return (program.rstrip("\n") + "\n\n\n"
-            "try:\n    LEAKED = bool(probe())\nexcept BaseException:\n    LEAKED = False\n")
-
-
-def probe_spec(program: str) -> Spec:
-    return Spec(GATED_LOOKUP, REF_RETRIEVE, REF_FORWARD, after={"lookup": probe_cell(program)})
-
-
-def ref(**extra) -> Spec:
-    return Spec(REF_LOOKUP, REF_RETRIEVE, REF_FORWARD, **extra)
 
 
 def read_probe(path: Path) -> str:
@@ -384,7 +284,7 @@ def robustness(tmp_path_factory) -> Batch:
     """Classes 1 and 3 in one `coursekit grade` (--jobs 2): inherited descriptors and
     hostile frames in the job's channel, beside the reference and the stub."""
     tmp = tmp_path_factory.mktemp("robustness")
-    token = _token()
+    token = new_token()
     subs = tmp / "subs"
     fd_marker = tmp / "PWNED-fd"
     # Graded in this order (two at a time), so that what only a hang or a crash of the whole
@@ -422,7 +322,7 @@ def job_folder(tmp_path_factory) -> Batch:
     host files and a FIFO planted in it, each followed by a crash (a fresh folder)."""
     tmp = tmp_path_factory.mktemp("job-folder")
     tmp.chmod(0o755)
-    token = _token()
+    token = new_token()
     victims = {}
     for name in ("a", "b"):
         victims[name] = tmp / f"victim-{name}"
@@ -456,10 +356,10 @@ def listener():
 @pytest.fixture(scope="module")
 def decoy():
     """A host process whose command line names a classmate's notebook."""
-    token = _token()
+    token = new_token()
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(900)",
                              f"/tmp/ck-decoy-{token}/classmate.ipynb"])
-    _SPAWNED.add(proc.pid)
+    SPAWNED.add(proc.pid)
     yield proc
     proc.kill()
     proc.wait()
@@ -483,7 +383,7 @@ def confidentiality(tmp_path_factory, listener, decoy) -> Batch:
     """Classes 5-8 (and 12's isolation column) in one `coursekit grade` (--jobs 2), with
     COURSEKIT_TEST_TOKEN in the grader's environment. The submissions lie in a folder every
     user may read (as a TA's folder often is), so reading a classmate's is up to the sandbox."""
-    token = _token()
+    token = new_token()
     base = Path(f"/tmp/ck-iso-{token}")
     subs = base / "subs"
     subs.mkdir(parents=True)
@@ -517,7 +417,7 @@ def survivor_batch(tmp: Path, env_extra: dict | None = None) -> Batch:
     """Class 4 (and 12's fallback): a survivor graded first, then a probe that looks for what
     it left, a reader of the hidden checks, the stub and the reference (--jobs 1, in this
     order), then the same command again."""
-    token = _token()
+    token = new_token()
     marker = f"ck-survivor-{token}"
     subs = tmp / "subs"
     tag = batch_tag(token)
@@ -601,14 +501,14 @@ class TestProbes:
             lst.close()
 
     def test_flag_and_snoop_probes_detect(self):
-        token = _token()
+        token = new_token()
         flag = Path("/tmp") / f"ck-flag-{token}"
         flag.write_text("x")
         try:
             assert self._leaks(flag_probe(token))
         finally:
             flag.unlink()
-        assert not self._leaks(flag_probe(_token()))
+        assert not self._leaks(flag_probe(new_token()))
         assert self._leaks(snoop_probe([str(REPO / "coursekit")]))
 
     def test_a_probe_that_fails_reads_not_leaked(self):
@@ -777,7 +677,7 @@ def as_user() -> Batch:
     home = Path(pw.pw_dir)
     home.mkdir(exist_ok=True)
     os.chown(home, pw.pw_uid, pw.pw_gid)
-    token = _token()
+    token = new_token()
     secret = home / "secret.txt"
     secret_text = f"secret {token}\n"
     secret.write_text(secret_text)
@@ -792,7 +692,7 @@ def as_user() -> Batch:
     write_nb(subs / "1", "survivor_reports", ref(after={"forward": survivor_cell(
         marker, str(out / ".reports"), token)}))
     write_nb(subs / "1", "stub", Spec())
-    write_nb(subs / "1", "wrong", Spec(WRONG_LOOKUP, REF_RETRIEVE, REF_FORWARD))  # no softmax: 10
+    write_nb(subs / "1", "wrong", Spec(WRONG_LOOKUP, REF_RETRIEVE, REF_FORWARD))  # no softmax
     write_nb(subs / "1", "reference", ref())
     # last (a grader that dies with its worker would lose the rest of the batch today)
     write_nb(subs / "2", "kill_parent", ref(after={"retrieve": KILL_PARENT}))  # kills its parent process
@@ -831,7 +731,7 @@ class TestOrdinaryUser:
         assert run.scores("reference") == FULL
 
     def test_survivor_cannot_rewrite_stored_reports(self, as_user):
-        wrong = (3.0, 2.0, 3.0, 2.0)  # WRONG_LOOKUP
+        wrong = scores(WRONG_LOOKUP_FAILS)
         for run in (as_user.run, as_user.extra["second"]):
             assert run.scores("stub") == ZERO, run.why()
             assert run.scores("wrong") == wrong
@@ -847,7 +747,7 @@ class TestOrdinaryUser:
 def otter_attack(built, tmp_path_factory) -> Batch:
     """One `otter run`: a probe for the autograder's files gates lookup."""
     tmp = tmp_path_factory.mktemp("otter")
-    token = _token()
+    token = new_token()
     spec = Spec(GATED_LOOKUP, REF_RETRIEVE, REF_FORWARD, after={
         "lookup": probe_cell(snoop_probe([]))})  # looks for the autograder's files
     sub = tmp / "sub" / f"{A}.ipynb"
@@ -882,7 +782,7 @@ def nbgrader_course(built, tmp_path_factory) -> Batch:
     gen = run_cmd([sys.executable, "-m", "nbgrader", "generate_assignment", A], cwd=root, env=env, timeout=300)
     assert gen.rc == 0, gen.why()
     release = root / "release" / A / f"{A}.ipynb"
-    token = _token()
+    token = new_token()
     marker = f"ck-survivor-{token}"
     tag = batch_tag(token)
     # a_survivor leaves a re-forking process that tampers with the later students' jobs

@@ -25,8 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.corpus import REF_FORWARD, REF_RETRIEVE, Spec
-from tests.test_isolation import (FULL, GATED_LOOKUP, NOT_LEAKED, ZERO, _SPAWNED, _token,
-                                  grade, ref, write_nb)
+from tests.helpers import FULL, GATED_LOOKUP, NOT_LEAKED, SPAWNED, ZERO, grade, new_token, ref, write_nb
 
 pytestmark = pytest.mark.slow  # end to end; `make test-fast` skips it
 
@@ -38,7 +37,7 @@ class Services:
     a client sends, and a decoy process whose command line holds a word."""
 
     def __init__(self, folder: Path) -> None:
-        token = _token()
+        token = new_token()
         folder.mkdir(parents=True, exist_ok=True)
         folder.chmod(0o755)  # any user may reach the socket file, as under /var/run
         self.path = str(folder / "service.sock")
@@ -55,7 +54,7 @@ class Services:
         os.chmod(self.path, 0o777)  # world-writable: connect() needs write on the file
         self.decoy = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(900)",
                                        self.decoy_word])
-        _SPAWNED.add(self.decoy.pid)
+        SPAWNED.add(self.decoy.pid)
 
     def _serve(self, s: socket.socket) -> None:
         while True:
@@ -91,7 +90,7 @@ def _spec(cell: str) -> Spec:
 
 @pytest.fixture(scope="module")
 def services(tmp_path_factory):
-    found = Services(Path(f"/tmp/ck-services-{_token()}"))
+    found = Services(Path(f"/tmp/ck-services-{new_token()}"))
     yield found
     found.close()
 

@@ -29,8 +29,8 @@ from coursekit import lab_notebook, public_checks, release_setup
 from coursekit.notebook_defs import load_definitions
 from coursekit.submission import gradable_cells
 from tests.corpus import WRONG, make_notebook
+from tests.helpers import RELEASE
 
-RELEASE = cfg.RELEASE_DIR / f"{cfg.ASSIGNMENT}.ipynb"
 SOLUTIONS = cfg.SOLUTIONS_DIR / f"{cfg.ASSIGNMENT}.ipynb"
 VARIANT = "w21_scaled_only_when_soft"  # a wrong lookup: one property line
 QUESTIONS = list(public_checks.QUESTIONS)

@@ -32,7 +32,8 @@ def check_points(master: Master, path: Path, a: Any) -> None:
     missing = sorted((set(a.points) | set(a.manual_points)) - names)
     if missing:
         raise BuildError(f"{path}: {toml} gives points to questions the notebook "
-                         f"lacks: {', '.join(missing)}")
+                         f"lacks: {', '.join(missing)} (add their BEGIN QUESTION blocks to the notebook, "
+                         f"or drop them from {toml})")
 
 
 def _check_hidden_cells(q: Question, cases: dict[str, str], path: Path, checks: str) -> None:

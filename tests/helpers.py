@@ -1,0 +1,180 @@
+"""What several test files share: the lab's release, its questions and points, the scores a
+submission should get, the reference submission, and running `coursekit grade`.
+
+Scores are never pinned here: they follow from the lab's content, i.e. the points in
+course_config.py and the hidden cases in coursekit.checks (each question's points are
+split evenly over its cases, as the engine and otter split them). A test says which
+cases a submission fails (`scores(failed)`); a TA who changes the points changes no test.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import nbformat
+
+import course_config as cfg
+from coursekit import checks
+from tests.corpus import REF_FORWARD, REF_LOOKUP, REF_RETRIEVE, Spec, make_notebook
+
+REPO = cfg.REPO_ROOT
+RELEASE = cfg.RELEASE_DIR / f"{cfg.ASSIGNMENT}.ipynb"
+
+# --- the lab's questions, cases and points ------------------------------------------------
+
+POINTS: dict[str, float] = {q: float(p) for q, p in cfg.AUTOGRADED_POINTS.items()}
+QUESTIONS: list[str] = list(POINTS)  # the course's order: score tuples follow it
+CASES_OF: dict[str, tuple[str, ...]] = {
+    q: tuple(cid for cid, case in checks.CASES.items() if case.question == q) for q in QUESTIONS}
+
+
+def cases(*questions: str) -> set[str]:
+    """Every hidden case of `questions` (a submission that loses those questions whole)."""
+    unknown = set(questions) - set(QUESTIONS)
+    assert not unknown, f"no autograded question {sorted(unknown)} in course_config.py"
+    return {cid for q in questions for cid in CASES_OF[q]}
+
+
+def scores(failed: Iterable[str] = ()) -> tuple[float, ...]:
+    """The per-question scores (in the course's order) of a submission that fails the
+    hidden cases `failed` and passes every other one, under the configured points."""
+    failed = set(failed)
+    unknown = failed - set(checks.CASES)
+    assert not unknown, f"no hidden case {sorted(unknown)} in coursekit.checks.CASES"
+    return tuple(round(POINTS[q] * sum(c not in failed for c in CASES_OF[q]) / len(CASES_OF[q]), 6)
+                 for q in QUESTIONS)
+
+
+def score_dict(failed: Iterable[str] = ()) -> dict[str, float]:
+    """`scores(failed)` keyed by question."""
+    return dict(zip(QUESTIONS, scores(failed)))
+
+
+FULL = scores()
+ZERO = scores(cases(*QUESTIONS))
+TOTAL = sum(FULL)
+# a kept-out probe: lookup raises, the rest is the reference
+NOT_LEAKED = scores(cases("lookup"))
+# lookup without its softmax (WRONG_LOOKUP): the soft cases fail, the hard ones pass
+WRONG_LOOKUP = "return Q.float() @ K.float().transpose(-2, -1)"
+WRONG_LOOKUP_FAILS = {"lookup_soft_softmax", "lookup_soft_rows"}
+
+
+# lookup is right only when a probe cell leaked (set LEAKED): a kept-out probe scores lookup 0
+GATED_LOOKUP = "if not LEAKED:\n    raise NotImplementedError()\n" + REF_LOOKUP.strip("\n")
+
+
+def probe_cell(program: str) -> str:
+    """A cell that runs a probe program (it defines `probe()`, True on a leak) into LEAKED."""
+    return (program.rstrip("\n") + "\n\n\n"
+            "try:\n    LEAKED = bool(probe())\nexcept BaseException:\n    LEAKED = False\n")
+
+
+def probe_spec(program: str) -> Spec:
+    """The reference, but with GATED_LOOKUP after the probe program's cell."""
+    return Spec(GATED_LOOKUP, REF_RETRIEVE, REF_FORWARD, after={"lookup": probe_cell(program)})
+
+
+def stub_count() -> int:
+    """How many stubs a release has: one per solution block (`# BEGIN SOLUTION`) in the
+    code cells of the master notebook."""
+    nb = nbformat.read(cfg.SOURCE_NOTEBOOK, as_version=4)
+    return sum(c.source.count("# BEGIN SOLUTION") for c in nb.cells if c.cell_type == "code")
+
+
+def ref(**extra) -> Spec:
+    """The reference solution's three bodies (plus `above`/`after` cells)."""
+    return Spec(REF_LOOKUP, REF_RETRIEVE, REF_FORWARD, **extra)
+
+
+def write_nb(folder: Path, name: str, spec: Spec, release: Path = RELEASE) -> Path:
+    """`spec` made from the release, written as FOLDER/NAME.ipynb."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.ipynb"
+    nbformat.write(make_notebook(release, spec), path)
+    return path
+
+
+# --- running `coursekit grade` ----------------------------------------------------------------
+
+GRADE_TIMEOUT_S = 180  # a batch that hangs (a FIFO in a job folder, say) fails, never blocks
+SPAWNED: set[int] = set()  # our own subprocesses (test_isolation's orphan reaper never touches them)
+
+
+def new_token() -> str:
+    """A fresh random word that marks one test's files, processes and submissions."""
+    return uuid.uuid4().hex[:12]
+
+
+@dataclass
+class Run:
+    """One command: exit code, output, and for grade runs the rows of grades.csv."""
+
+    rc: int | None
+    stdout: str
+    stderr: str
+    timed_out: bool
+    seconds: float
+    out: Path | None = None
+    rows: dict[str, dict] = field(default_factory=dict)
+
+    def why(self) -> str:
+        state = "TIMED OUT" if self.timed_out else f"exit {self.rc}"
+        return f"[{state} after {self.seconds:.0f} s] {(self.stdout + self.stderr)[-1500:]}"
+
+    def scores(self, student: str) -> tuple[float, ...]:
+        assert student in self.rows, f"no row for {student!r} in grades.csv {self.why()}"
+        return tuple(float(self.rows[student][q]) for q in QUESTIONS)
+
+
+def run_cmd(cmd: list[str], *, cwd: Path = REPO, env: dict | None = None,
+            timeout: float = GRADE_TIMEOUT_S) -> Run:
+    """Run `cmd` in its own session; on timeout kill that whole session (it hung)."""
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    SPAWNED.add(proc.pid)
+    timed_out = False
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        out, err = proc.communicate()
+    return Run(proc.returncode, out or "", err or "", timed_out, time.monotonic() - start)
+
+
+def grade(subs: Path | list[Path], out: Path, *, jobs: int = 2, env_extra: dict | None = None,
+          args: tuple[str, ...] = (), prefix: tuple[str, ...] = (),
+          timeout: float = GRADE_TIMEOUT_S) -> Run:
+    """`coursekit grade SUBS... --out OUT --jobs N` (what a TA types), rows from grades.csv.
+    Folders are graded in the order given (each one's notebooks in name order)."""
+    env = {**os.environ, **(env_extra or {})}
+    folders = [str(p) for p in (subs if isinstance(subs, list) else [subs])]
+    cmd = [*prefix, sys.executable, "-m", "coursekit", "grade", *folders, "--out", str(out),
+           "--jobs", str(jobs), "--quiet", *args]
+    run = run_cmd(cmd, env=env, timeout=timeout)
+    run.out = out
+    run.rows = read_rows(out)
+    return run
+
+
+def read_rows(out: Path) -> dict[str, dict]:
+    """The rows of OUT/grades.csv by student ({} when there is none)."""
+    path = out / "grades.csv"
+    if not path.is_file():
+        return {}
+    with path.open() as f:
+        return {r["student"]: r for r in csv.DictReader(f)}
