@@ -155,15 +155,18 @@ def _check_versions(client: Any, version: str, assignment: str) -> None:
 
 @contextlib.contextmanager
 def _quiet_dask() -> Iterator[None]:
-    """Dask's own logging off while a batch runs: a lost scheduler is one line of ours,
-    not the client's tracebacks of every reconnection attempt."""
-    logger = logging.getLogger("distributed")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL + 1)
+    """Dask's own logging off while a batch runs and its client closes: a lost scheduler
+    is one line of ours, not the client's tracebacks of every reconnection attempt.
+    (Dask's configuration gives some of its loggers levels of their own: each is set.)"""
+    names = ["distributed", *(n for n in logging.root.manager.loggerDict if n.startswith("distributed."))]
+    levels = {name: logging.getLogger(name).level for name in names}
+    for name in names:
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
     try:
         yield
     finally:
-        logger.setLevel(level)
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
 
 
 class DaskExecutor:
@@ -185,7 +188,7 @@ class DaskExecutor:
         for CUDA and no worker has a GPU; BatchStopped when the scheduler is lost."""
         name = self.assignment.name
         version = self.course.version(self.assignment)
-        with _connect(self.address) as client, _quiet_dask():
+        with _quiet_dask(), _connect(self.address) as client:  # quiet until the client has closed
             resources = routing(client, self.address, self.course.device)
             _check_versions(client, version, name)
             plugin = f"coursekit-grader-{name}-{self.require or 'any'}"
