@@ -17,11 +17,11 @@ which nbgrader also takes for no timestamp).
 from __future__ import annotations
 
 import datetime
-import errno
 import os
-import stat
 
 from nbgrader.utils import parse_utc
+
+from coursekit.safe_read import FileRefused, read_bounded
 
 NAME = "timestamp.txt"
 MAX_BYTES = 1024  # nbgrader writes about 30 characters ("2024-05-01 12:00:00.000000 UTC")
@@ -31,33 +31,12 @@ def read_timestamp(folder: str) -> tuple[datetime.datetime | None, str | None]:
     """The submission time in `folder`/timestamp.txt (naive UTC, as nbgrader's), or None and
     why the file was not used ('is a link', 'is not a regular file', 'is larger than ...',
     'is not a time', 'cannot be read (...)'); (None, None) for no file or an empty one."""
-    path = os.path.join(folder, NAME)
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        fd = os.open(path, flags)
-    except OSError as exc:
-        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        data = read_bounded(os.path.join(folder, NAME), MAX_BYTES)
+    except FileRefused as exc:
+        if exc.missing:
             return None, None  # no timestamp, as nbgrader
-        if exc.errno == errno.ELOOP:
-            return None, "is a link"
-        return None, f"cannot be read ({exc.strerror})"
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):  # a FIFO, a folder, a device
-            return None, "is not a regular file"
-        if info.st_size > MAX_BYTES:
-            return None, f"is larger than {MAX_BYTES} bytes"
-        os.set_blocking(fd, True)
-        data = b""
-        while len(data) <= MAX_BYTES:  # bounded even if it grew after fstat
-            chunk = os.read(fd, MAX_BYTES + 1 - len(data))
-            if not chunk:
-                break
-            data += chunk
-    except OSError as exc:
-        return None, f"cannot be read ({exc.strerror})"
-    finally:
-        os.close(fd)
+        return None, "is a link" if exc.why.startswith("is a link") else exc.why
     if len(data) > MAX_BYTES:
         return None, f"is larger than {MAX_BYTES} bytes"
     try:

@@ -9,17 +9,17 @@ whose one-line message names the file and what is wrong. No other exception leav
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import re
-import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import nbformat
+
+from coursekit.safe_read import FileRefused, open_regular
 
 
 MAX_ZIP_MEMBERS = 10_000  # an otter export holds a handful; a zip of a whole folder, hundreds
@@ -62,22 +62,12 @@ def _too_large(name: str, rules: Rules) -> SubmissionError:
 # --- bytes: the file, or the notebook inside a zip ------------------------------------------
 
 def _open_regular(path: Path, name: str) -> IO[bytes]:
-    """The file opened for reading, refusing links (O_NOFOLLOW) and anything but a regular
-    file; O_NONBLOCK so that a FIFO cannot hang the grader."""
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    """The file opened for reading (`safe_read.open_regular`: no link, a regular file, no
+    wait on a FIFO); SubmissionError naming it otherwise."""
     try:
-        fd = os.open(path, flags)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise SubmissionError(f"{name} is a link, not a file") from None
-        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-            raise SubmissionError(f"{name} is not a file") from None
-        raise SubmissionError(f"{name} cannot be read ({exc.strerror})") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise SubmissionError(f"{name} is not a regular file")
-    os.set_blocking(fd, True)
-    return os.fdopen(fd, "rb")
+        return open_regular(path)
+    except FileRefused as exc:
+        raise SubmissionError(f"{name} {exc.why}") from None
 
 
 def _unsafe_member_name(member: str) -> bool:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import stat
 import tempfile
 from pathlib import Path
 
+from coursekit.safe_read import read_bounded
 from coursekit.report import MAX_REPORT_BYTES, Cases, Report, ReportError, decode, encode
 
 
@@ -33,12 +33,8 @@ def grader_version(config: Path, lab_folder: Path) -> str:
 
 def bounded_bytes(path: Path, limit: int) -> bytes:
     """At most `limit` + 1 bytes of a regular file, never through a link and never
-    waiting on a FIFO; OSError where the file cannot be read that way."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(f"{path.name} is not a regular file")
-        return f.read(limit + 1)  # bounded even if the file grows meanwhile
+    waiting on a FIFO (`safe_read.read_bounded`); OSError where it cannot be read that way."""
+    return read_bounded(path, limit)
 
 
 def content_key(path: Path, version: str, limit_bytes: int) -> str:
