@@ -29,9 +29,12 @@ import torch  # noqa: E402
 import torch.utils.data.dataloader as dataloader  # noqa: E402
 import torchvision.transforms as transforms  # noqa: E402
 
-import course_config as cfg  # noqa: E402
-from coursekit.data import stand_in_mnist_class  # noqa: E402
+from coursekit import course  # noqa: E402
 from coursekit.notebook_defs import load_definitions  # noqa: E402
+from tests.standin.mnist import stand_in_mnist_class  # noqa: E402
+
+COURSE = course.load()
+A = COURSE.assignment()
 
 
 def load() -> str:
@@ -51,12 +54,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    AttentionTest = load_definitions(cfg.SOLUTIONS_DIR / f"{cfg.ASSIGNMENT}.ipynb")["AttentionTest"]
+    AttentionTest = load_definitions(A.solutions_dir / f"{A.name}.ipynb")["AttentionTest"]
 
     transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize([0.5], [0.5])])
-    dataset = stand_in_mnist_class()(".", train=True, download=True, transform=transform)
+    standin = stand_in_mnist_class(COURSE.mnist_root, COURSE.root / ".cache" / "mnist")
+    dataset = standin(".", train=True, download=True, transform=transform)
     torch.manual_seed(args.seed)  # section 2
-    rand_perm = torch.randperm(dataset.data.shape[0])[:cfg.NUM_DATABASE_IMAGES]
+    rand_perm = torch.randperm(dataset.data.shape[0])[:A.settings["data"]["database"]]
     image_database = torch.cat([dataset[i][0].reshape(1, -1) for i in rand_perm])
     image_database_batches = image_database.unsqueeze(0).expand(args.batch, len(rand_perm), -1)
     if args.pre:  # the same float operations as ToTensor + Normalize, once for all images

@@ -17,6 +17,7 @@ On a machine without a GPU it stops at once, saying so (`cuda` cannot be forced 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -26,16 +27,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import course_config as cfg  # noqa: E402
-from coursekit.engine import Grader, course_bundle  # noqa: E402
-from coursekit import checks  # noqa: E402
+from coursekit import course  # noqa: E402
+from coursekit.engine import Grader  # noqa: E402
 from coursekit.sandbox import gpu  # noqa: E402
 from tests.corpus import REF_LOOKUP, REF_RETRIEVE, SUBMISSIONS, Spec, write_corpus  # noqa: E402
+
+COURSE = course.load()
+A = COURSE.assignment()
 
 # on the GPU only, forward allocates 3x the cap (and keeps it): torch's capped allocator refuses it
 OVER_CAP = f"""
 if img.is_cuda:
-    self._hog = torch.empty({3 * cfg.GPU_MEMORY_LIMIT_MB} << 20, dtype=torch.uint8, device=img.device)
+    self._hog = torch.empty({3 * COURSE.limits.gpu_memory_mb} << 20, dtype=torch.uint8, device=img.device)
 X_q = self.img_mlp(img)
 X_v = self.img_mlp(image_database)
 attn_output, attn_output_weights = self.mha(X_q, X_v, X_v)
@@ -61,8 +64,9 @@ def _nvml_state() -> dict:
 
 
 def _grade(names: list[str], folder: Path, device: str) -> dict[str, dict]:
-    training = {**cfg.TRAINING_CHECK, "device": device}
-    grader = Grader(checks.load_bundle(course_bundle()), training)
+    lab = A.lab()  # the course's grader (Course.grader), with the device forced
+    grader = Grader(lab, lab.load_data(A.data_path()), A.points, COURSE.limits, device=device,
+                    policy=COURSE.policy, rules=dataclasses.replace(COURSE.rules, assignment=A.name))
     out = {}
     try:
         grader.isolation  # start the sandbox before the clock
@@ -87,7 +91,7 @@ def main() -> None:
     record: dict = {"nvml_before": before}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        release = cfg.RELEASE_DIR / f"{cfg.ASSIGNMENT}.ipynb"
+        release = A.release_dir / f"{A.name}.ipynb"
         write_corpus(release, folder)
         by_device = {}
         for device in ("cpu", "cuda"):

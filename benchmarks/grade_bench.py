@@ -56,10 +56,13 @@ sys.path.insert(0, str(ROOT))
 
 import nbformat  # noqa: E402
 
-import course_config as cfg  # noqa: E402
+from coursekit import course  # noqa: E402
 from coursekit.batch.otter_run import otter_run  # noqa: E402
 from tests.conftest import question_scores  # noqa: E402
 from tests.corpus import SUBMISSIONS, make_notebook  # noqa: E402
+
+COURSE = course.load()
+A = COURSE.assignment()
 
 Scores = dict[str, dict[str, float]]  # submission (file stem) -> question -> points
 BEFORE_ISSUE_19 = "3d4c051"
@@ -80,7 +83,7 @@ def pick_kinds(prefixes: str | None) -> list[str]:
 
 def make_submissions(folder: Path, n: int, kinds: list[str]) -> list[Path]:
     """`n` notebooks cycling through `kinds`, each with a Markdown cell of its own."""
-    release = cfg.RELEASE_DIR / f"{cfg.ASSIGNMENT}.ipynb"
+    release = A.release_dir / f"{A.name}.ipynb"
     paths = []
     for i, name in enumerate(islice(cycle(kinds), n)):
         nb = make_notebook(release, SUBMISSIONS[name])
@@ -110,13 +113,13 @@ def _coursekit_grade(subs: Path | list[Path], out: Path, how: list[str],
 
 def _scores(out: Path) -> Scores:
     # .get: a question the other revision lacks reads as missing (nan), never a crash
-    return {r["student"]: {q: float(r.get(q) or "nan") for q in cfg.AUTOGRADED_POINTS}
+    return {r["student"]: {q: float(r.get(q) or "nan") for q in A.points}
             for r in csv.DictReader((out / "grades.csv").open())}
 
 
 def differences(a: Scores, b: Scores) -> list[tuple[str, str]]:
     """(submission, question) pairs whose scores differ (or are missing on one side)."""
-    return [(s, q) for s in sorted(set(a) | set(b)) for q in cfg.AUTOGRADED_POINTS
+    return [(s, q) for s in sorted(set(a) | set(b)) for q in A.points
             if a.get(s, {}).get(q) != b.get(s, {}).get(q)]
 
 
@@ -129,30 +132,61 @@ def _differing_kinds(diffs: list[tuple[str, str]]) -> str:
 
 # --- stock otter: the same master, no plugin --------------------------------------
 
+# The master's hidden test cells `import attention_checks` and call its `run_case(case_id,
+# **definitions)`. The stock zip ships this module as attention_checks.py: the lab's own
+# checks (source/<lab>/checks.py, a package module since issue 21), with the training
+# settings and data that otter copies next to it, run in otter's kernel, unsandboxed.
+STOCK_CHECKS = """\"\"\"The lab's hidden checks for the master's hidden test cells (grade_bench.py's stock zip).\"\"\"
+import importlib
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, {root!r})  # this checkout's coursekit
+from coursekit.lab import import_package  # noqa: E402
+
+checks = importlib.import_module(import_package(Path({folder!r})).__name__ + ".checks")
+_HERE = Path(__file__).resolve().parent
+
+
+def run_case(case_id, **defs):
+    if "training" not in checks.CASES[case_id].calls:
+        return checks.run_case(case_id, **defs)
+    settings = json.loads((_HERE / {config!r}).read_text())
+    return checks.run_case(case_id, settings, checks.load_bundle(_HERE / settings["bundle_file"]), **defs)
+"""
+
+
 def stock_zip(folder: Path) -> Path:
     """An `otter assign` zip of the staged master without our plugin, as a course would
     grade without this package: the staging and `otter assign` of `make build`, then the
     zip as otter made it (no `finish_zip`). Its hidden test files call
     `attention_checks.run_case` in otter's kernel, with the data and settings that
     otter copies next to the submission."""
-    from coursekit import build, data
-    from coursekit.master_format import raw_config
+    from coursekit.build import BuildError, otter_zip, stage
+    from coursekit.lab_files import PUBLIC_CHECKS_MODULE
 
-    bundle = data.make_bundle(folder / cfg.BUNDLE_FILE)
-    staged = build.stage_master(cfg.SOURCE_NOTEBOOK, folder / "stage", bundle)
-    nb = nbformat.read(staged, as_version=4)
-    for cell in nb.cells:
-        conf = raw_config(cell, "ASSIGNMENT CONFIG")
-        if conf is not None:
-            conf.pop("plugins", None)  # the only thing that makes otter call our code
-            cell.source = build._dump_raw("ASSIGNMENT CONFIG", conf)
-    nbformat.write(nb, staged)
+    lab = A.lab()
+    bundle = folder / A.data_file
+    lab.make_data(bundle)
+    staged = stage.prepare(A.master, folder / "stage", bundle, A, COURSE)
+    here = staged.path.parent
+    config_file = "attention_config.json"
+    (here / "attention_checks.py").write_text(STOCK_CHECKS.format(
+        root=str(ROOT), folder=str(lab.folder), config=config_file))
+    (here / PUBLIC_CHECKS_MODULE).write_text(lab.public_checks.read_text())
+    (here / config_file).write_text(json.dumps({**lab.settings["training"], "bundle_file": A.data_file},
+                                               indent=1, sort_keys=True))
+    conf = stage.assignment_config(staged.master.config, A, COURSE)
+    conf.pop("plugins", None)  # the only thing that makes otter call our code
+    conf["autograder_files"] = ["attention_checks.py", PUBLIC_CHECKS_MODULE, A.data_file, config_file]
+    staged.nb.cells[staged.master.config_cell].source = stage.dump_raw("ASSIGNMENT CONFIG", conf)
+    nbformat.write(staged.nb, staged.path)
     # No test run: otter would grade the solution once more; check_stock_zip does that.
-    build._run_otter_assign(staged, folder / "dist", run_tests=False)
-    zips = sorted((folder / "dist" / "autograder").glob("*autograder*.zip"))
-    if len(zips) != 1:
-        sys.exit(f"otter assign made {len(zips)} autograder zips in {folder / 'dist' / 'autograder'}")
-    return zips[0]
+    try:
+        return otter_zip.run_otter_assign(staged.path, folder / "dist", A.master)
+    except BuildError as exc:
+        sys.exit(str(exc))
 
 
 def check_stock_zip(zip_path: Path) -> None:
@@ -165,10 +199,10 @@ def check_stock_zip(zip_path: Path) -> None:
         config = json.loads(z.read("otter_config.json")) if "otter_config.json" in names else {}
         if any(n.startswith("coursekit/") for n in names) or config.get("plugins"):
             sys.exit(f"{zip_path}: not a stock otter zip (it carries our engine or a plugin)")
-    full = {q: float(p) for q, p in cfg.AUTOGRADED_POINTS.items()}
+    full = {q: float(p) for q, p in A.points.items()}
     for label, notebook, expect in (
-            ("solutions", cfg.SOLUTIONS_DIR / f"{cfg.ASSIGNMENT}.ipynb", full),
-            ("release", cfg.RELEASE_DIR / f"{cfg.ASSIGNMENT}.ipynb", {q: 0.0 for q in full})):
+            ("solutions", A.solutions_dir / f"{A.name}.ipynb", full),
+            ("release", A.release_dir / f"{A.name}.ipynb", {q: 0.0 for q in full})):
         got = question_scores(otter_run(notebook, zip_path))
         if got != expect:
             sys.exit(f"stock otter run of the {label}: {got}, expected {expect}")
@@ -203,7 +237,7 @@ def code_env(tree: Path) -> dict[str, str]:
     coursekit and course_config: PYTHONPATH wins over the venv's editable install of
     this checkout (its finder comes after the path), and the zygote gets `tree` as its
     engine root. The MNIST root is this checkout's (a worktree's default lies beside it)."""
-    return {"PYTHONPATH": str(tree), "MNIST_ROOT": str(cfg.mnist_root().resolve())}
+    return {"PYTHONPATH": str(tree), "MNIST_ROOT": str(COURSE.mnist_root.resolve())}
 
 
 def check_imports(tree: Path) -> None:
@@ -274,8 +308,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.n < 1:
         sys.exit("-n must be at least 1")
-    if not cfg.AUTOGRADER_ZIP.is_file():
-        sys.exit(f"{cfg.AUTOGRADER_ZIP} not found: run `make build` first")
+    if not A.autograder_zip.is_file():
+        sys.exit(f"{A.autograder_zip} not found: run `make build` first")
     n, jobs = args.n, ["--jobs", str(args.jobs)]
     say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731 - progress, not results
 
@@ -326,7 +360,7 @@ def main() -> None:
             return time.perf_counter() - start, got
 
         loop, stock_rows = otter_loop(stock, "stock otter run")
-        plugin_loop, plugin_rows = (otter_loop(cfg.AUTOGRADER_ZIP, "otter run, our zip")
+        plugin_loop, plugin_rows = (otter_loop(A.autograder_zip, "otter run, our zip")
                                     if args.plugin_loop else (None, None))
 
     per = lambda t: f"{t:.1f} s ({t / n:.2f} s per submission)"  # noqa: E731
@@ -348,7 +382,7 @@ def main() -> None:
 
     changed = differences(before_rows, rows)
     print(f"per-question scores that differ before/after issue 19: {len(changed)} of "
-          f"{n * len(cfg.AUTOGRADED_POINTS)}" + (f" ({_differing_kinds(changed)})" if changed else ""))
+          f"{n * len(A.points)}" + (f" ({_differing_kinds(changed)})" if changed else ""))
     vs_stock = differences(rows, stock_rows)
     print(f"per-question scores that differ, coursekit vs stock otter (informational): {len(vs_stock)}"
           + (f" ({_differing_kinds(vs_stock)})" if vs_stock else ""))

@@ -28,8 +28,11 @@ sys.path.insert(0, str(ROOT))
 
 import nbformat  # noqa: E402
 
-import course_config as cfg  # noqa: E402
+from coursekit import course  # noqa: E402
 from tests.corpus import SUBMISSIONS, make_notebook  # noqa: E402
+
+COURSE = course.load()
+A = COURSE.assignment()
 
 SETS = {"uid + limits only (before)": "namespaces,landlock,seccomp",
         "landlock (no namespaces)": "namespaces",
@@ -41,13 +44,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    from coursekit import checks
-    from coursekit.engine import default_grader
-
-    release = cfg.RELEASE_DIR / f"{cfg.ASSIGNMENT}.ipynb"
+    lab = A.lab()
+    release = A.release_dir / f"{A.name}.ipynb"
     names = [n for n in SAMPLE if n in SUBMISSIONS] or sorted(SUBMISSIONS)[:3]
     with tempfile.TemporaryDirectory() as tmp:
-        paths = [cfg.SOLUTIONS_DIR / f"{cfg.ASSIGNMENT}.ipynb"]
+        paths = [A.solutions_dir / f"{A.name}.ipynb"]
         for name in names:
             path = Path(tmp) / f"{name}.ipynb"
             nbformat.write(make_notebook(release, SUBMISSIONS[name]), path)
@@ -55,25 +56,28 @@ def main() -> None:
         print(f"{len(paths)} submissions x {args.rounds} rounds, os.cpu_count()={os.cpu_count()}")
         from coursekit.submission import gradable_cells, read_submission
 
-        cells = gradable_cells(read_submission(paths[0]))
+        cells = gradable_cells(read_submission(paths[0], COURSE.rules), ignore_tag=COURSE.rules.ignore_tag)
+        # the job the grader sends (Grader.grade_notebook), with no cell or call, or only the training call
+        job = {"cells": [], "calls": [], "long_calls": [], "device_calls": [],
+               "definitions": list(lab.definitions), "job_module": lab.job_module}
+        training = {**job, "cells": cells, "calls": ["training"], "long_calls": ["training"],
+                    "device_calls": ["training"]}
+        target = lambda c: lab.calls_by_id[c].target  # noqa: E731
         print(f"{'layers':<30} {'empty job':>10} {'cells+training':>15} {'per submission':>15}  level")
         rows = []
         for label, refuse in SETS.items():
             os.environ["COURSEKIT_REFUSE"] = refuse
-            grader = default_grader()
+            grader = COURSE.grader(A)
             level = grader.isolation
             empty = []
             for _ in range(args.rounds * 4):
                 t = time.perf_counter()
-                grader.sandbox.run_job({"cells": [], "calls": [], "training": {}}, grader.limits,
-                                       lambda c: checks.CALLS_BY_ID[c].target)
+                grader.sandbox.run_job(job, grader.limits, target)
                 empty.append(time.perf_counter() - t)
             train = []
-            settings = {k: grader.training[k] for k in ("seed", "steps", "batch_size", "lr", "device")}
             for _ in range(args.rounds):
                 t = time.perf_counter()
-                grader.sandbox.run_job({"cells": cells, "calls": ["training"], "training": settings},
-                                       grader.limits, lambda c: checks.CALLS_BY_ID[c].target)
+                grader.sandbox.run_job(training, grader.limits, target)
                 train.append(time.perf_counter() - t)
             per_sub = []
             for _ in range(args.rounds):

@@ -21,11 +21,11 @@ sys.path.insert(0, str(ROOT))
 
 import nbformat  # noqa: E402
 
-import course_config as cfg  # noqa: E402
+from coursekit import course  # noqa: E402
 from coursekit.build import build  # noqa: E402
 from tests.corpus import SUBMISSIONS, make_notebook  # noqa: E402
 
-A = cfg.ASSIGNMENT
+A = course.load().assignment().name
 
 
 def nbgrader(course: Path, *args: str) -> float:

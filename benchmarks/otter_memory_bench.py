@@ -30,7 +30,9 @@ sys.path.insert(0, str(ROOT))
 
 import nbformat  # noqa: E402
 
-import course_config as cfg  # noqa: E402
+from coursekit import course  # noqa: E402
+
+A = course.load().assignment()
 
 SLOW_LOOKUP_CELL = '''
 import time as _t
@@ -115,18 +117,18 @@ def main() -> None:
     ap.add_argument("--zip", action="append", default=[],
                     help="LABEL=PATH of an autograder zip (default: built=the built zip)")
     args = ap.parse_args()
-    zips = dict(z.split("=", 1) for z in args.zip) or {"built": str(cfg.AUTOGRADER_ZIP)}
+    zips = dict(z.split("=", 1) for z in args.zip) or {"built": str(A.autograder_zip)}
     zips = {label: str(Path(path).resolve()) for label, path in zips.items()}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        solutions = cfg.SOLUTIONS_DIR / f"{cfg.ASSIGNMENT}.ipynb"
+        solutions = A.solutions_dir / f"{A.name}.ipynb"
         slow = nbformat.read(solutions, as_version=4)
         at = max(i for i, c in enumerate(slow.cells) if c.cell_type == "code" and "def lookup" in c.source)
         slow.cells.insert(at + 1, nbformat.v4.new_code_cell(SLOW_LOOKUP_CELL))
         (tmp / "slow").mkdir()
-        nbformat.write(slow, tmp / "slow" / f"{cfg.ASSIGNMENT}.ipynb")
-        subs = {"release": cfg.RELEASE_DIR / f"{cfg.ASSIGNMENT}.ipynb", "solutions": solutions,
-                "slow correct": tmp / "slow" / f"{cfg.ASSIGNMENT}.ipynb"}
+        nbformat.write(slow, tmp / "slow" / f"{A.name}.ipynb")
+        subs = {"release": A.release_dir / f"{A.name}.ipynb", "solutions": solutions,
+                "slow correct": tmp / "slow" / f"{A.name}.ipynb"}
         print("| zip | submission | peak total PSS | largest processes at the peak (PSS MB) | wall | score |")
         print("|---|---|---|---|---|---|")
         for label, zip_path in zips.items():

@@ -1,7 +1,7 @@
 """What preloading the lab's imports in the grader saves per submission.
 
 Grades the solutions notebook `--runs` times with one warm grader (after one warm-up
-grading), once with course_config.PRELOAD_MODULES emptied and once as configured. Each
+grading), once with the lab's `preload` (lab.toml) emptied and once as configured. Each
 variant runs in its own fresh process, so nothing is imported by the other.
 
     .venv/bin/python benchmarks/preload_bench.py --runs 3
@@ -20,14 +20,16 @@ sys.path.insert(0, str(ROOT))
 
 
 def one_variant(preload: bool, runs: int) -> None:
-    import course_config as cfg
+    import dataclasses
 
+    from coursekit import course
+
+    COURSE = course.load()
+    A = COURSE.assignment()
     if not preload:
-        cfg.PRELOAD_MODULES = []
-    from coursekit.engine import default_grader
-
-    grader = default_grader()
-    path = cfg.SOLUTIONS_DIR / f"{cfg.ASSIGNMENT}.ipynb"
+        A = dataclasses.replace(A, preload=(), _lab=[])  # its lab is made without the preload
+    grader = COURSE.grader(A)
+    path = A.solutions_dir / f"{A.name}.ipynb"
     grader.grade_path(path)  # warm-up
     start = time.perf_counter()
     for _ in range(runs):

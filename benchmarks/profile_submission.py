@@ -25,11 +25,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import course_config as cfg  # noqa: E402
-from coursekit import calls, checks  # noqa: E402
-from coursekit.engine import course_bundle, default_grader  # noqa: E402
+from coursekit import course  # noqa: E402
 from coursekit.notebook_defs import load_definitions  # noqa: E402
 from tests.corpus import write_corpus  # noqa: E402
+
+COURSE = course.load()
+A = COURSE.assignment()
+LAB = A.lab()  # imports the lab folder as the package attention_basics
+from attention_basics import calls, checks  # noqa: E402
 
 
 def phases(grader, path: Path) -> dict[str, float]:
@@ -73,11 +76,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    print(f"load average {os.getloadavg()[0]:.2f}; budget {cfg.TRAINING_CHECK['steps']} steps x "
-          f"batch {cfg.TRAINING_CHECK['batch_size']}")
+    training = LAB.settings["training"]
+    print(f"load average {os.getloadavg()[0]:.2f}; budget {training['steps']} steps x "
+          f"batch {training['batch_size']}")
     with tempfile.TemporaryDirectory() as tmp:
-        path = write_corpus(cfg.RELEASE_DIR / f"{cfg.ASSIGNMENT}.ipynb", Path(tmp), ["c01_at_operator"])[0]
-        grader = default_grader()
+        path = write_corpus(A.release_dir / f"{A.name}.ipynb", Path(tmp), ["c01_at_operator"])[0]
+        grader = COURSE.grader(A)
         try:
             grader.grade_path(path)  # warm-up: the zygote's start is paid once per worker
             runs = [phases(grader, path) for _ in range(args.runs)]
@@ -90,8 +94,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    p = checks.probes(checks.load_bundle(course_bundle()), cfg.TRAINING_CHECK)
-    model = load_definitions(cfg.SOLUTIONS_DIR / f"{cfg.ASSIGNMENT}.ipynb")["AttentionTest"]
+    p = LAB.inputs(LAB.load_data(A.data_path()), LAB.settings)
+    model = load_definitions(A.solutions_dir / f"{A.name}.ipynb")["AttentionTest"]
     for what, fn in (("training call", lambda: calls.evaluate(calls.CALLS_BY_ID["training"],
                                                                {"AttentionTest": model}, p, {})),):
         prof = cProfile.Profile()

@@ -40,7 +40,10 @@ sys.path.insert(0, str(ROOT))
 import nbformat  # noqa: E402
 from nbclient import NotebookClient  # noqa: E402
 
-import course_config as cfg  # noqa: E402
+from coursekit import course  # noqa: E402
+
+COURSE = course.load()
+A = COURSE.assignment()
 
 SCALE = 6  # 60k training images / the 10k test split that stands in for them
 CPU_BRANCH = 'if device.type == "cpu":'
@@ -49,8 +52,10 @@ HARNESS = (
     "# student_run.py: offline, the MNIST test split stands in for the training split\n"
     f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
     "import torchvision.datasets\n"
-    "from coursekit.data import stand_in_mnist_class\n"
-    "torchvision.datasets.MNIST = stand_in_mnist_class()\n")
+    "from coursekit.course import load as _load_course\n"
+    "from tests.standin.mnist import stand_in_mnist_class\n"
+    "_course = _load_course()\n"
+    "torchvision.datasets.MNIST = stand_in_mnist_class(_course.mnist_root, _course.root / '.cache' / 'mnist')\n")
 SUMMARY = (
     "# student_run.py: the loss numbers of the run\n"
     "print('student_run: %d steps, min loss %.4f, mean of the last 100 losses %.4f, threads %d'\n"
@@ -118,7 +123,7 @@ def main() -> None:
 
     from coursekit.build import build
 
-    root = cfg.mnist_root()
+    root = COURSE.mnist_root
     stand_in = not has_training_split(root)
     os.environ["MNIST_ROOT"] = str(root)
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
@@ -134,7 +139,7 @@ def main() -> None:
         prepare(nb, args.recipe, args.epochs, args.overrides, stand_in)
         work = tmp / "work"
         work.mkdir()
-        shutil.copy(built["solutions"], work / f"{cfg.ASSIGNMENT}.ipynb")  # grader.export needs it
+        shutil.copy(built["solutions"], work / f"{A.name}.ipynb")  # grader.export needs it
         print(f"before: {uptime()}", flush=True)
         start = time.perf_counter()
         NotebookClient(nb, timeout=3600, kernel_name="python3", record_timing=True,

@@ -41,7 +41,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-import course_config as cfg  # noqa: E402
+from coursekit import course  # noqa: E402
+
+COURSE = course.load()
+A = COURSE.assignment()
 
 HERE = Path(__file__).resolve().parent
 VENV = "/opt/colab-venv"
@@ -61,7 +64,7 @@ def in_root(root: Path, out: Path, argv: list[str], timeout: float) -> float:
     scratch = run / "scratch"
     scratch.mkdir()
     (ROOT / ".cache").mkdir(exist_ok=True)  # a mount point; git-ignored
-    data = cfg.mnist_root().resolve()
+    data = COURSE.mnist_root.resolve()
     env = {"PATH": f"{VENV}/bin:/usr/bin:/bin", "HOME": "/root", "LANG": "C.UTF-8",
            "PYTHONDONTWRITEBYTECODE": "1", "MNIST_ROOT": str(data),
            "COLAB_WHEELHOUSE": "/opt/wheelhouse", "MPLBACKEND": "Agg"}
@@ -106,14 +109,12 @@ def root_python(script: str, *args: str) -> list[str]:
 
 def grade_folder(paths: list[Path]) -> dict[str, dict[str, Any]]:
     """Scores and feedback of each notebook with the normal grader (this torch)."""
-    from coursekit.engine import default_grader
-
-    grader = default_grader()
+    grader = COURSE.grader(A)
     try:
         out = {}
         for path in paths:
             report = grader.grade_path(path)
-            out[path.stem] = {"scores": [report.scores[q] for q in cfg.AUTOGRADED_POINTS],
+            out[path.stem] = {"scores": [report.scores[q] for q in A.points],
                               "status": report.status, "feedback": report.feedback()}
         return out
     finally:
@@ -128,7 +129,7 @@ def grade(out: Path) -> dict[str, Any]:
     from tests.corpus import write_corpus
     from tests.test_corpus import EXPECTED
 
-    release_nb = cfg.RELEASE_DIR / f"{cfg.ASSIGNMENT}.ipynb"
+    release_nb = A.release_dir / f"{A.name}.ipynb"
     executed = sorted((out / "corpus").glob("*.ipynb"))
     with tempfile.TemporaryDirectory() as tmp:
         fresh = write_corpus(release_nb, Path(tmp))
@@ -141,8 +142,8 @@ def grade(out: Path) -> dict[str, Any]:
                               "unexecuted": unexecuted, "executed_211": after,
                               "seconds": round(seconds, 1),
                               "release": grade_folder([upload])[upload.stem] if upload.is_file() else None}
-    if upload.is_file() and cfg.AUTOGRADER_ZIP.is_file():
-        result["release_otter"] = question_scores(otter_run(upload, cfg.AUTOGRADER_ZIP))
+    if upload.is_file() and A.autograder_zip.is_file():
+        result["release_otter"] = question_scores(otter_run(upload, A.autograder_zip))
     (out / "grade.json").write_text(json.dumps(result, indent=1, ensure_ascii=False))
     return result
 
@@ -179,7 +180,7 @@ def report(out: Path, timings: dict[str, float]) -> tuple[str, str]:
     pub_root, pub_host = load(out / "public-root.json"), load(out / "public-host.json")
     corpus = load(out / "corpus" / "corpus.json")
     git = (load(out / "commits.json") or {}).get("release", "?")
-    points = list(cfg.AUTOGRADED_POINTS)
+    points = list(A.points)
 
     checks = [f"- `{q}`: " + (" / ".join(f"“{line}”" for line in lines) if lines else "(no output)")
               for q, lines in rel["checks"].items()]
@@ -196,7 +197,7 @@ def report(out: Path, timings: dict[str, float]) -> tuple[str, str]:
     same_scores = all(une[n]["scores"] == exe[n]["scores"] == exp[n] for n in exp)
     same_feedback = all(une[n]["feedback"] == exe[n]["feedback"] for n in exp)
     rel_scores = grades["release"]["scores"] if grades.get("release") else None
-    full = [float(p) for p in cfg.AUTOGRADED_POINTS.values()]
+    full = [float(p) for p in A.points.values()]
     slowest = sorted(rel["cells"], key=lambda c: -c["s"])[:3]
     total = sum(timings.values())
 
@@ -226,7 +227,7 @@ def report(out: Path, timings: dict[str, float]) -> tuple[str, str]:
         + (f"; by `otter run` with the built autograder: {list(grades['release_otter'].values())}."
            if grades.get("release_otter") else "."),
         "",
-        f"**Public checks of the whole corpus** ({len(pub_root['lines'])} submissions, coursekit.public_checks",
+        f"**Public checks of the whole corpus** ({len(pub_root['lines'])} submissions, the lab's public_checks.py",
         f"as tests/test_public_checks.py runs them): the lines under Python {rv['python']} / torch "
         f"{rv['torch.__version__']} against Python {hv['python']} / torch {hv['torch.__version__']}: "
         + ("identical." if same_public else

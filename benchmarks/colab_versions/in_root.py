@@ -33,9 +33,11 @@ sys.path.insert(0, str(ROOT))
 
 import nbformat  # noqa: E402
 
-import course_config as cfg  # noqa: E402
+from coursekit import course  # noqa: E402
 
-RELEASE = cfg.RELEASE_DIR / f"{cfg.ASSIGNMENT}.ipynb"
+COURSE = course.load()
+A = COURSE.assignment()
+RELEASE = A.release_dir / f"{A.name}.ipynb"
 # Colab's versions that matter to the lab, as listed in requirements-colab.txt
 PACKAGES = ("torch", "torchvision", "numpy", "matplotlib", "pandas", "ipython", "ipykernel",
             "jupyter_client", "nbformat", "nbclient", "ipywidgets", "otter-grader")
@@ -62,8 +64,10 @@ HARNESS = (
     "# colab-check harness: offline, the MNIST test split stands in for the training split\n"
     f"import sys; sys.path.append({str(ROOT)!r})\n"
     "import torchvision.datasets\n"
-    "from coursekit.data import stand_in_mnist_class\n"
-    "torchvision.datasets.MNIST = stand_in_mnist_class()\n"
+    "from coursekit.course import load as _load_course\n"
+    "from tests.standin.mnist import stand_in_mnist_class\n"
+    "_course = _load_course()\n"
+    "torchvision.datasets.MNIST = stand_in_mnist_class(_course.mnist_root, _course.root / '.cache' / 'mnist')\n"
     f"sys.path.remove({str(ROOT)!r})\n")
 
 
@@ -88,7 +92,7 @@ def versions() -> dict[str, Any]:
 
 def public_lines() -> dict[str, dict[str, list[str]]]:
     """Each corpus entry's public-check lines by question, as tests/test_public_checks.py
-    computes them (the student's definitions loaded in-process, coursekit.public_checks)."""
+    computes them (the student's definitions loaded in-process, the lab's public checks)."""
     from coursekit.notebook_defs import load_definitions
     from tests.corpus import public_lines as lines_of, write_corpus
 
@@ -163,7 +167,7 @@ def execute(nb: nbformat.NotebookNode, folder: Path, kernel: str, *, skip_ignore
         for i, cell in enumerate(nb.cells):
             if cell.cell_type != "code":
                 continue
-            if skip_ignored and i > 0 and cfg.IGNORE_TAG in cell.metadata.get("tags", []):
+            if skip_ignored and i > 0 and COURSE.rules.ignore_tag in cell.metadata.get("tags", []):
                 continue
             start = time.perf_counter()
             client.execute_cell(cell, i)
@@ -182,7 +186,7 @@ def solution_spec():
 def kernel_env() -> dict[str, str]:
     """The kernel's environment: MNIST's root, and pip offline from the root's wheelhouse
     (what Colab would download if the release's first cell installs anything)."""
-    env = {"MNIST_ROOT": str(cfg.mnist_root()), "PYTHONDONTWRITEBYTECODE": "1",
+    env = {"MNIST_ROOT": str(COURSE.mnist_root), "PYTHONDONTWRITEBYTECODE": "1",
            "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     wheelhouse = os.environ.get("COLAB_WHEELHOUSE")
     if wheelhouse:

@@ -17,7 +17,7 @@ _PACKAGE = Path(__file__).resolve().parents[1]  # coursekit/
 # The grading engine travels at the zip's root, where Gradescope's Python finds it; the
 # lab's folder beside it (`lab_files.zip_files`), as in the repository.
 ENGINE_MODULES = ("__init__.py", "engine.py", "report.py", "student_side.py", "otter_plugin.py",
-                  "submission.py", "calling.py", "lab.py", "course.py", "image.py",
+                  "submission.py", "safe_read.py", "calling.py", "lab.py", "course.py", "image.py",
                   *(f"sandbox/{p.name}" for p in sorted((_PACKAGE / "sandbox").glob("*.py"))))
 _OTTER_NOISE = ("[IPKernelApp]", "During handling of the above exception",
                 "The above exception was the direct cause")

@@ -67,6 +67,6 @@ def make_lab(settings: Mapping[str, Any]) -> Lab:
         make_data=lambda path: data.make_bundle(path, mnist_root=settings["data_root"],
                                                 cache=Path(settings["cache"]) / "mnist", **bundle),
         error_kinds=ERROR_KINDS,
-        shipped={"lab_checks.py": HERE / "public_checks.py"},
+        public_checks=HERE / "public_checks.py",
         preload=tuple(settings.get("preload", ())),
     )

@@ -23,5 +23,5 @@ def make_lab(settings: Mapping[str, Any]) -> Lab:
     return Lab(name="scaling", folder=HERE, settings=settings, calls=tuple(calls.CALLS),
                cases=checks.CASES, definitions=("scale",), job_module=calls.__name__,
                inputs=lambda data, s: checks.probes(), load_data=lambda path: {},
-               make_data=_no_data, shipped={"lab_checks.py": HERE / "public_checks.py"},
+               make_data=_no_data, public_checks=HERE / "public_checks.py",
                preload=tuple(settings.get("preload", ())))
