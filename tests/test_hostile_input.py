@@ -15,7 +15,6 @@ import os
 import struct
 import zipfile
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -290,111 +289,20 @@ def test_not_utf8_in_a_zip_is_bad_input(tmp_path):
         read_submission(path)
 
 
-# --- grade.py: student ids and searching ----------------------------------------------
-
-def _touch(path: Path, text: str = "{}") -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
-
-
-def test_student_ids_are_safe(tmp_path):
-    subs = tmp_path / "subs"
-    for name in ["...ipynb", "=1+2.ipynb", "alice (1).ipynb", "a\nb.ipynb", ".hidden.ipynb",
-                 "José.ipynb", "x" * 200 + ".ipynb", "sec1/bob.ipynb", "Carol.ipynb", "carol.zip",
-                 "carol#2.ipynb", "-rf.ipynb", "李.ipynb"]:
-        _touch(subs / name)
-    ids = {p.relative_to(subs).as_posix(): sid for sid, p in grade.find_submissions([subs])}
-    assert ids == {
-        "...ipynb": "submission", "=1+2.ipynb": "1+2", "alice (1).ipynb": "alice_1", "a\nb.ipynb": "a_b",
-        ".hidden.ipynb": "hidden", "José.ipynb": "Jose", "x" * 200 + ".ipynb": "x" * 100,
-        "sec1/bob.ipynb": "sec1__bob", "Carol.ipynb": "Carol", "carol#2.ipynb": "carol#2",
-        "carol.zip": "carol#3", "-rf.ipynb": "rf", "李.ipynb": "submission#2"}
-
-
-def test_gradescope_metadata_ids_are_safe(tmp_path):
-    export = tmp_path / "export"
-    for sub in ("submission_1", "submission_2", "submission_3"):
-        _touch(export / sub / "lab.ipynb")
-    (export / "submission_metadata.yml").write_text(
-        "submission_1:\n  :submitters:\n  - :sid: '../../etc/passwd'\n"
-        "submission_2: [1, 2]\n"
-        "submission_3:\n  :submitters:\n  - :email: \"<b>x</b>@a.edu\"\n")
-    found = [(sid, p.parent.name) for sid, p in grade.find_submissions([export])]
-    assert found == [("etc_passwd", "submission_1"), ("submission_2", "submission_2"),
-                     ("b_x_b_@a.edu", "submission_3")]
-
-
-def test_search_never_follows_links_or_reads_special_files(tmp_path):
-    subs = tmp_path / "subs"
-    _touch(subs / "real.ipynb")
-    outside = tmp_path / "outside"
-    _touch(outside / "secret.ipynb")
-    (subs / "linked.ipynb").symlink_to(outside / "secret.ipynb")
-    (subs / "linked_dir").symlink_to(outside)
-    os.mkfifo(subs / "pipe.ipynb")
-    assert [p.name for _, p in grade.find_submissions([subs])] == ["real.ipynb"]
-
-
-def test_gradescope_export_skips_linked_folders(tmp_path):
-    export = tmp_path / "export"
-    _touch(export / "submission_1" / "lab.ipynb")
-    _touch(tmp_path / "outside" / "lab.ipynb")
-    (export / "submission_2").symlink_to(tmp_path / "outside")
-    (export / "submission_metadata.yml").write_text("submission_1:\n  :submitters:\n  - :sid: '1'\n")
-    assert [(sid, p.parent.name) for sid, p in grade.find_submissions([export])] == [("1", "submission_1")]
-
-
-# --- grade.py: outputs ------------------------------------------------------------------
+# --- the batch's outputs and its real engine ---------------------------------------------
+# (ids, searching, CSV and Markdown escaping, stored reports and the fake-worker batch are
+# tested with the batch's modules in tests/test_batch.py and tests/test_report.py)
 
 def _report(status="ok", message="", isolation="namespaces", cases=()):
-    scores = {q: 0.0 for q in cfg.AUTOGRADED_POINTS}
-    feedback = {q: [] for q in cfg.AUTOGRADED_POINTS}
-    for c in cases:
-        if c.passed:
-            scores[c.question] += c.points
-        else:
-            feedback[c.question].append(c.message)
-    return SimpleNamespace(status=status, message=message, isolation=isolation, cases=list(cases),
-                           scores=scores, total=sum(scores.values()), feedback=lambda: feedback)
+    from coursekit.report import Report
 
-
-def test_csv_cells_are_formula_safe(tmp_path):
-    path = tmp_path / "grades.csv"
-    grade.write_csv([("=1+2", _report("bad input", "=HYPERLINK(\"http://x\")")),
-                     ("@sum", _report(message="-2+3")), ("+1", _report(message="\tx")),
-                     ("bob", _report(message="fine"))], path)
-    rows = list(csv.reader(path.open()))
-    assert rows[0] == ["student", *cfg.AUTOGRADED_POINTS, "total", "status", "isolation", "device", "message"]
-    assert [r[0] for r in rows[1:]] == ["'=1+2", "'@sum", "'+1", "bob"]
-    assert [r[-1] for r in rows[1:]] == ["'=HYPERLINK(\"http://x\")", "'-2+3", "'\tx", "fine"]
-    assert rows[1][1:len(cfg.AUTOGRADED_POINTS) + 4] == ["0"] * len(cfg.AUTOGRADED_POINTS) + ["0", "bad input", "namespaces"]
-
-
-def test_csv_isolation_is_empty_for_reports_without_it(tmp_path):
-    path = tmp_path / "grades.csv"
-    report = _report()
-    del report.isolation
-    grade.write_csv([("bob", report)], path)
-    row = next(csv.DictReader(path.open()))
-    assert (row["status"], row["isolation"]) == ("ok", "")
-
-
-def test_markdown_report_escapes_student_text():
-    case = SimpleNamespace(case="lookup_1", question="lookup", points=5.0, passed=False,
-                           message="lookup: <script>x</script> | `y` [a](javascript:z)\n# fake")
-    text = grade.markdown_report("<img src=x onerror=alert(1)>|`", _report(
-        "bad input", "sub.ipynb:<b>x</b>\n\n**12/12**", cases=[case]))
-    assert "<img" not in text and "<script>" not in text and "<b>" not in text
-    assert "# Attention Basics: &lt;img src=x onerror=alert(1)&gt;\\|\\`" in text
-    assert "> bad input: sub.ipynb:&lt;b&gt;x&lt;/b&gt; \\*\\*12/12\\*\\*" in text
-    assert "| lookup | 0 / 5 | lookup: &lt;script&gt;x&lt;/script&gt; \\| \\`y\\` \\[a\\](javascript:z) # fake |" in text
-    assert not any(line.startswith("# fake") for line in text.splitlines())
+    return Report(status=status, message=message, isolation=isolation, cases=list(cases))
 
 
 def test_gradescope_results_escape_html():
-    case = SimpleNamespace(case="lookup_1", question="lookup", points=5.0, passed=False,
-                           message="lookup: <img src=x> & more")
+    from coursekit.report import CaseResult
+
+    case = CaseResult("lookup_1", "lookup", 5.0, False, "lookup: <img src=x> & more")
     from coursekit.report import gradescope_results
 
     out = gradescope_results(_report("bad input", "a<b>.ipynb is empty", cases=[case]))
@@ -404,122 +312,14 @@ def test_gradescope_results_escape_html():
     assert "<" not in json.dumps(out)
 
 
-# --- grade.py: stored reports -------------------------------------------------------------
-
-GOOD_CASE = {"case": "lookup_1", "question": "lookup", "points": 5.0, "passed": True, "message": ""}
-MALFORMED_REPORTS = {
-    "not_json": "{bad",
-    "a_list": "[]",
-    "status_a_number": json.dumps({"status": 1, "message": "", "cases": []}),
-    "message_missing": json.dumps({"status": "ok", "cases": []}),
-    "cases_an_object": json.dumps({"status": "ok", "message": "", "cases": {}}),
-    "points_a_string": json.dumps({"status": "ok", "message": "", "cases": [{**GOOD_CASE, "points": "5"}]}),
-    "points_a_bool": json.dumps({"status": "ok", "message": "", "cases": [{**GOOD_CASE, "points": True}]}),
-    "points_infinite": '{"status": "ok", "message": "", "cases": [{"case": "c", "question": "lookup", '
-                       '"points": Infinity, "passed": true, "message": ""}]}',
-    "passed_a_string": json.dumps({"status": "ok", "message": "", "cases": [{**GOOD_CASE, "passed": "yes"}]}),
-    "unknown_question": json.dumps({"status": "ok", "message": "", "cases": [{**GOOD_CASE, "question": "q9"}]}),
-    "too_many_cases": json.dumps({"status": "ok", "message": "", "cases": [GOOD_CASE] * 2000}),
-    "isolation_a_list": json.dumps({"status": "ok", "message": "", "cases": [], "isolation": []}),
-    "device_unknown": json.dumps({"status": "ok", "message": "", "cases": [], "device": "tpu; rm -rf /"}),
-    "device_a_number": json.dumps({"status": "ok", "message": "", "cases": [], "device": 1}),
-    "deep": '{"status": "ok", "message": "", "cases": []' + ', "x": ' + "[" * 100_000 + "]" * 100_000 + "}",
-}
-
-
-@pytest.mark.parametrize("case", sorted(MALFORMED_REPORTS))
-def test_load_report_refuses_malformed_reports(case, tmp_path):
-    path = tmp_path / "r.json"
-    path.write_text(MALFORMED_REPORTS[case])
-    with pytest.raises(ValueError):
-        grade._load_report(path)
-
-
-def test_load_report_reads_isolation(tmp_path):
-    path = tmp_path / "r.json"
-    path.write_text(json.dumps({"status": "ok", "message": "", "cases": [GOOD_CASE], "isolation": "namespaces"}))
-    report = grade._load_report(path)
-    assert (report.status, report.total, getattr(report, "isolation", None)) == ("ok", 5.0, "namespaces")
-
-
-# --- grade.py: the batch goes on ---------------------------------------------------------
-
-def _fake_grade_one(path: str, report_path: str) -> str:
-    """Stands in for the engine in the workers: fails or dies on cue, by file name."""
-    name = Path(path).name
-    if name.startswith("boom"):
-        raise RuntimeError("grader bug with student text <b>")
-    if name.startswith("die"):
-        os._exit(9)  # the worker process dies, as a kill -9 or the OOM killer would do
-    report = {"status": "ok", "message": "", "isolation": "fake", "cases": [GOOD_CASE]}
-    Path(report_path).write_text(json.dumps(report))
-    return report_path
-
-
-@pytest.fixture
-def fake_workers(monkeypatch):
-    monkeypatch.setattr(grade, "_load_grader", lambda slot: None, raising=False)
-    monkeypatch.setattr(grade, "_grade_one", _fake_grade_one)
+def _touch(path: Path, text: str = "{}") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
 
 
 def _rows(out: Path) -> dict[str, dict]:
     return {r["student"]: r for r in csv.DictReader((out / "grades.csv").open())}
-
-
-@pytest.mark.parametrize("jobs", [1, 2])
-def test_one_submission_never_stops_the_batch(jobs, fake_workers, tmp_path):
-    subs = tmp_path / "subs"
-    for name in ["a", "b", "boom", "c", "die", "d", "e"]:
-        _touch(subs / f"{name}.ipynb", name)
-    grade.grade_all([subs], tmp_path / "out", jobs=jobs, progress=False)
-    rows = _rows(tmp_path / "out")
-    assert {s: (r["status"], r["total"]) for s, r in rows.items()} == {
-        "a": ("ok", "5"), "b": ("ok", "5"), "c": ("ok", "5"), "d": ("ok", "5"), "e": ("ok", "5"),
-        "boom": ("error", "0"), "die": ("error", "0")}
-    assert rows["boom"]["message"] == "grading failed with an internal error (RuntimeError); it is retried on the next run"
-    assert rows["die"]["message"] == "the grading process died while grading it; it is retried on the next run"
-    assert rows["a"]["isolation"] == "fake"
-    # errors are not stored: the next run grades them again
-    assert len(list((tmp_path / "out" / ".reports").glob("*.json"))) == 5
-
-
-@pytest.mark.parametrize("case", ["not_json", "points_a_string", "too_many_cases"])
-def test_malformed_stored_report_is_regraded(case, fake_workers, tmp_path):
-    subs = tmp_path / "subs"
-    _touch(subs / "a.ipynb", "a")
-    out = tmp_path / "out"
-    grade.grade_all([subs], out, jobs=1, progress=False)
-    [stored] = (out / ".reports").glob("*.json")
-    stored.write_text(MALFORMED_REPORTS[case])
-    grade.grade_all([subs], out, jobs=1, progress=False)
-    assert json.loads(stored.read_text())["cases"] == [GOOD_CASE]
-    assert _rows(out)["a"]["total"] == "5"
-
-
-def test_a_stored_error_report_is_graded_again(fake_workers, tmp_path):
-    """A report whose grading failed (its sandbox did not start: status "error") is the
-    grader's fault, not a grade: the next run grades the submission again."""
-    subs = tmp_path / "subs"
-    _touch(subs / "a.ipynb", "a")
-    out = tmp_path / "out"
-    grade.grade_all([subs], out, jobs=1, progress=False)
-    [stored] = (out / ".reports").glob("*.json")
-    stored.write_text(json.dumps({"status": "error", "message": "not graded: the sandbox did not start",
-                                  "isolation": "", "cases": []}))
-    grade.grade_all([subs], out, jobs=1, progress=False)
-    assert (_rows(out)["a"]["status"], _rows(out)["a"]["total"]) == ("ok", "5")
-    assert json.loads(stored.read_text())["status"] == "ok"
-
-
-def test_dot_dot_submission_stays_inside_feedback(fake_workers, tmp_path):
-    subs = tmp_path / "subs"
-    _touch(subs / "...ipynb", "x")
-    out = tmp_path / "out" / "grades"
-    grade.grade_all([subs], out, jobs=1, progress=False)
-    assert not (out / "report.md").exists() and not (out / "results.json").exists()
-    assert not (out.parent / "report.md").exists()
-    assert (out / "feedback" / "submission" / "report.md").is_file()
-    assert list(_rows(out)) == ["submission"]
 
 
 def test_hostile_files_graded_for_real_in_one_batch(tmp_path):
@@ -537,16 +337,3 @@ def test_hostile_files_graded_for_real_in_one_batch(tmp_path):
     assert rows["nosource"]["message"] == "nosource.ipynb is a damaged notebook (cell 1 has no source)"
     assert rows["deep"]["message"] == "deep.ipynb is not a notebook: its JSON is nested too deeply"
     assert rows["link"]["message"] == "link.ipynb is a link, not a file"
-
-
-def _broken_loader(slot: int) -> None:
-    raise RuntimeError("no MNIST here")
-
-
-def test_workers_that_cannot_start_end_the_run_with_an_error(monkeypatch, tmp_path):
-    """Not a submission's fault: the run stops with a clear error instead of looping."""
-    monkeypatch.setattr(grade, "_load_grader", _broken_loader, raising=False)
-    _touch(tmp_path / "subs" / "a.ipynb")
-    with pytest.raises(RuntimeError, match="the grading workers stopped before grading anything"):
-        grade.grade_all([tmp_path / "subs"], tmp_path / "out", jobs=2, progress=False)
-    assert not (tmp_path / "out" / "grades.csv").exists()

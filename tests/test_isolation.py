@@ -219,9 +219,7 @@ def batch_tag(token: str) -> Spec:
 def fd_cell(marker_path: Path | None) -> str:
     """Writes into every inherited descriptor but 0/1/2: a pickle frame whose loading
     creates `marker_path` (multiprocessing's length-prefixed format), or junk."""
-    if marker_path is not None:
-        return attack_cell("fd_pickle", CK_MARKER_PATH=str(marker_path))
-    return attack_cell("fd_junk")
+    return attack_cell("inherited_fds", CK_MARKER_PATH=None if marker_path is None else str(marker_path))
 
 
 KILL_PARENT = attack_cell("kill_parent")

@@ -132,9 +132,11 @@ def test_release_on_colab_checks_and_submits(built, colab, tmp_path, variant):
     # what the student downloads (File -> Download .ipynb) and uploads
     upload = tmp_path / f"{cfg.ASSIGNMENT}.ipynb"
     nbformat.write(nb, upload)
-    from coursekit.grade import grade_all, otter_run, scores_from_results
+    from coursekit.batch.otter_run import otter_run
+    from coursekit.grade import grade_all
+    from tests.conftest import question_scores
 
-    scores = scores_from_results(otter_run(upload, built["zip"]))
+    scores = question_scores(otter_run(upload, built["zip"]))
     assert scores == {q: float(p) for q, p in cfg.AUTOGRADED_POINTS.items()}
     rows = grade_all([upload], tmp_path / "graded", jobs=1, progress=False)
     assert [r.total for _, r in rows] == [sum(cfg.AUTOGRADED_POINTS.values())]
