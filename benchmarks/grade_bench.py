@@ -241,7 +241,9 @@ def code_env(tree: Path) -> dict[str, str]:
 
 
 def check_imports(tree: Path) -> None:
-    """Exit unless a Python started as the graders are imports `tree`'s own code."""
+    """Exit unless a Python started as the graders are imports `tree`'s own code. (`tree` is
+    the revision before issue 19, whose coursekit imports the top-level course_config by
+    name: it must be the tree's too.)"""
     probe = ("import coursekit, course_config, coursekit.sandbox.supervisor as s; "
              "print(coursekit.__file__); print(course_config.__file__); print(s.__file__)")
     out = subprocess.run([sys.executable, "-c", probe], cwd=tree, env={**os.environ, **code_env(tree)},

@@ -96,6 +96,7 @@ def public_lines() -> dict[str, dict[str, list[str]]]:
     from coursekit.notebook_defs import load_definitions
     from tests.corpus import public_lines as lines_of, write_corpus
 
+    A.lab()  # imports the lab folder as the package attention_basics (its public checks)
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for path in write_corpus(RELEASE, Path(tmp)):
