@@ -42,22 +42,20 @@ class Assignment:
     """One lab of the course: its folder, points and settings, and where its outputs go."""
 
     name: str
-    root: Path  # the course's root (course_config.py's folder)
+    root: Path  # the course's root (course_config.py's folder): the outputs go under it
+    folder: Path  # the lab's folder, `<root>/source/<name>`
     title: str
     points: Mapping[str, float]  # autograded question -> points
     manual_points: Mapping[str, float]  # written question -> points
     settings: Mapping[str, Any]  # lab.toml's own tables, and the course's data root
     data_file: str
     preload: tuple[str, ...]
+    master_file: Path | None = None  # the master, where it is not `<folder>/<name>.ipynb` (a draft, a test)
     _lab: list[Lab] = field(default_factory=list, repr=False, compare=False)
 
     @property
-    def folder(self) -> Path:
-        return self.root / "source" / self.name
-
-    @property
     def master(self) -> Path:
-        return self.folder / f"{self.name}.ipynb"
+        return self.master_file or self.folder / f"{self.name}.ipynb"
 
     @property
     def release_dir(self) -> Path:
@@ -186,7 +184,7 @@ def read_assignment(root: Path, name: str, data_root: Path) -> Assignment:
     own = {k: v for k, v in data.items() if k not in _LAB_KEYS}
     own["data_root"] = data_root
     own["cache"] = root / ".cache"
-    return Assignment(name=name, root=root, title=data["title"], points=points, manual_points=manual,
+    return Assignment(name=name, root=root, folder=where.parent, title=data["title"], points=points, manual_points=manual,
                       settings=own, data_file=data["data_file"], preload=tuple(data["preload"]))
 
 

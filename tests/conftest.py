@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-import course_config as cfg
+from tests.helpers import A, COURSE
 
-REPO = cfg.REPO_ROOT
+REPO = COURSE.root
 
 
 @pytest.fixture(scope="session")
@@ -56,5 +56,5 @@ def otter_runs(zip_path: Path, notebooks: dict[str, Path | tuple[Path, Path]], o
 
 def question_scores(results: dict) -> dict[str, float]:
     """Per-question scores of a results.json, for the autograded questions only."""
-    got = {t["name"]: t["score"] for t in results["tests"] if t["name"] in cfg.AUTOGRADED_POINTS}
-    return {q: got.get(q) for q in cfg.AUTOGRADED_POINTS}  # in the course's question order
+    got = {t["name"]: t["score"] for t in results["tests"] if t["name"] in A.points}
+    return {q: got.get(q) for q in A.points}  # in the course's question order

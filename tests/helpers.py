@@ -2,7 +2,7 @@
 submission should get, the reference submission, and running `coursekit grade`.
 
 Scores are never pinned here: they follow from the lab's content, i.e. the points in
-course_config.py and the hidden cases in coursekit.checks (each question's points are
+the lab's lab.toml and its hidden cases (Lab.cases) (each question's points are
 split evenly over its cases, as the engine and otter split them). A test says which
 cases a submission fails (`scores(failed)`); a TA who changes the points changes no test.
 """
@@ -10,6 +10,7 @@ cases a submission fails (`scores(failed)`); a TA who changes the points changes
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 import signal
 import subprocess
@@ -22,25 +23,43 @@ from typing import Iterable
 
 import nbformat
 
-import course_config as cfg
-from coursekit import checks
+from coursekit import course
+
+COURSE = course.load()
+A = COURSE.assignment()  # the lab the package's tests know: its release, questions, points, cases
+LAB = A.lab()  # imports the lab's package (attention_basics), for the tests of its modules
+
+
+
+def variant(master: Path | None = None, points: dict | None = None, manual_points: dict | None = None,
+            **lab_changes) -> tuple[course.Assignment, course.Course]:
+    """The lab as a TA's edit would make it, for one test: another master notebook, other
+    points, other fields of its `Lab` (e.g. `cases`); and the course that holds it."""
+    lab = dataclasses.replace(LAB, **lab_changes) if lab_changes else LAB
+    a = dataclasses.replace(A, master_file=master or A.master_file,
+                            points=dict(A.points if points is None else points),
+                            manual_points=dict(A.manual_points if manual_points is None else manual_points),
+                            _lab=[lab])
+    return a, dataclasses.replace(COURSE, assignments={**COURSE.assignments, A.name: a})
+
+
 from tests.corpus import REF_FORWARD, REF_LOOKUP, REF_RETRIEVE, Spec, make_notebook
 
-REPO = cfg.REPO_ROOT
-RELEASE = cfg.RELEASE_DIR / f"{cfg.ASSIGNMENT}.ipynb"
+REPO = COURSE.root
+RELEASE = A.release_dir / f"{A.name}.ipynb"
 
 # --- the lab's questions, cases and points ------------------------------------------------
 
-POINTS: dict[str, float] = {q: float(p) for q, p in cfg.AUTOGRADED_POINTS.items()}
+POINTS: dict[str, float] = dict(A.points)
 QUESTIONS: list[str] = list(POINTS)  # the course's order: score tuples follow it
 CASES_OF: dict[str, tuple[str, ...]] = {
-    q: tuple(cid for cid, case in checks.CASES.items() if case.question == q) for q in QUESTIONS}
+    q: tuple(cid for cid, case in LAB.cases.items() if case.question == q) for q in QUESTIONS}
 
 
 def cases(*questions: str) -> set[str]:
     """Every hidden case of `questions` (a submission that loses those questions whole)."""
     unknown = set(questions) - set(QUESTIONS)
-    assert not unknown, f"no autograded question {sorted(unknown)} in course_config.py"
+    assert not unknown, f"no autograded question {sorted(unknown)} in the lab's lab.toml"
     return {cid for q in questions for cid in CASES_OF[q]}
 
 
@@ -48,8 +67,8 @@ def scores(failed: Iterable[str] = ()) -> tuple[float, ...]:
     """The per-question scores (in the course's order) of a submission that fails the
     hidden cases `failed` and passes every other one, under the configured points."""
     failed = set(failed)
-    unknown = failed - set(checks.CASES)
-    assert not unknown, f"no hidden case {sorted(unknown)} in coursekit.checks.CASES"
+    unknown = failed - set(LAB.cases)
+    assert not unknown, f"no hidden case {sorted(unknown)} in coursekit.LAB.cases"
     return tuple(round(POINTS[q] * sum(c not in failed for c in CASES_OF[q]) / len(CASES_OF[q]), 6)
                  for q in QUESTIONS)
 
@@ -87,7 +106,7 @@ def probe_spec(program: str) -> Spec:
 def stub_count() -> int:
     """How many stubs a release has: one per solution block (`# BEGIN SOLUTION`) in the
     code cells of the master notebook."""
-    nb = nbformat.read(cfg.SOURCE_NOTEBOOK, as_version=4)
+    nb = nbformat.read(A.master, as_version=4)
     return sum(c.source.count("# BEGIN SOLUTION") for c in nb.cells if c.cell_type == "code")
 
 

@@ -14,13 +14,13 @@ from types import SimpleNamespace
 
 import pytest
 
-import course_config as cfg
+from tests.helpers import A, COURSE
 from coursekit.batch.submissions import find_submissions
 from coursekit.grade import grade_all
 from tests.corpus import write_corpus
 from tests.test_gpu import fake_dev  # noqa: F401 - the stand-in /dev with two GPUs
 
-RELEASE = cfg.RELEASE_DIR / f"{cfg.ASSIGNMENT}.ipynb"
+RELEASE = A.release_dir / f"{A.name}.ipynb"
 NAMES = ["c01_at_operator", "c04_einsum", "w01_softmax_wrong_dim", "w06_retrieve_mean",
          "w11_weights_detached", "w14_only_lookup_done", "w15_stubs_left_in", "c07_cast_at_the_end"]
 
@@ -80,7 +80,7 @@ def test_resume_after_kill_9(subs, reference_run, tmp_path):
     """Kill the grader in the middle; the rerun grades only the rest and gives the same CSV."""
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "coursekit", "grade", str(subs), "--out", str(out), "--jobs", "2", "--quiet"]
-    proc = subprocess.Popen(cmd, cwd=cfg.REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, cwd=COURSE.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while time.time() < deadline and len(list((out / ".reports").glob("*.json"))) < 3:
         time.sleep(0.2)
@@ -90,7 +90,7 @@ def test_resume_after_kill_9(subs, reference_run, tmp_path):
     assert 3 <= len(done_before) < len(NAMES) + 1
     assert not (out / "grades.csv").exists()  # written only at the end, never half
     stamps = {p.name: p.stat().st_mtime_ns for p in (out / ".reports").glob("*.json")}
-    subprocess.run(cmd, cwd=cfg.REPO_ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(cmd, cwd=COURSE.root, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     assert (out / "grades.csv").read_text() == (reference_run / "grades.csv").read_text()
     for name, stamp in stamps.items():  # finished submissions were not graded again
         assert (out / ".reports" / name).stat().st_mtime_ns == stamp
@@ -101,7 +101,7 @@ def test_gradescope_export_layout(tmp_path):
     for sub, name in (("submission_101", "c01_at_operator"), ("submission_102", "w15_stubs_left_in")):
         (export / sub).mkdir(parents=True)
         write_corpus(RELEASE, export / sub, [name])
-        (export / sub / f"{name}.ipynb").rename(export / sub / f"{cfg.ASSIGNMENT}.ipynb")
+        (export / sub / f"{name}.ipynb").rename(export / sub / f"{A.name}.ipynb")
     (export / "submission_metadata.yml").write_text(
         "submission_101:\n  :submitters:\n  - :name: Ada L\n    :sid: '1001'\n    :email: ada@example.edu\n"
         "submission_102:\n  :submitters:\n  - :name: Bo K\n    :email: bo@example.edu\n")
@@ -111,10 +111,16 @@ def test_gradescope_export_layout(tmp_path):
 
 
 def test_grade_reports_missing_mnist_root(tmp_path, monkeypatch, capsys):
+    import dataclasses
+
+    from coursekit import course
     from coursekit.cli import main
 
-    monkeypatch.setattr(cfg, "REPO_ROOT", tmp_path)  # no cached slice
-    monkeypatch.setenv("MNIST_ROOT", str(tmp_path / "no_mnist"))
+    # the course with its MNIST root missing and no cached slice (its outputs under tmp_path)
+    a = dataclasses.replace(A, root=tmp_path, _lab=[], settings={
+        **A.settings, "data_root": tmp_path / "no_mnist", "cache": tmp_path / ".cache"})
+    c = dataclasses.replace(COURSE, root=tmp_path, assignments={A.name: a})
+    monkeypatch.setattr(course, "load", lambda *args, **kwargs: c)
     (tmp_path / "a.ipynb").write_text("{}")
     assert main(["grade", str(tmp_path / "a.ipynb"), "--out", str(tmp_path / "out")]) == 2
     assert f"coursekit grade: MNIST data root {tmp_path / 'no_mnist'} does not exist" in capsys.readouterr().err
@@ -158,10 +164,13 @@ def test_exit_code_says_some_rows_are_to_retry(fake_workers, tmp_path, capsys):
 def test_exit_code_says_nothing_could_be_graded(tmp_path, monkeypatch, capsys):
     from coursekit import cli
 
-    monkeypatch.setitem(cfg.RESULTS_VISIBILITY, "hidden", "never")
+    settings = COURSE.config_file.read_text()
+    assert '"hidden": "after_published"' in settings
+    (tmp_path / "course_config.py").write_text(settings.replace('"hidden": "after_published"', '"hidden": "never"'))
+    monkeypatch.setenv("COURSEKIT_CONFIG", str(tmp_path / "course_config.py"))
     (tmp_path / "a.ipynb").write_text("{}")
     assert cli.main(["grade", str(tmp_path / "a.ipynb"), "--out", str(tmp_path / "out")]) == cli.CANNOT_GRADE == 2
-    assert capsys.readouterr().err.startswith("coursekit grade: course_config.RESULTS_VISIBILITY must map")
+    assert capsys.readouterr().err.startswith("coursekit grade: course_config.py: RESULTS_VISIBILITY must map")
     assert cli.main(["grade", str(tmp_path / "nothing.ipynb"), "--out", str(tmp_path / "out")]) == 2
     assert not (tmp_path / "out").exists()
 
@@ -204,10 +213,10 @@ def test_grade_refuses_jobs_beyond_the_visible_gpus(tmp_path, monkeypatch, capsy
     from coursekit import cli
     from coursekit.sandbox import gpu
 
-    monkeypatch.setitem(cfg.TRAINING_CHECK, "device", "cuda")
+    monkeypatch.setitem(A.settings["training"], "device", "cuda")
     monkeypatch.setattr(gpu, "gpu_minors", lambda dev="/dev": [0, 1])  # two on the machine...
     monkeypatch.setattr(gpu, "visible_minors", lambda dev="/dev", proc="": [1])  # ...one for us
-    per = cfg.GPU_SANDBOXES_PER_DEVICE
+    per = COURSE.policy.sandboxes_per_gpu
     (tmp_path / "a.ipynb").write_text("{}")
     assert cli.main(["grade", str(tmp_path / "a.ipynb"), "--out", str(tmp_path / "out"), "--quiet",
                      "--jobs", str(per + 1)]) == 2
@@ -280,11 +289,11 @@ def test_csv_cells_are_formula_safe(tmp_path):
                ("@sum", _report(message="-2+3")), ("+1", _report(message="\tx")),
                ("bob", _report(message="fine", isolation=""))], path)
     rows = list(csv.reader(path.open()))
-    assert rows[0] == ["student", *cfg.AUTOGRADED_POINTS, "total", "status", "isolation", "device", "message"]
+    assert rows[0] == ["student", *A.points, "total", "status", "isolation", "device", "message"]
     assert [r[0] for r in rows[1:]] == ["'=1+2", "'@sum", "'+1", "bob"]
     assert [r[-1] for r in rows[1:]] == ["'=HYPERLINK(\"http://x\")", "'-2+3", "'\tx", "fine"]
-    assert rows[1][1:len(cfg.AUTOGRADED_POINTS) + 4] == ["0"] * len(cfg.AUTOGRADED_POINTS) + ["0", "bad input", "namespaces"]
-    assert rows[4][len(cfg.AUTOGRADED_POINTS) + 3] == ""
+    assert rows[1][1:len(A.points) + 4] == ["0"] * len(A.points) + ["0", "bad input", "namespaces"]
+    assert rows[4][len(A.points) + 3] == ""
 
 
 def test_markdown_report_escapes_student_text():

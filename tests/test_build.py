@@ -3,12 +3,13 @@ hidden tests, and course_config.py and the master notebook cannot drift apart.""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import nbformat
 import pytest
 
-import course_config as cfg
+from tests.helpers import A, COURSE, LAB, variant
 from coursekit import build as B
 from coursekit.build import graded_work
 from coursekit.build.master import read_master
@@ -18,7 +19,7 @@ from coursekit.release_setup import files_in_setup_cell
 def _solution_lines() -> list[str]:
     """Code lines inside the master notebook's solution blocks."""
     lines, inside = [], False
-    for cell in nbformat.read(cfg.SOURCE_NOTEBOOK, as_version=4).cells:
+    for cell in nbformat.read(A.master, as_version=4).cells:
         if cell.cell_type != "code":
             continue
         for line in cell.source.splitlines():
@@ -32,16 +33,16 @@ def _solution_lines() -> list[str]:
 
 
 def test_committed_outputs_match_fresh_build(built):
-    for kind, committed in (("release", cfg.RELEASE_DIR), ("solutions", cfg.SOLUTIONS_DIR)):
+    for kind, committed in (("release", A.release_dir), ("solutions", A.solutions_dir)):
         fresh = built[kind].read_bytes()
-        assert (committed / f"{cfg.ASSIGNMENT}.ipynb").read_bytes() == fresh, (
+        assert (committed / f"{A.name}.ipynb").read_bytes() == fresh, (
             f"{committed} differs from a fresh build: run `make build` and commit")
 
 
 def test_committed_nbgrader_course_matches_fresh_build(built):
-    fresh, committed = built["nbgrader_course"], cfg.NBGRADER_COURSE_DIR
-    for rel in ("nbgrader_config.py", ".gitignore", f"source/{cfg.ASSIGNMENT}/lab_checks.py",
-                f"source/{cfg.ASSIGNMENT}/{cfg.ASSIGNMENT}.ipynb"):
+    fresh, committed = built["nbgrader_course"], COURSE.nbgrader_course_dir
+    for rel in ("nbgrader_config.py", ".gitignore", f"source/{A.name}/lab_checks.py",
+                f"source/{A.name}/{A.name}.ipynb"):
         assert (committed / rel).read_bytes() == (fresh / rel).read_bytes(), (
             f"{committed / rel} differs from a fresh build: run `make build` and commit")
 
@@ -57,7 +58,7 @@ def test_zip_has_stable_name_and_bundles_data(built):
 
     assert built["zip"].name == "attention_basics-autograder.zip"
     names = zipfile.ZipFile(built["zip"]).namelist()
-    for needed in (f"grader_files/{cfg.BUNDLE_FILE}", "grader_files/attention_config.json",
+    for needed in (f"grader_files/{A.data_file}", "grader_files/attention_config.json",
                    "otter_config.json", "coursekit/checks.py"):
         assert needed in names
 
@@ -72,11 +73,11 @@ def test_zip_copies_nothing_of_the_grader_beside_the_upload(built):
         names = zf.namelist()
         assert [n for n in names if n.startswith("files/")] == []
         tests = sorted(n for n in names if n.startswith("tests/"))
-        assert tests == sorted(f"tests/{q}.py" for q in cfg.AUTOGRADED_POINTS)
+        assert tests == sorted(f"tests/{q}.py" for q in A.points)
         for name in tests:
             text = zf.read(name).decode()
             assert "graded_by_coursekit" in text
-            for secret in B.HIDDEN_MARKERS + ("coursekit.checks", "_SEED", "probes"):
+            for secret in B.HIDDEN_MARKERS + ("attention_basics.checks", "_SEED", "probes"):
                 assert secret not in text, (name, secret)
 
 
@@ -126,13 +127,13 @@ def test_solutions_are_clean_and_public_only(built):
 
 def test_manual_questions_have_model_answers(built):
     text = built["solutions"].read_text()
-    assert text.count("**Model answer.**") == len(cfg.MANUAL_POINTS)
+    assert text.count("**Model answer.**") == len(A.manual_points)
     assert "**Model answer.**" not in built["release"].read_text()
 
 
-def test_points_come_from_config(tmp_path, monkeypatch):
-    monkeypatch.setitem(cfg.AUTOGRADED_POINTS, "lookup", 7)
-    staged = B.stage_master(cfg.SOURCE_NOTEBOOK, tmp_path / "stage", _fake_bundle(tmp_path))
+def test_points_come_from_lab_toml(tmp_path):
+    a, c = variant(points={**A.points, "lookup": 7})
+    staged = B.stage_master(A.master, tmp_path / "stage", _fake_bundle(tmp_path), a, c)
     questions = [c.source for c in nbformat.read(staged, as_version=4).cells
                  if c.cell_type == "raw" and c.source.startswith("# BEGIN QUESTION")]
     assert "# BEGIN QUESTION\nname: lookup\npoints: 7" in questions
@@ -145,19 +146,17 @@ def _fake_bundle(tmp_path: Path) -> Path:
     return p
 
 
-def test_question_missing_from_config_is_an_error(tmp_path, monkeypatch):
-    # a new dict, not delitem: restoring by re-insertion would reorder the questions
-    monkeypatch.setattr(cfg, "AUTOGRADED_POINTS",
-                        {q: p for q, p in cfg.AUTOGRADED_POINTS.items() if q != "retrieve"})
-    with pytest.raises(B.BuildError, match="question 'retrieve' has no points in course_config.py: "
-                                           "add \"retrieve\": <points> to AUTOGRADED_POINTS"):
-        B.stage_master(cfg.SOURCE_NOTEBOOK, tmp_path / "stage", _fake_bundle(tmp_path))
+def test_question_missing_from_lab_toml_is_an_error(tmp_path):
+    a, c = variant(points={q: p for q, p in A.points.items() if q != "retrieve"})
+    with pytest.raises(B.BuildError, match=r"question 'retrieve' has no points in source/attention_basics/lab\.toml "
+                                           r"\(add `retrieve = 1` under \[points\]\)"):
+        B.stage_master(A.master, tmp_path / "stage", _fake_bundle(tmp_path), a, c)
 
 
-def test_config_question_missing_from_notebook_is_an_error(tmp_path, monkeypatch):
-    monkeypatch.setitem(cfg.MANUAL_POINTS, "q9_9", 1)
+def test_config_question_missing_from_notebook_is_an_error(tmp_path):
+    a, c = variant(manual_points={**A.manual_points, "q9_9": 1})
     with pytest.raises(B.BuildError, match="lacks: q9_9"):
-        B.stage_master(cfg.SOURCE_NOTEBOOK, tmp_path / "stage", _fake_bundle(tmp_path))
+        B.stage_master(A.master, tmp_path / "stage", _fake_bundle(tmp_path), a, c)
 
 
 def test_unreadable_master_is_named(tmp_path):
@@ -171,7 +170,7 @@ def test_unreadable_master_is_named(tmp_path):
 
 def _master_without(tmp_path: Path, drop) -> Path:
     """A copy of the master notebook without the first cell for which `drop(i, cell)` holds."""
-    nb = nbformat.read(cfg.SOURCE_NOTEBOOK, as_version=4)
+    nb = nbformat.read(A.master, as_version=4)
     index = next(i for i, c in enumerate(nb.cells) if drop(i, c))
     del nb.cells[index]
     path = tmp_path / "master.ipynb"
@@ -205,7 +204,7 @@ def test_missing_end_marker_is_an_error(tmp_path, question, marker):
 
 
 def test_missing_in_cell_end_solution_is_an_error(tmp_path):
-    nb = nbformat.read(cfg.SOURCE_NOTEBOOK, as_version=4)
+    nb = nbformat.read(A.master, as_version=4)
     cell = next(c for c in nb.cells if c.cell_type == "code" and "def retrieve(" in c.source)
     cell.source = cell.source.replace("# END SOLUTION", "")
     master = tmp_path / "master.ipynb"
@@ -216,7 +215,7 @@ def test_missing_in_cell_end_solution_is_an_error(tmp_path):
 
 
 def _master_with(tmp_path: Path, question: str, edit) -> Path:
-    nb = nbformat.read(cfg.SOURCE_NOTEBOOK, as_version=4)
+    nb = nbformat.read(A.master, as_version=4)
     cell = next(c for c in nb.cells if c.cell_type == "raw" and c.source.startswith("# BEGIN QUESTION")
                 and f"name: {question}\n" in c.source + "\n")
     cell.source = edit(cell.source)
@@ -251,7 +250,7 @@ def _intro(path: Path) -> str:
 
 
 def test_master_intro_has_the_placeholder_not_a_list():
-    intro = _intro(cfg.SOURCE_NOTEBOOK)
+    intro = _intro(A.master)
     assert graded_work.INTRO_PLACEHOLDER in intro and "You implement" not in intro
 
 
@@ -280,7 +279,7 @@ def test_intro_lists_the_graded_work_from_the_questions(written, sentence):
 
 
 def test_staged_intro_lists_the_graded_work(tmp_path):
-    staged = B.stage_master(cfg.SOURCE_NOTEBOOK, tmp_path / "stage", _fake_bundle(tmp_path))
+    staged = B.stage_master(A.master, tmp_path / "stage", _fake_bundle(tmp_path))
     sentence = graded_work.graded_work(_master_questions())
     assert sentence.startswith("You implement ") and sentence in _intro(staged)
 
@@ -292,18 +291,18 @@ def test_release_intro_lists_the_graded_work(built):
 
 
 def _master_questions() -> list:
-    return read_master(nbformat.read(cfg.SOURCE_NOTEBOOK, as_version=4)).questions
+    return read_master(nbformat.read(A.master, as_version=4)).questions
 
 
 def test_committed_readme_lists_what_the_build_would_write():
-    readme = (cfg.REPO_ROOT / "README.md").read_text()
+    readme = (COURSE.root / "README.md").read_text()
     assert graded_work.README_BEGIN in readme and graded_work.README_END in readme
     assert graded_work.readme_with_questions(readme, _master_questions()) == readme, (
         "README.md's generated list of questions is stale: run `make build` and commit")
 
 
 def test_build_rewrites_a_stale_readme_block():
-    committed = (cfg.REPO_ROOT / "README.md").read_text()
+    committed = (COURSE.root / "README.md").read_text()
     stale = committed.replace(graded_work.graded_work(_master_questions()), "You answer question 9.9.")
     assert stale != committed
     assert graded_work.readme_with_questions(stale, _master_questions()) == committed
@@ -311,23 +310,21 @@ def test_build_rewrites_a_stale_readme_block():
 
 # --- a solution that fails its own tests: one line per failed case (issue 11) ------------
 
-def test_solution_failing_its_tests_names_each_case(tmp_path, monkeypatch):
-    from coursekit import checks
-
-    nb = nbformat.read(cfg.SOURCE_NOTEBOOK, as_version=4)
+def test_solution_failing_its_tests_names_each_case(tmp_path):
+    nb = nbformat.read(A.master, as_version=4)
     cell = next(c for c in nb.cells if c.cell_type == "code" and "def lookup(" in c.source)
     assert "K.float().transpose(-2, -1)" in cell.source
     cell.source = cell.source.replace("K.float().transpose(-2, -1)", "K.float()")  # forgot Kᵀ
     master = tmp_path / "master.ipynb"
     nbformat.write(nb, master)
-    monkeypatch.setattr(cfg, "SOURCE_NOTEBOOK", master)
+    _, c = variant(master=master)
     with pytest.raises(B.BuildError) as err:
-        B.build(out_root=tmp_path / "out", quiet=True)
+        B.build(out_root=tmp_path / "out", quiet=True, course=c)
     text = str(err.value)
     assert "Traceback" not in text and 'File "' not in text
     head, *lines = text.splitlines()
     assert head.startswith(f"{master}: the solution fails its own hidden tests")
-    lookup_cases = [cid for cid, c in checks.CASES.items() if c.question == "lookup"]
+    lookup_cases = [cid for cid, case in LAB.cases.items() if case.question == "lookup"]
     assert [ln.split()[0] for ln in lines] == lookup_cases  # one line per failed case, no other
     raising = [ln for ln in lines if "raised RuntimeError" in ln]
     assert raising, text
@@ -358,7 +355,7 @@ def test_hidden_test_cells_and_checks_cases_cannot_drift(tmp_path):
     with pytest.raises(B.BuildError, match=r"question 'retrieve': coursekit/checks.py CASES scores "
                                            r"retrieve_one_hot for it, but no hidden test cell runs it"):
         B.stage_master(master, tmp_path / "stage", _fake_bundle(tmp_path))
-    nb = nbformat.read(cfg.SOURCE_NOTEBOOK, as_version=4)
+    nb = nbformat.read(A.master, as_version=4)
     cell = next(c for c in nb.cells if c.cell_type == "code" and "def test_retrieve_one_hot(" in c.source)
     cell.source = cell.source.replace('"retrieve_one_hot"', '"retrieve_new_case"')
     nbformat.write(nb, tmp_path / "master2.ipynb")
@@ -371,12 +368,12 @@ def test_hidden_test_cells_and_checks_cases_cannot_drift(tmp_path):
 
 def _output_paths(root: Path) -> list[Path]:
     """Every file a build writes under `root` (README.md's generated block included)."""
-    rel = lambda p: root / p.relative_to(cfg.REPO_ROOT)  # noqa: E731
-    course = rel(cfg.NBGRADER_COURSE_DIR)
-    name = f"{cfg.ASSIGNMENT}.ipynb"
-    return [rel(cfg.RELEASE_DIR) / name, rel(cfg.SOLUTIONS_DIR) / name, rel(cfg.AUTOGRADER_ZIP),
-            course / "nbgrader_config.py", course / ".gitignore", course / "source" / cfg.ASSIGNMENT / name,
-            course / "source" / cfg.ASSIGNMENT / "lab_checks.py", root / "README.md"]
+    rel = lambda p: root / p.relative_to(COURSE.root)  # noqa: E731
+    course = rel(COURSE.nbgrader_course_dir)
+    name = f"{A.name}.ipynb"
+    return [rel(A.release_dir) / name, rel(A.solutions_dir) / name, rel(A.autograder_zip),
+            course / "nbgrader_config.py", course / ".gitignore", course / "source" / A.name / name,
+            course / "source" / A.name / "lab_checks.py", root / "README.md"]
 
 
 def _files_under(root: Path) -> dict[str, bytes]:
@@ -395,7 +392,7 @@ def old_outputs(tmp_path: Path) -> Path:
 
 def _master_with_question(tmp_path: Path, cells: list[nbformat.NotebookNode]) -> Path:
     """A copy of the master with `cells` inserted before the training question."""
-    nb = nbformat.read(cfg.SOURCE_NOTEBOOK, as_version=4)
+    nb = nbformat.read(A.master, as_version=4)
     at = next(i for i, c in enumerate(nb.cells) if c.cell_type == "raw" and "name: training" in c.source)
     nb.cells[at:at] = cells
     path = tmp_path / "master.ipynb"
@@ -419,20 +416,19 @@ def _scale_question(hidden: bool) -> list[nbformat.NotebookNode]:
             raw("# END SOLUTION"), raw("# BEGIN TESTS"), *tests, raw("# END TESTS"), raw("# END QUESTION")]
 
 
-def test_new_question_without_hidden_checks_changes_no_output(tmp_path, monkeypatch, old_outputs):
+def test_new_question_without_hidden_checks_changes_no_output(tmp_path, old_outputs):
     """Issue 21's TA: a new autograded question with no hidden check. The build names the
     master and what to add, and leaves every output of the previous build as it was."""
     master = _master_with_question(tmp_path, _scale_question(hidden=False))
-    monkeypatch.setattr(cfg, "SOURCE_NOTEBOOK", master)
-    monkeypatch.setattr(cfg, "AUTOGRADED_POINTS", {**cfg.AUTOGRADED_POINTS, "scale": 1})
+    _, c = variant(master=master, points={**A.points, "scale": 1})
     before = _files_under(old_outputs)
     with pytest.raises(B.BuildError) as err:
-        B.build(out_root=old_outputs, run_tests=False, quiet=True)
+        B.build(out_root=old_outputs, run_tests=False, quiet=True, course=c)
     assert _files_under(old_outputs) == before
     text = str(err.value)
     assert "\n" not in text and "Traceback" not in text
     assert text.startswith(f"{master}: autograded question 'scale' has no hidden checks: add")
-    assert "CASES" in text and "hidden: true" in text
+    assert "Lab.cases" in text and "hidden: true" in text
 
 
 def test_a_late_failure_changes_no_output(tmp_path, monkeypatch, old_outputs):
@@ -461,58 +457,54 @@ def test_a_successful_build_replaces_every_output(old_outputs, monkeypatch):
     after = _files_under(old_outputs)
     for path in _output_paths(old_outputs)[:-1]:  # README.md: the stand-in has no generated block
         assert not after[str(path.relative_to(old_outputs))].startswith(b"previous build"), path
-    assert again["release"].read_bytes() == (cfg.RELEASE_DIR / f"{cfg.ASSIGNMENT}.ipynb").read_bytes()
+    assert again["release"].read_bytes() == (A.release_dir / f"{A.name}.ipynb").read_bytes()
 
 
 # --- build errors a TA can act on: the file and the fix, never a traceback (issue 21) ------
 
-def _scale_case(monkeypatch) -> None:
-    """The TA's hidden check for `scale`, as coursekit/checks.py CASES would hold it."""
-    from coursekit import checks
+def _scale_case(master: Path | None = None, public_checks: Path | None = None):
+    """The lab with the TA's hidden check for `scale` in its cases, and its points."""
+    from coursekit.lab import Case
 
-    case = checks.Case("scale", ("retrieve_single",), lambda outputs, p: None)
-    monkeypatch.setattr(checks, "CASES", {**checks.CASES, "scale_values": case})
-    monkeypatch.setattr(cfg, "AUTOGRADED_POINTS", {**cfg.AUTOGRADED_POINTS, "scale": 1})
+    case = Case("scale", ("retrieve_single",), lambda outputs, p: None)
+    return variant(master=master, points={**A.points, "scale": 1}, cases={**LAB.cases, "scale_values": case},
+                   public_checks=public_checks or LAB.public_checks)
 
 
-def test_new_question_without_a_public_check_names_the_public_checks(tmp_path, monkeypatch):
+def test_new_question_without_a_public_check_names_the_public_checks(tmp_path):
     """Issue 21: nbgrader_build.py raised a bare KeyError: 'scale' for this."""
-    from coursekit import lab_files
-
-    _scale_case(monkeypatch)
     master = _master_with_question(tmp_path, _scale_question(hidden=True))
+    a, c = _scale_case(master)
     with pytest.raises(B.BuildError) as err:
-        B.stage_master(master, tmp_path / "stage", _fake_bundle(tmp_path))
+        B.stage_master(master, tmp_path / "stage", _fake_bundle(tmp_path), a, c)
     assert str(err.value) == (
-        f"{lab_files.relative(lab_files.PUBLIC_CHECKS_SOURCE)}: autograded question 'scale' has public test "
+        "source/attention_basics/public_checks.py: autograded question 'scale' has public test "
         "cells in master.ipynb but no public check: add 'scale' to QUESTIONS (the name students define, "
         "e.g. 'scale') and its checks to CHECKS")
 
 
-def test_new_question_with_both_checks_stages(tmp_path, monkeypatch):
-    from coursekit import public_checks
-
-    _scale_case(monkeypatch)
-    monkeypatch.setattr(public_checks, "QUESTIONS", {**public_checks.QUESTIONS, "scale": "scale"})
+def test_new_question_with_both_checks_stages(tmp_path):
+    public = tmp_path / "public_checks.py"  # the lab's public checks, with the TA's for `scale`
+    public.write_text(LAB.public_checks.read_text() + '\nQUESTIONS = {**QUESTIONS, "scale": "scale"}\n')
     master = _master_with_question(tmp_path, _scale_question(hidden=True))
-    staged = B.stage_master(master, tmp_path / "stage", _fake_bundle(tmp_path))
+    a, c = _scale_case(master, public)
+    staged = B.stage_master(master, tmp_path / "stage", _fake_bundle(tmp_path), a, c)
     sources = [c.source for c in nbformat.read(staged, as_version=4).cells]
     assert "# BEGIN QUESTION\nname: scale\npoints: 1" in sources
 
 
-def test_cases_of_a_question_the_master_lacks_name_the_checks(tmp_path, monkeypatch):
-    from coursekit import checks, lab_files
-
-    case = checks.Case("scale", ("retrieve_single",), lambda outputs, p: None)
-    monkeypatch.setattr(checks, "CASES", {**checks.CASES, "scale_values": case})
+def test_cases_of_a_question_the_master_lacks_name_the_checks(tmp_path):
+    a, c = _scale_case()
+    a = dataclasses.replace(a, points=dict(A.points))
+    c = dataclasses.replace(c, assignments={A.name: a})
     with pytest.raises(B.BuildError) as err:
-        B.stage_master(cfg.SOURCE_NOTEBOOK, tmp_path / "stage", _fake_bundle(tmp_path))
-    assert str(err.value).startswith(f"{lab_files.relative(lab_files.CHECKS_SOURCE)}: CASES has cases for "
+        B.stage_master(A.master, tmp_path / "stage", _fake_bundle(tmp_path), a, c)
+    assert str(err.value).startswith("the lab's cases (source/attention_basics/lab.py: Lab.cases) has cases for "
                                      "'scale', which attention_basics.ipynb has no autograded question for")
 
 
 def test_a_hidden_cell_running_two_cases_is_named(tmp_path):
-    nb = nbformat.read(cfg.SOURCE_NOTEBOOK, as_version=4)
+    nb = nbformat.read(A.master, as_version=4)
     cell = next(c for c in nb.cells if c.cell_type == "code" and "def test_retrieve_one_hot(" in c.source)
     cell.source = cell.source.replace('attention_checks.run_case("retrieve_one_hot", retrieve=retrieve)',
                                       'attention_checks.run_case("retrieve_one_hot", retrieve=retrieve)\n'
@@ -527,14 +519,13 @@ def test_a_hidden_cell_running_two_cases_is_named(tmp_path):
 # --- the one reader of the master's markup (issue 21) -------------------------------------
 
 def test_reader_gives_each_question_its_cells():
-    from coursekit import lab_files
     from coursekit.build.master import Role
 
-    nb = nbformat.read(cfg.SOURCE_NOTEBOOK, as_version=4)
+    nb = nbformat.read(A.master, as_version=4)
     parsed = read_master(nb)
-    assert sorted(q.name for q in parsed.questions if not q.manual) == sorted(cfg.AUTOGRADED_POINTS)
-    assert sorted(q.name for q in parsed.questions if q.manual) == sorted(cfg.MANUAL_POINTS)
-    cases = lab_files.hidden_cases()
+    assert sorted(q.name for q in parsed.questions if not q.manual) == sorted(A.points)
+    assert sorted(q.name for q in parsed.questions if q.manual) == sorted(A.manual_points)
+    cases = {cid: case.question for cid, case in LAB.cases.items()}
     for q in parsed.questions:
         kinds = {nb.cells[i].cell_type for i in q.solution_cells}
         assert kinds == ({"markdown"} if q.manual else {"code"} if q.has_solution else set())
@@ -563,12 +554,11 @@ def test_reader_follows_otter_on_fenced_markers():
 def test_zip_scoring_the_solutions_wrongly_names_what_only_the_zip_has(tmp_path, monkeypatch):
     """Issue 21's TA saw `❌ scale: not defined (run the cell that defines it)`, a student's
     message, for a solution that defines `scale`: the build's message says where to look."""
-    from coursekit import lab_files
     from coursekit.build import zip_check
 
     def results(label: str) -> dict:
         tests = [{"name": q, "score": 0.0 if label == "release" else float(p), "max_score": float(p),
-                  "output": "✅"} for q, p in cfg.AUTOGRADED_POINTS.items()]
+                  "output": "✅"} for q, p in A.points.items()]
         if label == "solutions":
             tests[1].update(score=0.0, output="❌ retrieve: not defined (run the cell that defines it)")
         return {"tests": tests}
@@ -576,10 +566,10 @@ def test_zip_scoring_the_solutions_wrongly_names_what_only_the_zip_has(tmp_path,
     monkeypatch.setattr(zip_check, "_start", lambda zip_path, nb, out: out.name)
     monkeypatch.setattr(zip_check, "_results", lambda proc, out, what: results(proc))
     with pytest.raises(B.BuildError) as err:
-        zip_check.check_zip(tmp_path / "x-autograder.zip", tmp_path / "s.ipynb", tmp_path / "r.ipynb", tmp_path)
+        zip_check.check_zip(tmp_path / "x-autograder.zip", tmp_path / "s.ipynb", tmp_path / "r.ipynb", tmp_path, A)
     head, line, detail = str(err.value).splitlines()
     assert head.startswith("x-autograder.zip: the autograder zip does not grade the built notebooks")
-    assert f"DEFINITIONS in {lab_files.relative(lab_files.STUDENT_SIDE_SOURCE)}" in head
+    assert "Lab.definitions in source/attention_basics/lab.py" in head
     assert line.startswith("self-check solutions: ") and line.endswith("FAILED")
     assert detail == "  retrieve: ❌ retrieve: not defined (run the cell that defines it)"
 

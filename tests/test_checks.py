@@ -11,9 +11,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import course_config as cfg
-from coursekit import checks
-from coursekit.checks import CheckFailed
+from tests.helpers import A
+from attention_basics import checks
+from attention_basics.checks import CheckFailed
 
 
 # --- reference and wrong implementations ----------------------------------------
@@ -125,16 +125,15 @@ def run(case: str, **defs) -> None:
     checks.run_case(case, training=TRAINING, bundle=BUNDLE, **defs)
 
 
-TRAINING = dict(cfg.TRAINING_CHECK)
+TRAINING = dict(A.settings["training"])
 BUNDLE: dict = {}
 
 
 @pytest.fixture(scope="module", autouse=True)
 def bundle(tmp_path_factory):
     """The autograder's MNIST slice, made as the build makes it."""
-    from coursekit.data import make_bundle
-
-    path = make_bundle(tmp_path_factory.mktemp("data") / cfg.BUNDLE_FILE)
+    path = tmp_path_factory.mktemp("data") / A.data_file
+    A.lab().make_data(path)
     BUNDLE.update(checks.load_bundle(path))
     return path
 
@@ -159,7 +158,7 @@ def test_reference_model_passes(case):
 
 
 def test_every_case_belongs_to_a_configured_question():
-    assert {c.question for c in checks.CASES.values()} == set(cfg.AUTOGRADED_POINTS)
+    assert {c.question for c in checks.CASES.values()} == set(A.points)
 
 
 @pytest.mark.parametrize("impl, case, message", [
@@ -343,9 +342,9 @@ def test_training_check_reads_bundled_settings(bundle, tmp_path, monkeypatch):
     mod_dir = tmp_path / "ag"
     mod_dir.mkdir()
     shutil.copy(Path(checks.__file__), mod_dir / "attention_checks.py")
-    shutil.copy(bundle, mod_dir / cfg.BUNDLE_FILE)
+    shutil.copy(bundle, mod_dir / A.data_file)
     (mod_dir / checks.CONFIG_FILE).write_text(
-        json.dumps({**cfg.TRAINING_CHECK, "target_mse": 0.0, "bundle_file": cfg.BUNDLE_FILE}))
+        json.dumps({**A.settings["training"], "target_mse": 0.0, "bundle_file": A.data_file}))
     monkeypatch.syspath_prepend(str(mod_dir))
     bundled = importlib.import_module("attention_checks")
     with pytest.raises(ValueError, match="does not bring the reference model to the target"):

@@ -22,12 +22,12 @@ from pathlib import Path
 import psutil
 import pytest
 
-import course_config as cfg
+from tests.helpers import A, COURSE
 from tests.corpus import write_corpus
 
 pytestmark = pytest.mark.slow
 
-RELEASE = cfg.RELEASE_DIR / f"{cfg.ASSIGNMENT}.ipynb"
+RELEASE = A.release_dir / f"{A.name}.ipynb"
 DASK = Path(sys.executable).parent / "dask"
 NAMES = ["c01_at_operator", "c04_einsum", "w01_softmax_wrong_dim", "w06_retrieve_mean",
          "w15_stubs_left_in"]
@@ -68,7 +68,7 @@ def _start_cluster(folder: Path, names: tuple[str, ...]) -> Cluster:
     info = folder / "scheduler.json"
     # the workers run this checkout, whichever coursekit the venv has installed
     env = {**os.environ, "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "3",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(cfg.REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(COURSE.root), os.environ.get("PYTHONPATH")]))}
 
     def start(*args: str, log: str) -> subprocess.Popen:
         with open(folder / log, "wb") as out:
@@ -120,13 +120,13 @@ def subs(tmp_path_factory) -> Path:
     write_corpus(RELEASE, folder, NAMES)
     (folder / "broken.ipynb").write_text("{ not json")  # bad input, graded by a worker
     with open(folder / "huge.ipynb", "wb") as f:  # bad input refused before sending (sparse file)
-        f.truncate((cfg.MAX_SUBMISSION_MB << 20) + 1)
+        f.truncate((COURSE.rules.max_mb << 20) + 1)
     return folder
 
 
 def _grade(subs: Path, out: Path, *extra: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "coursekit", "grade", str(subs), "--out", str(out),
-                           "--quiet", *extra], cwd=cfg.REPO_ROOT, capture_output=True, text=True,
+                           "--quiet", *extra], cwd=COURSE.root, capture_output=True, text=True,
                           timeout=timeout)
 
 
@@ -155,7 +155,7 @@ def test_cluster_grades_as_local_and_resumes(cluster, subs, local_run, tmp_path)
     assert _feedback(out) == _feedback(local_run)
     huge = next(r for r in csv.DictReader((out / "grades.csv").open()) if r["student"] == "huge")
     assert (huge["total"], huge["status"], huge["message"]) == (
-        "0", "bad input", f"huge.ipynb is larger than {cfg.MAX_SUBMISSION_MB} MB")
+        "0", "bad input", f"huge.ipynb is larger than {COURSE.rules.max_mb} MB")
 
     stamps = {p.name: p.stat().st_mtime_ns for p in (out / ".reports").glob("*.json")}
     assert len(stamps) == len(NAMES) + 2
@@ -205,7 +205,7 @@ def test_gpu_workers_are_seen(monkeypatch):
     with LocalCluster(n_workers=1, processes=False, protocol="tcp", host="127.0.0.1", dashboard_address=":0",
                       resources={"GPU": 1}) as lc, Client(lc.scheduler_address) as client:
         for device, want in (("cpu", None), ("auto", {"GPU": 1}), ("cuda", {"GPU": 1})):
-            monkeypatch.setitem(cfg.TRAINING_CHECK, "device", device)
+            monkeypatch.setitem(A.settings["training"], "device", device)
             assert routing(client, lc.scheduler_address) == want
 
 
@@ -311,7 +311,7 @@ def test_lost_scheduler_is_one_line_and_no_error_rows(subs, local_run, cluster, 
     out = tmp_path_factory.mktemp("lost") / "out"
     try:
         proc = subprocess.Popen([sys.executable, "-m", "coursekit", "grade", str(subs), "--out", str(out),
-                                 "--quiet", "--cluster", doomed.address], cwd=cfg.REPO_ROOT,
+                                 "--quiet", "--cluster", doomed.address], cwd=COURSE.root,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         with Client(doomed.address, timeout=30) as client:
             worker = next(iter(client.scheduler_info()["workers"]))
@@ -343,7 +343,7 @@ def test_killed_worker_loses_nothing(cluster, subs, local_run, tmp_path):
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "coursekit", "grade", str(subs), "--out", str(out), "--quiet",
            "--cluster", cluster.address]
-    proc = subprocess.Popen(cmd, cwd=cfg.REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, cwd=COURSE.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     victim = cluster.workers["w0"]
     with Client(cluster.address, timeout=30) as client:
         address = next(a for a, w in client.scheduler_info()["workers"].items() if w["name"] == "w0")

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-import course_config as cfg
+from tests.helpers import A
 from coursekit.sandbox import cgroup
 from tests.conftest import question_scores
 
-FULL = {q: float(p) for q, p in cfg.AUTOGRADED_POINTS.items()}
+FULL = {q: float(p) for q, p in A.points.items()}
 V1_MEMORY = Path("/sys/fs/cgroup/memory")
 
 

@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import course_config as cfg
-from coursekit import data
-from coursekit.data import DataError
+from tests.helpers import A, COURSE, LAB
+from attention_basics import data
+from coursekit.lab import DataError
 
 
 def _copy_root(tmp_path: Path) -> Path:
     root = tmp_path / "root"
-    shutil.copytree(cfg.mnist_root() / "MNIST" / "raw", root / "MNIST" / "raw")
+    shutil.copytree(COURSE.mnist_root / "MNIST" / "raw", root / "MNIST" / "raw")
     return root
 
 
@@ -53,9 +53,9 @@ def test_corrupt_file_is_named(tmp_path):
 
 def test_env_var_sets_root(tmp_path, monkeypatch):
     monkeypatch.setenv("MNIST_ROOT", str(tmp_path / "elsewhere"))
-    assert cfg.mnist_root() == tmp_path / "elsewhere"
+    assert COURSE.mnist_root == tmp_path / "elsewhere"
     with pytest.raises(DataError, match="elsewhere does not exist"):
-        data.prepare_test_split(cache=tmp_path / "cache")
+        data.prepare_test_split(COURSE.mnist_root, cache=tmp_path / "cache")
 
 
 def test_cli_build_reports_bad_root(tmp_path, monkeypatch, capsys):
@@ -68,15 +68,15 @@ def test_cli_build_reports_bad_root(tmp_path, monkeypatch, capsys):
 
 
 def test_bundle_is_deterministic_and_disjoint(tmp_path):
-    a = data.make_bundle(tmp_path / "a.npz")
-    b = data.make_bundle(tmp_path / "b.npz")
+    a = LAB.make_data(tmp_path / "a.npz") or tmp_path / "a.npz"
+    b = LAB.make_data(tmp_path / "b.npz") or tmp_path / "b.npz"
     with np.load(a) as x, np.load(b) as y:
         assert x.files == y.files
         for k in x.files:
             assert np.array_equal(x[k], y[k])
-        assert x["database"].shape == (cfg.NUM_DATABASE_IMAGES, 28, 28)
-        assert x["train"].shape == (cfg.BUNDLE_TRAIN_QUERIES, 28, 28)
-        assert x["heldout"].shape == (cfg.BUNDLE_HELDOUT_QUERIES, 28, 28)
+        assert x["database"].shape == (A.settings["data"]["database"], 28, 28)
+        assert x["train"].shape == (A.settings["data"]["train"], 28, 28)
+        assert x["heldout"].shape == (A.settings["data"]["heldout"], 28, 28)
         rows = {k: {r.tobytes() for r in x[k]} for k in x.files}
     assert not rows["heldout"] & rows["train"]
     assert not rows["database"] & rows["heldout"]
@@ -85,7 +85,9 @@ def test_bundle_is_deterministic_and_disjoint(tmp_path):
 def test_stand_in_serves_test_split(capsys):
     import torchvision.transforms as T
 
-    cls = data.stand_in_mnist_class()
+    from tests.standin.mnist import stand_in_mnist_class
+
+    cls = stand_in_mnist_class()
     ds = cls(".", train=True, download=True, transform=T.ToTensor())
     assert len(ds) == 10000
     assert tuple(ds[0][0].shape) == (1, 28, 28)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import course_config as cfg
+from tests.helpers import A, COURSE
 from coursekit.sandbox import Limits, Sandbox, SandboxError, gpu, landlock, limits, namespaces, view
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,7 +33,7 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="stand-in device nodes
 # --- the setting and the slots -----------------------------------------------------------
 
 def test_auto_is_the_default_and_picks_the_cpu_here():
-    assert cfg.TRAINING_CHECK["device"] == "auto"
+    assert COURSE.device == "auto"
     assert gpu.gpu_minors() == []  # this machine: no /dev/nvidia0
     assert gpu.slot_for(0, "auto", 4) is None
 
@@ -42,7 +42,7 @@ def test_cuda_without_a_gpu_is_one_clear_error():
     with pytest.raises(gpu.DeviceError) as err:
         gpu.check_setting("cuda")
     assert str(err.value) == (
-        "course_config.TRAINING_CHECK['device'] is 'cuda', but this machine has no NVIDIA GPU "
+        "course_config.DEVICE is 'cuda', but this machine has no NVIDIA GPU "
         "(no /dev/nvidia0 device node); set it to 'auto' to train on the CPU where there is none")
     with pytest.raises(gpu.DeviceError):
         Sandbox(INPUTS, device="cuda")
@@ -103,7 +103,7 @@ def test_the_graders_own_cuda_visible_devices_narrows_the_gpus(fake_dev, tmp_pat
 
 
 def test_the_public_check_knows_torchs_device_words_as_the_grader_does():
-    from coursekit import calls, public_checks
+    from attention_basics import calls, public_checks
 
     assert public_checks.MIXED_DEVICES == calls._MIXED.pattern
 
@@ -111,12 +111,10 @@ def test_the_public_check_knows_torchs_device_words_as_the_grader_does():
 def test_a_gpu_that_fails_at_start_is_a_not_graded_report(monkeypatch, tmp_path):
     """'cuda' asked for and the GPU fails its probe: every submission's report says so
     (an error row, retried next time), never an exception in the grader."""
-    from coursekit import checks, engine
-
-    grader = engine.Grader(checks.load_bundle(engine.course_bundle()), dict(cfg.TRAINING_CHECK))
+    grader = COURSE.grader(A)
 
     def start(probe_only: bool = False) -> None:
-        raise gpu.DeviceError("course_config.TRAINING_CHECK['device'] is 'cuda', but the GPU does not work here")
+        raise gpu.DeviceError("course_config.DEVICE is 'cuda', but the GPU does not work here")
 
     monkeypatch.setattr(grader.sandbox, "start", start)
     sub = tmp_path / "a.ipynb"
@@ -125,7 +123,7 @@ def test_a_gpu_that_fails_at_start_is_a_not_graded_report(monkeypatch, tmp_path)
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]), sub)
     report = grader.grade_path(sub)
     assert (report.status, report.message) == (
-        "error", "not graded: course_config.TRAINING_CHECK['device'] is 'cuda', but the GPU does not work here")
+        "error", "not graded: course_config.DEVICE is 'cuda', but the GPU does not work here")
     assert report.total == 0
 
 
@@ -292,14 +290,17 @@ def test_a_job_over_its_gpu_memory_is_stopped_with_its_verdict():
 
 def test_grade_with_cuda_forced_here_stops_with_one_line(tmp_path, monkeypatch, capsys):
     """`cuda` on this machine (no GPU): exit 2, one line, nothing graded or written."""
-    from coursekit import cli
+    import dataclasses
 
-    monkeypatch.setitem(cfg.TRAINING_CHECK, "device", "cuda")
+    from coursekit import cli, course
+
+    cuda = dataclasses.replace(COURSE, device="cuda")
+    monkeypatch.setattr(course, "load", lambda *args, **kwargs: cuda)
     sub = tmp_path / "a.ipynb"
     sub.write_text("{}")
     assert cli.main(["grade", str(sub), "--out", str(tmp_path / "out"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["coursekit grade: course_config.TRAINING_CHECK['device'] is 'cuda', but this machine "
+    assert err == ["coursekit grade: course_config.DEVICE is 'cuda', but this machine "
                    "has no NVIDIA GPU (no /dev/nvidia0 device node); set it to 'auto' to train on the "
                    "CPU where there is none"]
     assert not (tmp_path / "out" / "grades.csv").exists()

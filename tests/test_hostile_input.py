@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-import course_config as cfg
+from tests.helpers import A, COURSE
 from coursekit import grade
 from coursekit import submission
 from coursekit.submission import SubmissionError, gradable_cells, read_submission
@@ -83,7 +83,7 @@ def test_gradable_cells_joins_list_sources_and_skips_ignored_cells():
     import nbformat
 
     nb = nbformat.from_dict(_nb([_code(source=["a = 1\n", "b = 2"]),
-                                 _code(source="c = 3", metadata={"tags": [cfg.IGNORE_TAG]})]))
+                                 _code(source="c = 3", metadata={"tags": [COURSE.rules.ignore_tag]})]))
     assert gradable_cells(nb) == ["a = 1\nb = 2"]
 
 
@@ -140,10 +140,13 @@ def _patch_sizes(zip_bytes: bytes, member: str, size: int) -> bytes:
     return bytes(data)
 
 
+ONE_MB = submission.Rules(max_mb=1)  # a course whose submissions may be 1 MB
+
+
 @pytest.fixture
-def one_mb_cap(monkeypatch):
-    monkeypatch.setattr(cfg, "MAX_SUBMISSION_MB", 1)
-    return 1 << 20
+def one_mb_cap():
+    """The cap of `ONE_MB` in bytes (the tests that use it read with `ONE_MB`)."""
+    return ONE_MB.limit_bytes
 
 
 @pytest.fixture
@@ -177,7 +180,7 @@ def test_zip_member_lying_about_its_size_is_never_decompressed_past_the_cap(tmp_
     path.write_bytes(_patch_sizes(buf.getvalue(), "lab.ipynb", 1000))  # the header says 1000 bytes
     assert path.stat().st_size < one_mb_cap
     with pytest.raises(SubmissionError) as err:
-        read_submission(path)
+        read_submission(path, ONE_MB)
     assert str(err.value) == "bomb.zip is a damaged zip file"
     assert decompressed["bytes"] <= one_mb_cap + 1 + 65536  # one read buffer past the cap at most
 
@@ -189,16 +192,16 @@ def test_notebook_over_the_cap_in_a_small_zip_is_refused(tmp_path, one_mb_cap):
     assert path.stat().st_size < 100_000
     message = "small.zip: the notebook in it is larger than 1 MB"
     with pytest.raises(SubmissionError, match=f"^{message}$"):
-        submission.check_submission_file(path)
+        submission.check_submission_file(path, ONE_MB)
     with pytest.raises(SubmissionError, match=f"^{message}$"):
-        read_submission(path)
+        read_submission(path, ONE_MB)
 
 
 def test_check_submission_file_refuses_an_oversize_file(tmp_path, one_mb_cap):
     path = tmp_path / "big.ipynb"
     path.write_bytes(b" " * (one_mb_cap + 1))
     with pytest.raises(SubmissionError, match=r"^big\.ipynb is larger than 1 MB$"):
-        submission.check_submission_file(path)
+        submission.check_submission_file(path, ONE_MB)
 
 
 def test_check_submission_file_accepts_a_good_zip(tmp_path):
@@ -247,7 +250,7 @@ def test_assignment_name_in_message_is_one_short_line(tmp_path):
         read_submission(path)
     message = str(err.value)
     assert message.startswith("other.ipynb is a notebook of assignment 'lab??# 12/12 full marks!!!")
-    assert message.endswith(f"not '{cfg.ASSIGNMENT}'")
+    assert message.endswith(f"not '{A.name}'")
     assert message.isprintable() and len(message) < 200
 
 

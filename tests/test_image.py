@@ -19,6 +19,8 @@ registry's CUDA build; the same script but for the torch line), and
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import shutil
@@ -30,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-import course_config as cfg
+from tests.helpers import A, COURSE
 from coursekit import image
 
 IMAGE_CACHE = Path(os.environ.get("COURSEKIT_IMAGE_CACHE", "/var/cache/coursekit-image"))
@@ -47,22 +49,22 @@ def _names(text: str) -> list[str]:
 
 class TestImageFiles:
     def test_cpu_image_installs_no_cuda_stack_and_nothing_for_pdfs(self):
-        files = image.image_files(cuda=False)
+        files = image.image_files(COURSE.image, cuda=False)
         names = _names(files[image.PACKAGES_FILE]) + _names(files[image.TORCH_FILE])
         assert not [n for n in names if n.startswith(NOT_IN_A_CPU_IMAGE) or n == "nvidia-ml-py"], names
         assert _names(files[image.TORCH_FILE]) == ["torch", "torchvision"]
         torch_line = next(ln for ln in files["setup.sh"].splitlines() if image.TORCH_FILE in ln)
-        assert f"--index-url {cfg.AUTOGRADER_TORCH_CPU_INDEX}" in torch_line
+        assert f"--index-url {COURSE.image.torch_cpu_index}" in torch_line
 
     def test_gpu_image_keeps_the_cuda_build(self):
-        files = image.image_files(cuda=True)
+        files = image.image_files(COURSE.image, cuda=True)
         names = _names(files[image.PACKAGES_FILE])
         assert {"nvidia-cudnn-cu13", "nvidia-ml-py", "triton"} <= set(names)
         assert "--index-url" not in files["setup.sh"]
 
     @pytest.mark.parametrize("cuda", [False, True])
     def test_no_conda_no_chromium_no_download_but_packages(self, cuda):
-        script = "\n".join(ln for ln in image.setup_sh(cuda=cuda).lower().splitlines()
+        script = "\n".join(ln for ln in image.setup_sh(COURSE.image, cuda=cuda).lower().splitlines()
                             if not ln.lstrip().startswith("#"))
         for word in ("miniforge", "mamba", "conda", "playwright", "chromium", "wget", "curl",
                      "github", "texlive", "pandoc"):
@@ -71,10 +73,10 @@ class TestImageFiles:
 
     def test_pins_are_the_lock(self):
         lines = [ln.split("#")[0].strip() for f in ("constraints.txt", "requirements.txt")
-                 for ln in (cfg.REPO_ROOT / f).read_text().splitlines()]
+                 for ln in (COURSE.root / f).read_text().splitlines()]
         lock = {ln.split("==")[0].lower().replace("_", "-").replace(".", "-"): ln.split("==")[1]
                 for ln in lines if "==" in ln}
-        for pin in image.pins(cuda=True):
+        for pin in image.pins(COURSE.image, cuda=True):
             name, version = pin.split("==")
             if name == "setuptools":  # pip freeze leaves it out of the lock
                 continue
@@ -84,16 +86,15 @@ class TestImageFiles:
                                                    ("auto", True, True), ("cpu", True, False),
                                                    ("cuda", False, True)])
     def test_the_course_says_which_torch(self, monkeypatch, device, gpu, cuda):
-        monkeypatch.setitem(cfg.TRAINING_CHECK, "device", device)
-        monkeypatch.setattr(cfg, "AUTOGRADER_GPU", gpu)
-        assert image.uses_cuda() is cuda
+        spec = dataclasses.replace(COURSE.image, device=device, gpu=gpu)
+        assert spec.uses_cuda is cuda
 
 
 def test_the_built_zip_carries_our_image(built):
     with zipfile.ZipFile(built["zip"]) as zf:
         names = set(zf.namelist())
         assert "environment.yml" not in names
-        for name, text in image.image_files().items():
+        for name, text in image.image_files(COURSE.image).items():
             assert zf.read(name).decode() == text, name
 
 
@@ -107,7 +108,7 @@ def _reachable(host: str, port: int = 443) -> bool:
         return False
 
 
-CPU_INDEX_HOST = cfg.AUTOGRADER_TORCH_CPU_INDEX.split("/")[2]
+CPU_INDEX_HOST = COURSE.image.torch_cpu_index.split("/")[2]
 CPU_INDEX_REACHABLE = _reachable(CPU_INDEX_HOST)
 
 
@@ -152,9 +153,9 @@ def image_build(built, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("image")
     root = tmp / "root"
     subprocess.run(["cp", "-a", str(base), str(root)], check=True)
-    cuda = image.uses_cuda() or not CPU_INDEX_REACHABLE
+    cuda = COURSE.image.uses_cuda or not CPU_INDEX_REACHABLE
     zip_path = tmp / "autograder.zip"
-    ours = image.image_files(cuda=cuda)  # the variant under test
+    ours = image.image_files(COURSE.image, cuda=cuda)  # the variant under test
     with zipfile.ZipFile(built["zip"]) as src, zipfile.ZipFile(zip_path, "w") as dst:
         for info in src.infolist():
             dst.writestr(info, ours.get(info.filename) or src.read(info))
@@ -191,7 +192,7 @@ class TestImageBuild:
         from tests import container
 
         assert image_build["run"].rc == 0, image_build["run"].why()
-        notebook = (cfg.SOLUTIONS_DIR if upload == "solutions" else cfg.RELEASE_DIR) / f"{cfg.ASSIGNMENT}.ipynb"
+        notebook = (A.solutions_dir if upload == "solutions" else A.release_dir) / f"{A.name}.ipynb"
         run = container.in_container(["bash", "/autograder/run_autograder"], zip_path=image_build["zip"],
                                      out=image_build["tmp"] / upload, submission=notebook,
                                      root=image_build["root"], timeout=600)
@@ -211,7 +212,7 @@ class TestImageBuild:
         torch_file = f"{image.SOURCE}/{image.TORCH_FILE}"
         run = container.in_container(
             ["bash", "-c", f"{image.VENV}/bin/python -m pip install --dry-run --no-deps --index-url "
-                           f"{cfg.AUTOGRADER_TORCH_CPU_INDEX} --requirement {torch_file}"],
+                           f"{COURSE.image.torch_cpu_index} --requirement {torch_file}"],
             zip_path=image_build["zip"], out=image_build["tmp"] / "dry-run", cwd="/",
             root=image_build["root"], timeout=300)
         assert run.rc == 0 and "+cpu" in run.stdout, (run.why(), time.monotonic() - start)

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import pytest
 
-import course_config as cfg
+from tests.helpers import A, COURSE
 from tests.corpus import REF_FORWARD, REF_RETRIEVE, Spec
 from tests.helpers import (FULL, GATED_LOOKUP, NOT_LEAKED, QUESTIONS, RELEASE, SPAWNED, WRONG_LOOKUP,
                            WRONG_LOOKUP_FAILS, ZERO, Run, grade, new_token, probe_cell, probe_spec,
@@ -51,8 +51,8 @@ from tests.helpers import (FULL, GATED_LOOKUP, NOT_LEAKED, QUESTIONS, RELEASE, S
 
 pytestmark = pytest.mark.slow  # end to end; `make test-fast` skips it
 
-REPO = cfg.REPO_ROOT
-A = cfg.ASSIGNMENT
+REPO = COURSE.root
+A = A.name
 CHECKS_PY = REPO / "coursekit" / "checks.py"
 ENV_TOKEN = ("COURSEKIT_TEST_TOKEN", "s3cret")
 STUDENT_USER = "ckstudent_ta"
@@ -367,8 +367,8 @@ def read_probes(classmate: Path) -> dict[str, str]:
     """Class 6: what the student's process must not read or see (name -> probe body)."""
     return {
         "read_checks_py": read_probe(CHECKS_PY),  # reads the repository's hidden checks
-        "read_source_notebook": read_probe(cfg.SOURCE_NOTEBOOK),  # reads the master (tests, solutions)
-        "read_solutions_notebook": read_probe(cfg.SOLUTIONS_DIR / f"{A}.ipynb"),  # reads the solutions
+        "read_source_notebook": read_probe(A.master),  # reads the master (tests, solutions)
+        "read_solutions_notebook": read_probe(A.solutions_dir / f"{A}.ipynb"),  # reads the solutions
         "read_classmate_submission": read_probe(classmate),  # reads another submission of the batch
         "read_bundle_cache": cache_probe(REPO / ".cache"),  # lists/reads the data bundle cache
         "proc_cmdline": PROC_CMDLINE_PROBE,  # sees another process's command line naming a notebook
@@ -476,10 +476,9 @@ class TestProbes:
 
     @pytest.mark.parametrize("name", sorted(read_probes(RELEASE)))
     def test_read_probe_detects(self, name, decoy):
-        import coursekit.checks  # noqa: F401 - as the grader's process has it
-        from coursekit.engine import course_bundle
+        import attention_basics.checks  # noqa: F401 - as the grader's process has it
 
-        course_bundle()  # the cache exists (a grade run makes it)
+        A.data_path()  # the cache exists (a grade run makes it)
 
         assert self._leaks(read_probes(RELEASE)[name])
 
@@ -697,9 +696,8 @@ def as_user() -> Batch:
     out.mkdir(parents=True)
     for path in [work, *work.rglob("*")]:
         os.chown(path, pw.pw_uid, pw.pw_gid)
-    from coursekit.engine import course_bundle
 
-    course_bundle()  # the cached data slice exists (the user cannot write the repository)
+    A.data_path()  # the cached data slice exists (the user cannot write the repository)
     prefix = ("setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--init-groups", "env",
               f"HOME={home}", f"USER={STUDENT_USER}", f"LOGNAME={STUDENT_USER}")
     folders = [subs / "1", subs / "2"]
@@ -798,7 +796,7 @@ def nbgrader_course(built, tmp_path_factory) -> Batch:
 def _gradebook_scores(root: Path) -> dict[str, tuple[float, ...]]:
     from nbgrader.api import Gradebook
 
-    from coursekit import checks
+    from attention_basics import checks
 
     table = {}
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:

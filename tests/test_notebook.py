@@ -13,7 +13,7 @@ import shutil
 import nbformat
 from nbclient import NotebookClient
 
-import course_config as cfg
+from tests.helpers import A, COURSE
 
 RECIPE_MARK = 'if device.type == "cpu":'
 EPOCHS_LINE = re.compile(r"^(\s*)num_epochs = \d+\b.*$", re.M)
@@ -34,14 +34,14 @@ def test_solutions_notebook_executes_offline(built, tmp_path, monkeypatch):
     shorten_training(nb)
     harness = nbformat.v4.new_code_cell(
         "# test harness: offline, the MNIST test split stands in for the training split\n"
-        f"import sys; sys.path.insert(0, {str(cfg.REPO_ROOT)!r})\n"
+        f"import sys; sys.path.insert(0, {str(COURSE.root)!r})\n"
         "import torchvision.datasets\n"
-        "from coursekit.data import stand_in_mnist_class\n"
+        "from tests.standin.mnist import stand_in_mnist_class\n"
         "torchvision.datasets.MNIST = stand_in_mnist_class()\n")
     nb.cells.insert(0, harness)
     # grader.export saves a zip next to the notebook: work in a scratch folder
-    shutil.copy(built["solutions"], tmp_path / f"{cfg.ASSIGNMENT}.ipynb")
-    monkeypatch.setenv("MNIST_ROOT", str(cfg.mnist_root()))
+    shutil.copy(built["solutions"], tmp_path / f"{A.name}.ipynb")
+    monkeypatch.setenv("MNIST_ROOT", str(COURSE.mnist_root))
     NotebookClient(nb, timeout=600, kernel_name="python3",
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
 

@@ -12,21 +12,21 @@ from pathlib import Path
 
 import pytest
 
-import course_config as cfg
-from coursekit import public_checks
+from tests.helpers import A, COURSE, LAB
+from attention_basics import public_checks
 from coursekit.notebook_defs import load_definitions
 from coursekit.release_setup import files_in_setup_cell
 from tests.corpus import CORRECT, WRONG, public_lines, write_corpus
 from tests.test_corpus import EXPECTED
 
-DOC = cfg.REPO_ROOT / "docs" / "public-vs-hidden.md"
+DOC = COURSE.root / "docs" / "public-vs-hidden.md"
 CODE_QUESTIONS = ("lookup", "retrieve", "forward")  # the questions whose points need code
 
 
 @pytest.fixture(scope="module")
 def public(tmp_path_factory) -> dict[str, dict[str, list[str]]]:
     """Each corpus entry's public-check lines, by question (our own code, run in-process)."""
-    paths = write_corpus(cfg.RELEASE_DIR / f"{cfg.ASSIGNMENT}.ipynb", tmp_path_factory.mktemp("corpus"))
+    paths = write_corpus(A.release_dir / f"{A.name}.ipynb", tmp_path_factory.mktemp("corpus"))
     out = {}
     for path in paths:
         out[path.stem] = public_lines(load_definitions(path))
@@ -35,7 +35,7 @@ def public(tmp_path_factory) -> dict[str, dict[str, list[str]]]:
 
 def table(public: dict[str, dict[str, list[str]]]) -> str:
     """The docs/public-vs-hidden.md table."""
-    head = " | ".join(f"{q} /{p:g}" for q, p in cfg.AUTOGRADED_POINTS.items())
+    head = " | ".join(f"{q} /{p:g}" for q, p in A.points.items())
     lines = [
         "# Public checks vs hidden tests",
         "",
@@ -47,7 +47,7 @@ def table(public: dict[str, dict[str, list[str]]]) -> str:
         "same test); where forward fails, the training check says in one line that training follows.",
         "",
         f"| submission | first public message | {head} |",
-        "|---|---|" + "---|" * len(cfg.AUTOGRADED_POINTS),
+        "|---|---|" + "---|" * len(A.points),
     ]
     for name in sorted(WRONG):
         first = next((line for q in public_checks.QUESTIONS for line in public[name][q]), "(all pass)")
@@ -64,9 +64,9 @@ def test_correct_submissions_pass_every_public_check(public, name):
 
 @pytest.mark.parametrize("name", sorted(WRONG))
 def test_hidden_point_losses_fail_a_public_check(public, name):
-    points = list(cfg.AUTOGRADED_POINTS)
+    points = list(A.points)
     for q in CODE_QUESTIONS + ("training",):
-        lost = EXPECTED[name][points.index(q)] < cfg.AUTOGRADED_POINTS[q]
+        lost = EXPECTED[name][points.index(q)] < A.points[q]
         if lost:
             assert public[name][q], f"{name} loses hidden {q} points but passes its public checks"
 
@@ -81,10 +81,10 @@ def test_a_training_loss_that_follows_from_forward_says_so_in_one_line(public, n
     lost the hidden training points while the public training check printed ✅. Where
     forward fails but its output is right (w35: weights squeezed), training passes on both
     sides: the hidden check uses the output only."""
-    training = EXPECTED[name][list(cfg.AUTOGRADED_POINTS).index("training")]
+    training = EXPECTED[name][list(A.points).index("training")]
     if public[name]["forward"] and training == 0:
         assert public[name]["training"] == [FOLLOWS], name
-    if training == cfg.AUTOGRADED_POINTS["training"]:
+    if training == A.points["training"]:
         assert public[name]["training"] == [], name
     if FOLLOWS in public[name]["training"]:
         assert public[name]["forward"] and training == 0, name
@@ -173,10 +173,10 @@ def test_setup_cell_ships_the_checks_and_no_hidden_test(built):
 
     nb = nbformat.read(built["release"], as_version=4)
     first = nb.cells[0]
-    assert first.metadata["tags"] == [cfg.IGNORE_TAG] and first.metadata["cellView"] == "form"
+    assert first.metadata["tags"] == [COURSE.rules.ignore_tag] and first.metadata["cellView"] == "form"
     files = files_in_setup_cell(first.source)
     assert sorted(files) == ["lab_checks.py", "lab_notebook.py"]
-    assert files["lab_checks.py"] == (cfg.REPO_ROOT / "coursekit" / "public_checks.py").read_text()
+    assert files["lab_checks.py"] == LAB.public_checks.read_text()
     for text in files.values():
         assert "hidden=True" not in text and "attention_checks" not in text and "run_case" not in text
     assert "tests" not in nb.metadata["otter"]  # no test kept in metadata (Colab refuses them)

@@ -24,14 +24,14 @@ from pathlib import Path
 import nbformat
 import pytest
 
-import course_config as cfg
+from tests.helpers import A
 from coursekit import lab_notebook, public_checks, release_setup
 from coursekit.notebook_defs import load_definitions
 from coursekit.submission import gradable_cells
 from tests.corpus import WRONG, make_notebook
 from tests.helpers import RELEASE
 
-SOLUTIONS = cfg.SOLUTIONS_DIR / f"{cfg.ASSIGNMENT}.ipynb"
+SOLUTIONS = A.solutions_dir / f"{A.name}.ipynb"
 VARIANT = "w21_scaled_only_when_soft"  # a wrong lookup: one property line
 QUESTIONS = list(public_checks.QUESTIONS)
 
@@ -98,7 +98,7 @@ def run_release(nb_path: Path, folder: Path) -> dict:
     otter-less Python in `folder` (which holds only the notebook)."""
     folder.mkdir()
     nb = nbformat.read(nb_path, as_version=4)
-    nbformat.write(nb, folder / f"{cfg.ASSIGNMENT}.ipynb")
+    nbformat.write(nb, folder / f"{A.name}.ipynb")
     payload = folder.parent / f"{folder.name}.json"
     payload.write_text(json.dumps({"setup": nb.cells[0].source, "cells": gradable_cells(nb),
                                    "questions": QUESTIONS}))
@@ -152,10 +152,10 @@ def test_first_cell_makes_grader_without_otter(variant, tmp_path):
     failing = {q for q, lines in want.items() if lines[0].startswith("❌")}
     assert failing == {"solutions": set(), "release": set(QUESTIONS), VARIANT: {"lookup"}}[variant]
     # no otter, not Colab: one line naming the notebook to upload, and no zip
-    assert got["export"].splitlines() == [lab_notebook.upload_line(f"{cfg.ASSIGNMENT}.ipynb")]
+    assert got["export"].splitlines() == [lab_notebook.upload_line(f"{A.name}.ipynb")]
     assert got["export_returned"] == "None" and not list(folder.glob("*.zip"))
     written = {p.name for p in folder.iterdir()} - {"__pycache__"}
-    assert written == {f"{cfg.ASSIGNMENT}.ipynb", "lab_checks.py", "lab_notebook.py"}  # no tests/
+    assert written == {f"{A.name}.ipynb", "lab_checks.py", "lab_notebook.py"}  # no tests/
 
 
 def test_colab_submit_line_is_one_line():

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-import course_config as cfg
+from tests.helpers import A
 from coursekit.report import (MAX_CASES, MAX_REPORT_BYTES, STATUSES, CaseResult, Report, ReportError,
                               all_failed, case_table, decode, encode)
 
@@ -96,8 +96,8 @@ def test_all_failed_fails_every_case_of_the_course():
     assert [c.case for c in report.cases] == list(table)
     assert all(not c.passed and c.message == "a.ipynb is empty" for c in report.cases)
     assert report.total == 0 and report.status == "bad input"
-    assert {q: sum(p for qq, p in table.values() if qq == q) for q in cfg.AUTOGRADED_POINTS} == {
-        q: pytest.approx(p) for q, p in cfg.AUTOGRADED_POINTS.items()}
+    assert {q: sum(p for qq, p in table.values() if qq == q) for q in A.points} == {
+        q: pytest.approx(p) for q, p in A.points.items()}
     assert decode(encode(report)) == report
 
 

@@ -18,7 +18,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-import course_config as cfg
+from tests.helpers import A, COURSE
 from coursekit.lab_notebook import COLAB_SUBMIT
 from tests.colab_sim import colab_runtime
 from tests.corpus import REF_FORWARD, REF_LOOKUP, REF_RETRIEVE, WRONG, Spec, make_notebook
@@ -34,9 +34,9 @@ OTTER_PROBE = ("import importlib.util\n"
                "print('otter importable:', importlib.util.find_spec('otter') is not None)")
 HARNESS = (
     "# test harness: offline, the MNIST test split stands in for the training split\n"
-    f"import sys; sys.path.insert(0, {str(cfg.REPO_ROOT)!r})\n"
+    f"import sys; sys.path.insert(0, {str(COURSE.root)!r})\n"
     "import torchvision.datasets\n"
-    "from coursekit.data import stand_in_mnist_class\n"
+    "from tests.standin.mnist import stand_in_mnist_class\n"
     "torchvision.datasets.MNIST = stand_in_mnist_class()\n")
 
 
@@ -47,7 +47,7 @@ def student_notebook(release: Path, spec: Spec, *, skip_ignored: bool = False) -
     assert nb.cells[0].metadata.get("cellView") == "form"  # the set-up cell comes first
     if skip_ignored:
         nb.cells = [c for i, c in enumerate(nb.cells)
-                    if i == 0 or cfg.IGNORE_TAG not in c.metadata.get("tags", [])]
+                    if i == 0 or COURSE.rules.ignore_tag not in c.metadata.get("tags", [])]
     else:
         nb.cells.insert(1, nbformat.v4.new_code_cell(HARNESS))
         for cell in nb.cells:
@@ -84,7 +84,7 @@ def colab(tmp_path_factory, monkeypatch_module):
     env = colab_runtime(root)
     for key, value in env.items():
         monkeypatch_module.setenv(key, value)
-    monkeypatch_module.setenv("MNIST_ROOT", str(cfg.mnist_root()))
+    monkeypatch_module.setenv("MNIST_ROOT", str(COURSE.mnist_root))
     return root
 
 
@@ -102,7 +102,7 @@ def test_release_on_colab_checks_and_submits(built, colab, tmp_path, variant):
     spec = SOLUTION if variant == "solution" else WRONG[variant]
     # the solution runs top to bottom; the variant only its definitions and checks (faster)
     nb = student_notebook(built["release"], spec, skip_ignored=variant != "solution")
-    nbformat.write(nb, folder / f"{cfg.ASSIGNMENT}.ipynb")
+    nbformat.write(nb, folder / f"{A.name}.ipynb")
     nb.cells.append(nbformat.v4.new_code_cell(OTTER_PROBE))
     run(nb, folder, "colab")
 
@@ -130,16 +130,16 @@ def test_release_on_colab_checks_and_submits(built, colab, tmp_path, variant):
     text = "".join("".join(shown(c)) for c in nb.cells)
     assert "Minimum MSE loss" in text  # the lab's training and plots ran too
     # what the student downloads (File -> Download .ipynb) and uploads
-    upload = tmp_path / f"{cfg.ASSIGNMENT}.ipynb"
+    upload = tmp_path / f"{A.name}.ipynb"
     nbformat.write(nb, upload)
     from coursekit.batch.otter_run import otter_run
     from coursekit.grade import grade_all
     from tests.conftest import question_scores
 
     scores = question_scores(otter_run(upload, built["zip"]))
-    assert scores == {q: float(p) for q, p in cfg.AUTOGRADED_POINTS.items()}
+    assert scores == {q: float(p) for q, p in A.points.items()}
     rows = grade_all([upload], tmp_path / "graded", jobs=1, progress=False)
-    assert [r.total for _, r in rows] == [sum(cfg.AUTOGRADED_POINTS.values())]
+    assert [r.total for _, r in rows] == [sum(A.points.values())]
 
 
 def test_renamed_notebook_checks_and_exports(built, tmp_path):
@@ -147,20 +147,20 @@ def test_renamed_notebook_checks_and_exports(built, tmp_path):
     folder = tmp_path / "downloads"
     folder.mkdir()
     nb = student_notebook(built["release"], SOLUTION, skip_ignored=True)
-    name = f"{cfg.ASSIGNMENT} (1).ipynb"
+    name = f"{A.name} (1).ipynb"
     nbformat.write(nb, folder / name)
     nbformat.write(nbformat.v4.new_notebook(), folder / "notes.ipynb")
     run(nb, folder, "python3")
 
     assert check_outputs(nb) == {q: [PASS.format(q=q)] for q in ("lookup", "retrieve", "forward", "training")}
     zips = list(folder.glob("*.zip"))
-    assert len(zips) == 1 and zips[0].name.startswith(f"{cfg.ASSIGNMENT} (1)")
+    assert len(zips) == 1 and zips[0].name.startswith(f"{A.name} (1)")
     with zipfile.ZipFile(zips[0]) as zf:
         assert name in zf.namelist()
     from coursekit.grade import grade_all
 
     rows = grade_all([zips[0]], tmp_path / "graded", jobs=1, progress=False)
-    assert [r.total for _, r in rows] == [sum(cfg.AUTOGRADED_POINTS.values())]
+    assert [r.total for _, r in rows] == [sum(A.points.values())]
 
 
 def test_nbgrader_hub_public_checks_print_one_line_each(built, tmp_path):
@@ -176,7 +176,7 @@ def test_nbgrader_hub_public_checks_print_one_line_each(built, tmp_path):
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
-        if "lab_checks.report(" in cell.source or cfg.IGNORE_TAG not in cell.metadata.get("tags", []):
+        if "lab_checks.report(" in cell.source or COURSE.rules.ignore_tag not in cell.metadata.get("tags", []):
             cells.append(cell)
         if cell.source.lstrip().startswith("def lookup("):  # a student's mistaken second try
             cells.append(nbformat.v4.new_code_cell(

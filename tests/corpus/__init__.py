@@ -324,7 +324,7 @@ def write_corpus(release: Path, out_dir: Path, names: list[str] | None = None) -
 def public_lines(ns: dict) -> dict[str, list[str]]:
     """The public checks' lines, by question, for a notebook's definitions `ns` (what
     `grader.check` prints, without the marks; a missing definition gets its own line)."""
-    from coursekit import public_checks
+    from attention_basics import public_checks
 
     return {q: (public_checks.failures(q, ns[name]) if name in ns
                 else [f"{q}: `{name}` is not defined yet: run the cell that defines it first"])

@@ -7,17 +7,19 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def stand_in_mnist_class(root: str | Path, cache: Path) -> type:
-    """A `torchvision.datasets.MNIST` subclass over the test split under `root` (unpacked
-    into `cache` by the lab's `data.prepare_test_split`)."""
+def stand_in_mnist_class(root: str | Path | None = None, cache: Path | None = None) -> type:
+    """A `torchvision.datasets.MNIST` subclass over the test split under `root` (default: the
+    course's MNIST root), unpacked into `cache` (default: the course's `.cache/mnist`) by the
+    lab's `data.prepare_test_split`."""
     from torchvision.datasets import MNIST
 
     from coursekit import course
 
-    course.load().assignment().lab()  # imports the lab's package
+    settings = course.load()
+    settings.assignment().lab()  # imports the lab's package
     from attention_basics.data import TEST_FILES, prepare_test_split
 
-    unpacked = prepare_test_split(root, cache)
+    unpacked = prepare_test_split(root or settings.mnist_root, cache or settings.root / ".cache" / "mnist")
 
     class StandInMNIST(MNIST):
         def __init__(self, root: str = "", train: bool = True, transform=None,

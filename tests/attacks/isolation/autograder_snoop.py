@@ -13,7 +13,7 @@ import time
 
 
 def probe() -> bool:
-    if "attention_checks" in sys.modules or "coursekit.checks" in sys.modules:
+    if "attention_checks" in sys.modules or "attention_basics.checks" in sys.modules:
         return True
     MARKERS = (b"def verdict", b"run_case", b"TrustedGrading", b"BEGIN SOLUTION", b"BEGIN TESTS",
                b"BEGIN HIDDEN TESTS", b"Model answer", b"hidden: true")

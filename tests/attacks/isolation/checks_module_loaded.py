@@ -8,13 +8,13 @@ import sys
 
 
 def probe() -> bool:
-    if "coursekit.checks" in sys.modules or "attention_checks" in sys.modules:
+    if "attention_basics.checks" in sys.modules or "attention_checks" in sys.modules:
         return True
     for module in list(sys.modules.values()):
         path = str(getattr(module, "__file__", None) or "")
-        if path.endswith(("coursekit/checks.py", "attention_checks.py")):
+        if path.endswith(("attention_basics/checks.py", "attention_checks.py")):
             return True
-    for name in ("coursekit.checks", "attention_checks"):
+    for name in ("attention_basics.checks", "attention_checks"):
         try:
             module = importlib.import_module(name)
         except BaseException:
