@@ -17,7 +17,6 @@ Jupyter and shown as a titled form on Colab. The grader never runs it (it carrie
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import nbformat
@@ -76,13 +75,3 @@ def with_setup_cell(nb: nbformat.NotebookNode, cell: nbformat.NotebookNode) -> n
         del nb.cells[i]
     nb.cells.insert(0, cell)
     return nb
-
-
-def files_in_setup_cell(source: str) -> dict[str, str]:
-    """The files a set-up cell writes (for tests and checks): its dict literal, parsed safely."""
-    literal = source.split("_lab_files = ", 1)[1].split("\n}\n", 1)[0] + "\n}"
-    files = ast.literal_eval(literal)
-    if not (isinstance(files, dict) and all(isinstance(k, str) and isinstance(v, str)
-                                            for k, v in files.items())):
-        raise ValueError("the set-up cell's files are not a dict of texts")
-    return files

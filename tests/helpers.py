@@ -9,7 +9,9 @@ cases a submission fails (`scores(failed)`); a TA who changes the points changes
 
 from __future__ import annotations
 
+import ast
 import csv
+import importlib
 import dataclasses
 import os
 import signal
@@ -28,6 +30,8 @@ from coursekit import course
 COURSE = course.load()
 A = COURSE.assignment()  # the lab the package's tests know: its release, questions, points, cases
 LAB = A.lab()  # imports the lab's package (attention_basics), for the tests of its modules
+# What the release's set-up cell writes beside a notebook: coursekit.lab_notebook imports it.
+sys.modules.setdefault("lab_checks", importlib.import_module(f"{LAB.package}.public_checks"))
 
 
 
@@ -197,3 +201,13 @@ def read_rows(out: Path) -> dict[str, dict]:
         return {}
     with path.open() as f:
         return {r["student"]: r for r in csv.DictReader(f)}
+
+
+def files_in_setup_cell(source: str) -> dict[str, str]:
+    """The files a release's set-up cell writes: its dict literal, parsed safely."""
+    literal = source.split("_lab_files = ", 1)[1].split("\n}\n", 1)[0] + "\n}"
+    files = ast.literal_eval(literal)
+    if not (isinstance(files, dict) and all(isinstance(k, str) and isinstance(v, str)
+                                            for k, v in files.items())):
+        raise ValueError("the set-up cell's files are not a dict of texts")
+    return files

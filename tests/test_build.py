@@ -9,11 +9,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tests.helpers import A, COURSE, LAB, variant
+from tests.helpers import A, COURSE, LAB, files_in_setup_cell, variant
 from coursekit import build as B
 from coursekit.build import graded_work
 from coursekit.build.master import read_master
-from coursekit.release_setup import files_in_setup_cell
 
 
 def _solution_lines() -> list[str]:

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import A, COURSE, LAB
+from tests.helpers import A, COURSE, LAB, files_in_setup_cell
 from attention_basics import public_checks
 from coursekit.notebook_defs import load_definitions
-from coursekit.release_setup import files_in_setup_cell
 from tests.corpus import CORRECT, WRONG, public_lines, write_corpus
 from tests.test_corpus import EXPECTED
 

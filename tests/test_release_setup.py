@@ -24,8 +24,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tests.helpers import A
-from coursekit import lab_notebook, public_checks, release_setup
+from tests.helpers import A, LAB, files_in_setup_cell
+from attention_basics import public_checks
+from coursekit import lab_notebook, release_setup
 from coursekit.notebook_defs import load_definitions
 from coursekit.submission import gradable_cells
 from tests.corpus import WRONG, make_notebook
@@ -120,14 +121,14 @@ def lines_for(namespace: dict, question: str) -> list[str]:
 
 
 def test_committed_first_cell_is_what_release_setup_writes():
-    assert first_cell(RELEASE) == release_setup.setup_source()
-    assert first_cell(SOLUTIONS) == release_setup.setup_source()
+    assert first_cell(RELEASE) == release_setup.setup_source(A.name, LAB.public_checks)
+    assert first_cell(SOLUTIONS) == release_setup.setup_source(A.name, LAB.public_checks)
 
 
 def test_first_cell_has_no_install_step():
-    source = release_setup.setup_source()
+    source = release_setup.setup_source(A.name, LAB.public_checks)
     assert not re.search(r"\bpip\b|subprocess|os\.system|^\s*[!%]", source, re.M)
-    assert sorted(release_setup.files_in_setup_cell(source)) == ["lab_checks.py", "lab_notebook.py"]
+    assert sorted(files_in_setup_cell(source)) == ["lab_checks.py", "lab_notebook.py"]
 
 
 @pytest.mark.parametrize("variant", ["solutions", "release", VARIANT])
@@ -238,7 +239,7 @@ def newer_syntax(source: str) -> list[str]:
 
 @pytest.mark.parametrize("name", ["lab_checks.py", "lab_notebook.py"])
 def test_shipped_files_are_python_39(name):
-    text = release_setup.files_in_setup_cell(release_setup.setup_source())[name]
+    text = files_in_setup_cell(release_setup.setup_source(A.name, LAB.public_checks))[name]
     assert newer_syntax(text) == []
 
 

@@ -9,8 +9,9 @@ import pytest
 
 from tests.helpers import A
 from coursekit.report import (MAX_CASES, MAX_REPORT_BYTES, STATUSES, CaseResult, Report, ReportError,
-                              all_failed, case_table, decode, encode)
+                              all_failed, decode, encode)
 
+TABLE = A.lab().case_table(A.points)  # the lab's cases: what its reports hold
 GOOD_CASE = {"case": "lookup_1", "question": "lookup", "points": 1.0, "passed": True, "message": ""}
 GOOD = {"status": "ok", "message": "", "isolation": "namespaces", "device": "cpu", "cases": [GOOD_CASE]}
 
@@ -71,19 +72,19 @@ def test_round_trip():
                     cases=[CaseResult("lookup_1", "lookup", 1.0, True),
                            CaseResult("retrieve_1", "retrieve", 2.0, False, "retrieve: wrong \ud800 ✓")])
     text = encode(report)
-    assert decode(text) == report
-    assert decode(text.encode()) == report  # bytes read from a file decode the same
+    assert decode(text, TABLE) == report
+    assert decode(text.encode(), TABLE) == report  # bytes read from a file decode the same
 
 
 def test_decode_fills_optional_fields():
-    assert decode(json.dumps({"status": "bad input", "message": "x", "cases": []})) == Report(
+    assert decode(json.dumps({"status": "bad input", "message": "x", "cases": []}), TABLE) == Report(
         status="bad input", message="x")
 
 
 @pytest.mark.parametrize("name", sorted(MALFORMED))
 def test_each_malformed_form_is_one_report_error(name):
     with pytest.raises(ReportError) as info:
-        decode(MALFORMED[name])
+        decode(MALFORMED[name], TABLE)
     assert isinstance(info.value, ValueError)
     message = str(info.value)
     assert message.startswith(("the report", "a case")) and "\n" not in message
@@ -91,14 +92,14 @@ def test_each_malformed_form_is_one_report_error(name):
 
 
 def test_all_failed_fails_every_case_of_the_course():
-    report = all_failed("bad input", "a.ipynb is empty")
-    table = case_table()
+    report = all_failed("bad input", "a.ipynb is empty", TABLE)
+    table = TABLE
     assert [c.case for c in report.cases] == list(table)
     assert all(not c.passed and c.message == "a.ipynb is empty" for c in report.cases)
     assert report.total == 0 and report.status == "bad input"
     assert {q: sum(p for qq, p in table.values() if qq == q) for q in A.points} == {
         q: pytest.approx(p) for q, p in A.points.items()}
-    assert decode(encode(report)) == report
+    assert decode(encode(report), TABLE) == report
 
 
 def test_all_failed_case_messages_and_refusals():
