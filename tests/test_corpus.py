@@ -6,51 +6,64 @@ from __future__ import annotations
 
 import pytest
 
-import course_config as cfg
 from coursekit.engine import default_grader
 from tests.corpus import CORRECT, SUBMISSIONS, write_corpus
+from tests.helpers import QUESTIONS, RELEASE, cases, scores
 
-FULL = {q: float(p) for q, p in cfg.AUTOGRADED_POINTS.items()}
-
-# submission -> (lookup, retrieve, forward, training)
-EXPECTED: dict[str, tuple[float, float, float, float]] = {
-    **{name: (5, 2, 3, 2) for name in CORRECT},
-    "w01_softmax_wrong_dim": (3, 2, 3, 2),
-    "w02_softmax_in_hard_mode": (3, 2, 3, 2),
-    "w03_no_softmax": (3, 2, 3, 2),
-    "w04_scaled_by_sqrt_d": (2, 2, 3, 2),
-    "w05_weights_transposed": (0, 2, 3, 2),
-    "w06_retrieve_mean": (5, 0, 3, 2),
-    "w07_integer_scores": (4, 2, 3, 2),
-    "w08_forward_returns_mha_output": (5, 2, 0, 0),
-    "w09_keys_from_query": (5, 2, 0, 0),
-    "w10_average_attn_weights_false": (5, 2, 0, 0),
-    "w11_weights_detached": (5, 2, 3, 0),
-    "w12_uniform_weights": (5, 2, 1, 0),  # output = uniform weights @ db is not the model's retrieval
-    "w13_returns_query_image": (5, 2, 2, 0),
-    "w14_only_lookup_done": (5, 0, 0, 0),
-    "w15_stubs_left_in": (0, 0, 0, 0),
-    "w16_cell_raises_before_def": (0, 2, 3, 2),
-    "w17_lookup_2d_only": (0, 2, 3, 2),
-    "w18_retrieve_wrong_order": (5, 0, 3, 2),
-    "w19_constant_lookup": (1, 2, 3, 2),  # only the shape case
-    "w20_forward_ignores_model": (5, 2, 1, 0),  # only the shape case; nothing to train
-    "w21_scaled_only_when_soft": (4, 2, 3, 2),
-    "w22_forward_own_lookup": (5, 2, 1, 0),  # weights not from self.mha
-    "w23_scaled_only_when_hard": (3, 2, 3, 2),  # raw scores and one-hot cases
-    "w24_softmax_over_queries": (3, 2, 3, 2),  # softmax and rows cases
-    "w25_retrieve_2d_only": (5, 1, 3, 2),  # batched weights only
-    "w26_forward_cpu_only": (5, 2, 3, 0),  # trains on the CPU, not on a GPU: 0 everywhere
-    "w27_forward_cuda_only": (5, 2, 0, 0),  # runs on a GPU only: 0 everywhere
-    "w28_optimizer_patched": (5, 2, 3, 0),  # no gradient reaches the embedding: Adam x3 buys nothing
-    "w29_zeroed_model": (0, 0, 1, 0),  # zeroed parameters: the grader loads its own
-    "w30_hard_max_lookup": (2, 2, 3, 2),  # one-hot rows: the shape and one-hot cases only
-    "w31_second_softmax": (5, 2, 1, 0),
-    "w32_sharpened_weights": (5, 2, 1, 0),
-    "w33_flipped_database": (5, 2, 2, 0),  # the model's weights, retrieved from the wrong images
-    "w34_keys_detached": (5, 2, 3, 0),  # right values; the keys' embedding gets no gradient
-    "w35_weights_squeezed": (5, 2, 0, 2),  # weights of the wrong shape; training uses the output
+# submission -> the hidden cases (coursekit.checks.CASES) it fails; it passes every other one.
+# Its scores follow from the points in course_config.py (tests.helpers.scores), so a change
+# of points changes nothing here; a change in what a submission passes shows up as a diff.
+FAILS: dict[str, set[str]] = {
+    **{name: set() for name in CORRECT},
+    "w01_softmax_wrong_dim": {"lookup_soft_softmax", "lookup_soft_rows"},
+    "w02_softmax_in_hard_mode": {"lookup_hard_scores", "lookup_one_hot"},
+    "w03_no_softmax": {"lookup_soft_softmax", "lookup_soft_rows"},
+    "w04_scaled_by_sqrt_d": {"lookup_hard_scores", "lookup_one_hot", "lookup_soft_softmax"},
+    "w05_weights_transposed": cases("lookup"),
+    "w06_retrieve_mean": cases("retrieve"),
+    "w07_integer_scores": {"lookup_one_hot"},
+    "w08_forward_returns_mha_output": cases("forward", "training"),
+    "w09_keys_from_query": cases("forward", "training"),
+    "w10_average_attn_weights_false": cases("forward", "training"),
+    "w11_weights_detached": cases("training"),
+    # output = uniform weights @ db is not the model's retrieval
+    "w12_uniform_weights": cases("training") | {"forward_weights", "forward_output"},
+    "w13_returns_query_image": cases("training") | {"forward_output"},
+    "w14_only_lookup_done": cases("retrieve", "forward", "training"),
+    "w15_stubs_left_in": cases("lookup", "retrieve", "forward", "training"),
+    "w16_cell_raises_before_def": cases("lookup"),
+    "w17_lookup_2d_only": cases("lookup"),
+    "w18_retrieve_wrong_order": cases("retrieve"),
+    # only the shape case
+    "w19_constant_lookup": {"lookup_hard_scores", "lookup_one_hot", "lookup_soft_softmax", "lookup_soft_rows"},
+    # only the shape case; nothing to train
+    "w20_forward_ignores_model": cases("training") | {"forward_weights", "forward_output"},
+    "w21_scaled_only_when_soft": {"lookup_soft_softmax"},
+    # weights not from self.mha
+    "w22_forward_own_lookup": cases("training") | {"forward_weights", "forward_output"},
+    # raw scores and one-hot cases
+    "w23_scaled_only_when_hard": {"lookup_hard_scores", "lookup_one_hot"},
+    # softmax and rows cases
+    "w24_softmax_over_queries": {"lookup_soft_softmax", "lookup_soft_rows"},
+    "w25_retrieve_2d_only": {"retrieve_values"},  # batched weights only
+    "w26_forward_cpu_only": cases("training"),  # trains on the CPU, not on a GPU: 0 everywhere
+    "w27_forward_cuda_only": cases("forward", "training"),  # runs on a GPU only: 0 everywhere
+    # no gradient reaches the embedding: Adam x3 buys nothing
+    "w28_optimizer_patched": cases("training"),
+    # zeroed parameters: the grader loads its own
+    "w29_zeroed_model": cases("lookup", "retrieve", "training") | {"forward_weights", "forward_output"},
+    # one-hot rows: the shape and one-hot cases only
+    "w30_hard_max_lookup": {"lookup_hard_scores", "lookup_soft_softmax", "lookup_soft_rows"},
+    "w31_second_softmax": cases("training") | {"forward_weights", "forward_output"},
+    "w32_sharpened_weights": cases("training") | {"forward_weights", "forward_output"},
+    # the model's weights, retrieved from the wrong images
+    "w33_flipped_database": cases("training") | {"forward_output"},
+    "w34_keys_detached": cases("training"),  # right values; the keys' embedding gets no gradient
+    # weights of the wrong shape; training uses the output
+    "w35_weights_squeezed": cases("forward"),
 }
+# submission -> its scores, one per autograded question in the course's order
+EXPECTED: dict[str, tuple[float, ...]] = {name: scores(failed) for name, failed in FAILS.items()}
 
 # the one-line message each wrong submission gets for a question it loses points on
 MESSAGES = {
@@ -124,15 +137,20 @@ def test_corpus_is_big_enough():
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     """Grade the whole corpus once (CPU), as built from the committed release."""
-    paths = write_corpus(cfg.RELEASE_DIR / f"{cfg.ASSIGNMENT}.ipynb", tmp_path_factory.mktemp("corpus"))
+    paths = write_corpus(RELEASE, tmp_path_factory.mktemp("corpus"))
     grader = default_grader()
     return {p.stem: grader.grade_path(p) for p in paths}
 
 
-def test_score_table(graded):
-    table = {name: tuple(r.scores[q] for q in cfg.AUTOGRADED_POINTS) for name, r in graded.items()}
-    assert table == {k: tuple(float(x) for x in v) for k, v in EXPECTED.items()}
+def test_failed_cases(graded):
+    table = {name: {c.case for c in r.cases if not c.passed} for name, r in graded.items()}
+    assert table == FAILS
     assert all(r.status == "ok" for r in graded.values())
+
+
+def test_score_table(graded):
+    table = {name: tuple(r.scores[q] for q in QUESTIONS) for name, r in graded.items()}
+    assert table == EXPECTED
 
 
 @pytest.mark.parametrize("name", sorted(MESSAGES))
@@ -169,7 +187,7 @@ def test_correct_submissions_get_no_feedback_lines(graded):
 def test_grading_is_deterministic(tmp_path):
     """The same submissions graded five times give the identical table."""
     names = ["c01_at_operator", "w01_softmax_wrong_dim", "w12_uniform_weights"]
-    paths = write_corpus(cfg.RELEASE_DIR / f"{cfg.ASSIGNMENT}.ipynb", tmp_path, names)
+    paths = write_corpus(RELEASE, tmp_path, names)
     grader = default_grader()
     def table():
         reports = {p.stem: grader.grade_path(p) for p in paths}

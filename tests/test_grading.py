@@ -16,11 +16,13 @@ import course_config as cfg
 from coursekit.grade import grade_all
 from tests.conftest import otter_runs, question_scores
 from tests.corpus import SUBMISSIONS, make_notebook, write_corpus
-from tests.test_integrity import ATTACKS, RELEASE, SECRETS, _Marker, ref
+from tests.helpers import RELEASE, ref, score_dict
+from tests.test_corpus import FAILS
+from tests.test_integrity import ATTACKS, SECRETS, _Marker
 
 pytestmark = pytest.mark.slow  # end to end; `make test-fast` skips it
 
-FULL = {q: float(p) for q, p in cfg.AUTOGRADED_POINTS.items()}
+FULL = score_dict()
 
 
 AGREE = ["c03_mm_bmm_switch", "w02_softmax_in_hard_mode", "w10_average_attn_weights_false",
@@ -116,8 +118,7 @@ def test_otter_log_pickle_through_otter_run(runs):
 
 
 def test_renamed_notebook_through_otter_run(runs):
-    assert question_scores(_results(runs, "renamed")) == {
-        "lookup": 3.0, "retrieve": 2.0, "forward": 3.0, "training": 2.0}
+    assert question_scores(_results(runs, "renamed")) == score_dict(FAILS["w01_softmax_wrong_dim"])
 
 
 def test_upload_files_beside_the_notebook_never_run(runs):

@@ -16,17 +16,12 @@ import course_config as cfg
 from coursekit import sandbox
 from coursekit.engine import Grader, default_grader
 from tests.corpus import REF_FORWARD, REF_LOOKUP, REF_RETRIEVE, Spec, make_notebook
+from tests.helpers import (FULL, POINTS, RELEASE, TOTAL, WRONG_LOOKUP, WRONG_LOOKUP_FAILS, ZERO, cases, ref,
+                           score_dict, scores)
 
-RELEASE = cfg.RELEASE_DIR / f"{cfg.ASSIGNMENT}.ipynb"
-FULL = (5.0, 2.0, 3.0, 2.0)
-ZERO = (0.0, 0.0, 0.0, 0.0)
 # Text that must never appear in anything a student sees.
 SECRETS = ("_SEED", "def probes", "run_case(", "attention_checks", "torch.randn(",
            "BUNDLE_SEED", "heldout", "import numpy as np\nimport torch")
-
-
-def ref(**extra) -> Spec:
-    return Spec(REF_LOOKUP, REF_RETRIEVE, REF_FORWARD, **extra)
 
 
 PATCH_COMPARISONS = """
@@ -88,24 +83,24 @@ IGNORE_SIGNALS = "import signal\nfor s in (signal.SIGTERM, signal.SIGINT, signal
 
 ATTACKS: dict[str, tuple[Spec, tuple[float, ...]]] = {
     "patch_comparisons_with_stubs": (Spec(after={"lookup": PATCH_COMPARISONS}), ZERO),
-    "patch_comparisons_wrong_lookup": (Spec("return Q.float() @ K.float().transpose(-2, -1)",
-                                            REF_RETRIEVE, REF_FORWARD,
-                                            after={"lookup": PATCH_COMPARISONS}), (3.0, 2.0, 3.0, 2.0)),
+    "patch_comparisons_wrong_lookup": (Spec(WRONG_LOOKUP, REF_RETRIEVE, REF_FORWARD,
+                                            after={"lookup": PATCH_COMPARISONS}), scores(WRONG_LOOKUP_FAILS)),
     "patch_otter_with_stubs": (Spec(after={"lookup": PATCH_OTTER}), ZERO),
     "read_files_and_print": (ref(above={"lookup": READ_FILES}), FULL),
     "leak_through_exception": (Spec(LEAKY_LOOKUP, REF_RETRIEVE, REF_FORWARD,
-                                    above={"lookup": READ_FILES}), (0.0, 2.0, 3.0, 2.0)),
+                                    above={"lookup": READ_FILES}), scores(cases("lookup"))),
     "os_exit_in_a_cell": (ref(after={"lookup": EXIT_CELL}), FULL),
     "kill_parent": (ref(after={"retrieve": KILL_PARENT}), FULL),
     "kill_every_process": (ref(after={"retrieve": KILL_ALL}), FULL),
     "sys_exit_in_a_cell": (ref(after={"lookup": SYS_EXIT}), FULL),
     "infinite_loop_in_a_cell": (ref(after={"lookup": IGNORE_SIGNALS + "\n" + LOOP_CELL}), FULL),
-    "infinite_loop_in_lookup": (Spec(LOOP_LOOKUP, REF_RETRIEVE, REF_FORWARD), (0.0, 2.0, 3.0, 2.0)),
+    "infinite_loop_in_lookup": (Spec(LOOP_LOOKUP, REF_RETRIEVE, REF_FORWARD), scores(cases("lookup"))),
     "exhaust_memory_in_a_cell": (ref(after={"lookup": MEMORY_CELL}), FULL),
     "gpu_hidden_from_student_code": (ref(above={"lookup": NO_GPU}), FULL),
     "user_name_lookup": (ref(above={"lookup": USER_NAME}), FULL),
     "uid_lock_not_inherited": (ref(above={"lookup": NO_UID_LOCK}), FULL),
-    "os_exit_in_forward": (Spec(REF_LOOKUP, REF_RETRIEVE, "import os\nos._exit(0)"), (5.0, 2.0, 0.0, 0.0)),
+    "os_exit_in_forward": (Spec(REF_LOOKUP, REF_RETRIEVE, "import os\nos._exit(0)"),
+                           scores(cases("forward", "training"))),
 }
 FAST_LIMITS = sandbox.Limits(total_s=120, cell_s=4, call_s=4, training_s=60, memory_mb=1500)
 
@@ -171,7 +166,7 @@ def test_two_graders_at_once_both_grade_in_full(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE,
                               text=True, cwd=cfg.REPO_ROOT) for _ in range(2)]
     totals = [float(p.communicate(timeout=300)[0].split()[-1]) for p in procs]
-    assert totals == [sum(FULL)] * 2
+    assert totals == [TOTAL] * 2
 
 
 def test_sandbox_cannot_read_grader_files(grader, tmp_path):
@@ -191,7 +186,7 @@ def test_sandbox_cannot_read_grader_files(grader, tmp_path):
         """, REF_RETRIEVE, REF_FORWARD)
     path = tmp_path / "probe.ipynb"
     nbformat.write(make_notebook(RELEASE, probe), path)
-    assert grader.grade_path(path).scores["lookup"] == 5.0
+    assert grader.grade_path(path).scores["lookup"] == POINTS["lookup"]
 
 
 class _Marker:
@@ -258,12 +253,11 @@ def test_zip_without_notebook(grader, tmp_path):
 
 
 def test_renamed_notebook_scores_the_same(grader, tmp_path):
-    nb = make_notebook(RELEASE, Spec("return Q.float() @ K.float().transpose(-2, -1)", REF_RETRIEVE, REF_FORWARD))
+    nb = make_notebook(RELEASE, Spec(WRONG_LOOKUP, REF_RETRIEVE, REF_FORWARD))
     a, b = tmp_path / f"{cfg.ASSIGNMENT}.ipynb", tmp_path / f"{cfg.ASSIGNMENT} (1).ipynb"
     nbformat.write(nb, a)
     nbformat.write(nb, b)
-    assert grader.grade_path(a).scores == grader.grade_path(b).scores == {
-        "lookup": 3.0, "retrieve": 2.0, "forward": 3.0, "training": 2.0}
+    assert grader.grade_path(a).scores == grader.grade_path(b).scores == score_dict(WRONG_LOOKUP_FAILS)
 
 
 def test_stub_cells_deleted(grader, tmp_path):

@@ -19,17 +19,16 @@ from coursekit import checks
 from tests.conftest import otter_run, question_scores
 from tests.corpus import REF_FORWARD, REF_RETRIEVE, SUBMISSIONS, Spec, make_notebook
 from tests.test_build import _solution_lines
+from tests.helpers import FULL, ZERO, cases, scores, stub_count
 from tests.test_corpus import EXPECTED
 
 pytestmark = pytest.mark.slow  # end to end; `make test-fast` skips it
 
 A = cfg.ASSIGNMENT
-FULL = tuple(float(p) for p in cfg.AUTOGRADED_POINTS.values())
 # Besides the corpus: the solution itself, the untouched release, and an infinite loop in
 # lookup (stopped at the call limit, graded and marked, not hung).
 LOOP = Spec("while True:\n    pass", REF_RETRIEVE, REF_FORWARD)
-TABLE = {**EXPECTED, "solution": FULL, "release": (0.0, 0.0, 0.0, 0.0),
-         "loop_in_lookup": (0.0, 2.0, 3.0, 2.0)}
+TABLE = {**EXPECTED, "solution": FULL, "release": ZERO, "loop_in_lookup": scores(cases("lookup"))}
 # Text of the hidden tests and the checks behind them, which no student file may contain.
 HIDDEN = B.HIDDEN_MARKERS + ("BEGIN HIDDEN TESTS", "nbgrader_plugin", "check('", "coursekit",
                              "_SEED", "def probes", "heldout")
@@ -101,7 +100,7 @@ def test_release_has_no_hidden_tests_or_solutions(course):
     for secret in HIDDEN + ("BEGIN SOLUTION", "Model answer"):
         assert secret not in text
     assert [line for line in _solution_lines() if line in text] == []
-    assert text.count("raise NotImplementedError()") == 3
+    assert text.count("raise NotImplementedError()") == stub_count()  # one per solution block
 
 
 def test_scores_match_the_otter_table_over_the_corpus(course):

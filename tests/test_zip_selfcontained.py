@@ -1,15 +1,17 @@
 """The autograder zip grades with its own engine, checks and settings, whatever coursekit
 and course_config.py are importable where it runs (here: this repository, installed
-editable in the venv, with `retrieve` worth 2 points).
+editable in the venv, with the course's own points).
 
-The zip under test is built from a copy of the repository whose course_config.py makes
-`retrieve` worth 3 points (13 in all): graded by that zip, the solutions must get 3 and 13.
+The zip under test is built from a copy of the repository whose course_config.py gives the
+first question one point more (`QUESTION`, `OTHER_POINTS`): graded by that zip, the
+solutions must get those points, and one more in all.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,23 +25,28 @@ from tests.conftest import otter_run, question_scores
 
 REPO = cfg.REPO_ROOT
 SOLUTIONS = cfg.SOLUTIONS_DIR / f"{cfg.ASSIGNMENT}.ipynb"
+# The copy's setting that differs from this checkout's: the first question's points, plus one.
+QUESTION = next(iter(cfg.AUTOGRADED_POINTS))
+OTHER_POINTS = int(cfg.AUTOGRADED_POINTS[QUESTION]) + 1
+OTHER_TOTAL = sum(cfg.AUTOGRADED_POINTS.values()) + 1
+POINTS_LINE = re.compile(rf'("{QUESTION}":\s*)(\d+(?:\.\d*)?)')
 
 
-def _copy_tree(dst: Path, retrieve_points: int = 3) -> Path:
-    """A second checkout of the course with `retrieve` worth `retrieve_points`."""
+def _copy_tree(dst: Path) -> Path:
+    """A second checkout of the course with QUESTION worth OTHER_POINTS."""
     dst.mkdir(parents=True)
     shutil.copytree(REPO / "coursekit", dst / "coursekit",
                     ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "source", dst / "source")
-    text = (REPO / "course_config.py").read_text()
-    assert '"retrieve": 2,' in text
-    (dst / "course_config.py").write_text(text.replace('"retrieve": 2,', f'"retrieve": {retrieve_points},'))
+    text, changed = POINTS_LINE.subn(rf"\g<1>{OTHER_POINTS}", (REPO / "course_config.py").read_text(), count=1)
+    assert changed == 1, f"no '\"{QUESTION}\": <points>' in course_config.py"
+    (dst / "course_config.py").write_text(text)
     return dst
 
 
 @pytest.fixture(scope="module")
 def other_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The autograder zip built from the copied checkout (retrieve = 3 there)."""
+    """The autograder zip built from the copied checkout (QUESTION = OTHER_POINTS there)."""
     tree = _copy_tree(tmp_path_factory.mktemp("checkout") / "course")
     out = tree / "out"
     env = {**os.environ, "MNIST_ROOT": str(cfg.mnist_root())}
@@ -51,16 +58,16 @@ def other_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     zip_path = out / cfg.AUTOGRADER_ZIP.relative_to(REPO)
     config = zipfile.ZipFile(zip_path).read("course_config.py").decode()
-    assert '"retrieve": 3,' in config  # the zip carries the copy's settings
+    assert POINTS_LINE.search(config).group(2) == str(OTHER_POINTS)  # the zip carries the copy's settings
     return zip_path
 
 
 def test_repo_engine_is_the_installed_one():
     """The premise: what `import coursekit` finds outside the zip is this repository."""
     out = subprocess.run([sys.executable, "-c", "import coursekit, course_config as c; "
-                          "print(coursekit.__file__); print(c.AUTOGRADED_POINTS['retrieve'])"],
+                          f"print(coursekit.__file__); print(c.AUTOGRADED_POINTS[{QUESTION!r}])"],
                          cwd="/", capture_output=True, text=True, check=True).stdout.split()
-    assert out == [str(REPO / "coursekit" / "__init__.py"), "2"]
+    assert out == [str(REPO / "coursekit" / "__init__.py"), str(cfg.AUTOGRADED_POINTS[QUESTION])]
 
 
 def test_plugin_hands_over_to_the_zip_copy(tmp_path):
@@ -75,13 +82,13 @@ def test_plugin_hands_over_to_the_zip_copy(tmp_path):
 import importlib, json, sys
 plugin_cls = getattr(importlib.import_module("coursekit.otter_plugin"), "TrustedGrading")
 plugin = plugin_cls({str(sub)!r}, {{}}, {{}})
-import course_config, coursekit.engine, coursekit.sandbox.supervisor
+import course_config, coursekit.checks, coursekit.engine, coursekit.sandbox.supervisor
 mods = {{n: getattr(m, "__file__", None) for n, m in sys.modules.items()
         if n.split(".")[0] in ("coursekit", "course_config")}}
 print(json.dumps({{"plugin": sys.modules[type(plugin).__module__].__file__,
-                  "retrieve": course_config.AUTOGRADED_POINTS["retrieve"],
+                  "question": course_config.AUTOGRADED_POINTS[{QUESTION!r}],
                   "points": sum(v for k, v in coursekit.engine.case_points().items()
-                                if k.startswith("retrieve")),
+                                if coursekit.checks.CASES[k].question == {QUESTION!r}),
                   "zygote_path": str(coursekit.sandbox.supervisor.ENGINE_ROOT),
                   "modules": mods}}))
 """
@@ -91,7 +98,7 @@ print(json.dumps({{"plugin": sys.modules[type(plugin).__module__].__file__,
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     source = str((ag / "source").resolve())
     assert got["plugin"].startswith(source + "/")
-    assert got["retrieve"] == 3 and got["points"] == 3
+    assert got["question"] == OTHER_POINTS and got["points"] == OTHER_POINTS
     assert got["zygote_path"] == source  # the sandbox's zygote imports the zip's engine too
     outside = {n: f for n, f in got["modules"].items() if f and not f.startswith(source + "/")}
     assert outside == {}
@@ -137,9 +144,10 @@ def test_sandbox_imports_the_engine_it_belongs_to():
 def test_otter_run_grades_with_the_zips_own_settings(other_zip, tmp_path):
     results = otter_run(other_zip, SOLUTIONS, tmp_path / "out")
     tests = {t["name"]: t for t in results["tests"]}
-    assert tests["retrieve"]["score"] == 3 and tests["retrieve"]["max_score"] == 3
-    assert question_scores(results) == {"lookup": 5, "retrieve": 3, "forward": 3, "training": 2}
-    assert sum(t.get("score", 0) for t in results["tests"]) == 13
+    assert tests[QUESTION]["score"] == OTHER_POINTS and tests[QUESTION]["max_score"] == OTHER_POINTS
+    assert question_scores(results) == {**{q: float(p) for q, p in cfg.AUTOGRADED_POINTS.items()},
+                                        QUESTION: OTHER_POINTS}
+    assert sum(t.get("score", 0) for t in results["tests"]) == OTHER_TOTAL
 
 
 @pytest.mark.slow
@@ -148,9 +156,10 @@ def test_selfcheck_grades_with_the_zips_own_settings(other_zip):
                           cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
     lines = proc.stdout.splitlines()
-    assert any(ln.startswith("self-check solutions: 13/13 (want 13)") and "retrieve 3" in ln
-               and ln.endswith(" OK") for ln in lines), proc.stdout
-    assert any(ln.startswith("self-check release: 0/13 (want 0)") and ln.endswith(" OK")
+    total = f"{OTHER_TOTAL:g}"
+    assert any(ln.startswith(f"self-check solutions: {total}/{total} (want {total})")
+               and f"{QUESTION} {OTHER_POINTS}" in ln and ln.endswith(" OK") for ln in lines), proc.stdout
+    assert any(ln.startswith(f"self-check release: 0/{total} (want 0)") and ln.endswith(" OK")
                for ln in lines), proc.stdout
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import nbformat
 
-SCORE = 12.0
+SCORE = "full"  # every autograded point of the course
 NOTE = "earlier copies of answer cells were kept as your own cells"
 
 

@@ -2,7 +2,8 @@
 
 Stock nbgrader strips the first copy's metadata to `{}`, then its metadata check takes
 that for "an old version of the nbgrader metadata format" and ends the whole autograde
-run: no other student is graded. The student must get their own 12 points, not 50 a check.
+run: no other student is graded. The student must get their own full marks, not the 50
+points each copy claims.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import nbformat
 
-SCORE = 12.0
+SCORE = "full"  # every autograded point of the course
 NOTE = "extra copies of read-only cells were removed"
 
 

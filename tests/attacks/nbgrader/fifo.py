@@ -11,7 +11,7 @@ from pathlib import Path
 
 import nbformat
 
-SCORE = 0.0
+SCORE = "none"  # no autograded point
 NOTE = "is not a regular file"
 
 

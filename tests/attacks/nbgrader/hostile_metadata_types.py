@@ -13,7 +13,7 @@ from pathlib import Path
 
 import nbformat
 
-SCORE = 12.0
+SCORE = "full"  # every autograded point of the course
 NOTE = "nbgrader metadata of"
 
 NAMES_NOTHING = ["grade me", ["lookup_shapes"], None, {"grade_id": ["lookup_shapes"]},

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import nbformat
 
-SCORE = 0.0
+SCORE = "none"  # no autograded point
 NOTE = "the submitted folder is a link"
 
 

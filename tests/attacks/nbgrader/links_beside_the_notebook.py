@@ -16,7 +16,7 @@ from pathlib import Path
 
 import nbformat
 
-SCORE = 12.0
+SCORE = "full"  # every autograded point of the course
 NOTE = "were not copied"
 NAMED = ("notes.txt", "secret.txt", "deep.txt")  # each ignored link, named in the note
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import nbformat
 
-SCORE = 12.0
+SCORE = "full"  # every autograded point of the course
 NOTE = "were not copied"
 NAMED = ("solutions", "course", "gone.txt")
 

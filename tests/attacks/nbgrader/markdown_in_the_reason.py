@@ -11,7 +11,7 @@ from pathlib import Path
 
 import nbformat
 
-SCORE = 0.0
+SCORE = "none"  # no autograded point
 NOTE = "is a notebook of assignment"
 NAME = "[grades](javascript:alert(1)) <img src=x onerror=alert(2)>"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import nbformat
 
-SCORE = 12.0
+SCORE = "full"  # every autograded point of the course
 NOTE = "graded cells were missing and were added back"
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import nbformat
 
-SCORE = 12.0
+SCORE = "full"  # every autograded point of the course
 NOTE = "cells whose type was changed were changed back"
 
 
