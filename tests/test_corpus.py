@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from coursekit.engine import default_grader
 from tests.corpus import CORRECT, SUBMISSIONS, write_corpus
-from tests.helpers import QUESTIONS, RELEASE, cases, scores
+from tests.helpers import A, COURSE, QUESTIONS, RELEASE, cases, scores
 
-# submission -> the hidden cases (coursekit.checks.CASES) it fails; it passes every other one.
+# submission -> the hidden cases (attention_basics.checks.CASES) it fails; it passes every other one.
 # Its scores follow from the points in course_config.py (tests.helpers.scores), so a change
 # of points changes nothing here; a change in what a submission passes shows up as a diff.
 FAILS: dict[str, set[str]] = {
@@ -138,7 +137,7 @@ def test_corpus_is_big_enough():
 def graded(tmp_path_factory):
     """Grade the whole corpus once (CPU), as built from the committed release."""
     paths = write_corpus(RELEASE, tmp_path_factory.mktemp("corpus"))
-    grader = default_grader()
+    grader = COURSE.grader(A)
     return {p.stem: grader.grade_path(p) for p in paths}
 
 
@@ -188,7 +187,7 @@ def test_grading_is_deterministic(tmp_path):
     """The same submissions graded five times give the identical table."""
     names = ["c01_at_operator", "w01_softmax_wrong_dim", "w12_uniform_weights"]
     paths = write_corpus(RELEASE, tmp_path, names)
-    grader = default_grader()
+    grader = COURSE.grader(A)
     def table():
         reports = {p.stem: grader.grade_path(p) for p in paths}
         return {k: (r.scores, [c.message for c in r.cases]) for k, r in reports.items()}

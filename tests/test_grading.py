@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-import course_config as cfg
+from tests.helpers import A
 from coursekit.grade import grade_all
 from tests.conftest import otter_runs, question_scores
 from tests.corpus import SUBMISSIONS, make_notebook, write_corpus
@@ -41,17 +41,17 @@ def runs(built, tmp_path_factory) -> dict:
     for path in write_corpus(RELEASE, tmp / "agree", AGREE):
         subs[f"agree:{path.stem}"] = path
     for name in ATTACK_NAMES:
-        path = tmp / "attacks" / name / f"{cfg.ASSIGNMENT}.ipynb"
+        path = tmp / "attacks" / name / f"{A.name}.ipynb"
         path.parent.mkdir(parents=True)
         nbformat.write(make_notebook(RELEASE, ATTACKS[name][0]), path)
         subs[f"attack:{name}"] = path
     marker = tmp / "PWNED"
     sub = tmp / "submission.zip"
     with zipfile.ZipFile(sub, "w") as zf:
-        zf.writestr(f"{cfg.ASSIGNMENT}.ipynb", nbformat.writes(make_notebook(RELEASE, ref())))
+        zf.writestr(f"{A.name}.ipynb", nbformat.writes(make_notebook(RELEASE, ref())))
         zf.writestr(".OTTER_LOG", pickle.dumps(_Marker(str(marker))))
     subs["otter_log"] = sub
-    renamed = tmp / "renamed" / f"{cfg.ASSIGNMENT} (1).ipynb"
+    renamed = tmp / "renamed" / f"{A.name} (1).ipynb"
     renamed.parent.mkdir()
     nbformat.write(make_notebook(RELEASE, SUBMISSIONS["w01_softmax_wrong_dim"]), renamed)
     subs["renamed"] = renamed
@@ -71,7 +71,7 @@ def _upload_with_shadows(path: Path, notebook: Path, marker_dir: Path) -> Path:
     shadow otter and the kernel launcher), each writing its marker under `marker_dir`."""
     marker_dir.mkdir(exist_ok=True)
     with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr(f"{cfg.ASSIGNMENT}.ipynb", notebook.read_text())
+        zf.writestr(f"{A.name}.ipynb", notebook.read_text())
         for attack in sorted(SHADOWS.glob("*.py")):
             marker = marker_dir / f"{path.stem}-{attack.stem}"
             zf.writestr(attack.name, attack.read_text().replace("__MARKER__", str(marker)))

@@ -308,7 +308,7 @@ def test_gradescope_results_escape_html():
     case = CaseResult("lookup_1", "lookup", 5.0, False, "lookup: <img src=x> & more")
     from coursekit.report import gradescope_results
 
-    out = gradescope_results(_report("bad input", "a<b>.ipynb is empty", cases=[case]))
+    out = gradescope_results(_report("bad input", "a<b>.ipynb is empty", cases=[case]), COURSE.visibility)
     assert out["output"] == "bad input: a&lt;b&gt;.ipynb is empty"
     lookup = next(t for t in out["tests"] if t["name"] == "lookup")
     assert "❌ lookup: &lt;img src=x&gt; &amp; more" in lookup["output"].splitlines()

@@ -12,9 +12,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-import course_config as cfg
+from tests.helpers import A, COURSE
 from coursekit import sandbox
-from coursekit.engine import Grader, default_grader
+from coursekit.engine import Grader
 from tests.corpus import REF_FORWARD, REF_LOOKUP, REF_RETRIEVE, Spec, make_notebook
 from tests.helpers import (FULL, POINTS, RELEASE, TOTAL, WRONG_LOOKUP, WRONG_LOOKUP_FAILS, ZERO, cases, ref,
                            score_dict, scores)
@@ -107,7 +107,7 @@ FAST_LIMITS = sandbox.Limits(total_s=120, cell_s=4, call_s=4, training_s=60, mem
 
 @pytest.fixture(scope="module")
 def grader() -> Grader:
-    g = default_grader()
+    g = COURSE.grader(A)
     g.limits = FAST_LIMITS
     return g
 
@@ -119,7 +119,7 @@ def _visible(report) -> str:
 @pytest.mark.parametrize("name", sorted(ATTACKS))
 def test_attack_gets_the_score_of_its_code(name, grader, tmp_path):
     spec, expected = ATTACKS[name]
-    path = tmp_path / f"{cfg.ASSIGNMENT}.ipynb"
+    path = tmp_path / f"{A.name}.ipynb"
     nbformat.write(make_notebook(RELEASE, spec), path)
     report = grader.grade_path(path)
     assert tuple(report.scores.values()) == expected, (report.status, report.feedback())
@@ -158,13 +158,13 @@ def test_two_graders_at_once_both_grade_in_full(tmp_path):
     import subprocess
     import sys
 
-    path = tmp_path / f"{cfg.ASSIGNMENT}.ipynb"
+    path = tmp_path / f"{A.name}.ipynb"
     nbformat.write(make_notebook(RELEASE, ref()), path)
-    code = ("import sys; from coursekit.engine import default_grader; "
-            "r = default_grader().grade_path(__import__('pathlib').Path(sys.argv[1])); "
+    code = ("import sys; from coursekit import course; "
+            "r = course.load().grader().grade_path(__import__('pathlib').Path(sys.argv[1])); "
             "print(sum(r.scores.values()))")
     procs = [subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE,
-                              text=True, cwd=cfg.REPO_ROOT) for _ in range(2)]
+                              text=True, cwd=COURSE.root) for _ in range(2)]
     totals = [float(p.communicate(timeout=300)[0].split()[-1]) for p in procs]
     assert totals == [TOTAL] * 2
 
@@ -204,7 +204,7 @@ def test_otter_log_pickle_is_never_loaded(grader, tmp_path):
     sub = tmp_path / "submission.zip"
     nb = make_notebook(RELEASE, ref())
     with zipfile.ZipFile(sub, "w") as zf:
-        zf.writestr(f"{cfg.ASSIGNMENT}.ipynb", nbformat.writes(nb))
+        zf.writestr(f"{A.name}.ipynb", nbformat.writes(nb))
         zf.writestr(".OTTER_LOG", pickle.dumps(_Marker(str(marker))))
         zf.writestr("other.pkl", pickle.dumps(_Marker(str(marker))))
     report = grader.grade_path(sub)
@@ -254,7 +254,7 @@ def test_zip_without_notebook(grader, tmp_path):
 
 def test_renamed_notebook_scores_the_same(grader, tmp_path):
     nb = make_notebook(RELEASE, Spec(WRONG_LOOKUP, REF_RETRIEVE, REF_FORWARD))
-    a, b = tmp_path / f"{cfg.ASSIGNMENT}.ipynb", tmp_path / f"{cfg.ASSIGNMENT} (1).ipynb"
+    a, b = tmp_path / f"{A.name}.ipynb", tmp_path / f"{A.name} (1).ipynb"
     nbformat.write(nb, a)
     nbformat.write(nb, b)
     assert grader.grade_path(a).scores == grader.grade_path(b).scores == score_dict(WRONG_LOOKUP_FAILS)
@@ -276,5 +276,5 @@ def test_grader_leaves_the_environment_alone(monkeypatch):
     import os
 
     monkeypatch.delenv("MPLBACKEND", raising=False)
-    default_grader()
+    COURSE.grader(A)
     assert "MPLBACKEND" not in os.environ

@@ -25,14 +25,14 @@ from types import ModuleType
 import nbformat
 import pytest
 
-import course_config as cfg
+from tests.helpers import A, COURSE
 from tests.corpus import REF_FORWARD, REF_LOOKUP, REF_RETRIEVE, Spec, make_notebook
 from tests.helpers import TOTAL
 from tests.test_nbgrader import HIDDEN, nbgrader, nbgrader_scores
 
 pytestmark = pytest.mark.slow  # one end-to-end autograde run; `make test-fast` skips it
 
-A = cfg.ASSIGNMENT
+A = A.name
 ATTACKS_DIR = Path(__file__).parent / "attacks" / "nbgrader"
 NOTE_MARK = "Grader note"
 SOLUTION_TIME = "2024-05-01 12:00:00.000000 UTC"
@@ -65,7 +65,7 @@ def course(tmp_path_factory) -> Path:
     through generate_assignment, one autograde run for every student, and generate_feedback."""
     root = tmp_path_factory.mktemp("nbgrader-hostile") / "course"
     # nbgrader's own folders, should a TA have run it in the checkout (its .gitignore)
-    shutil.copytree(cfg.NBGRADER_COURSE_DIR, root, ignore=shutil.ignore_patterns(
+    shutil.copytree(COURSE.nbgrader_course_dir, root, ignore=shutil.ignore_patterns(
         "gradebook.db", "release", "submitted", "autograded", "feedback", "exchange", "*.csv"))
     nbgrader(root, "generate_assignment", A)
     release_path = root / "release" / A / f"{A}.ipynb"

@@ -8,6 +8,8 @@ Both `coursekit grade`'s results.json and `otter run`'s (the autograder zip) obe
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import shutil
 import zipfile
@@ -15,11 +17,10 @@ from pathlib import Path
 
 import pytest
 
-import course_config as cfg
 from coursekit.grade import grade_all
 from tests.conftest import otter_runs, question_scores
 from tests.corpus import write_corpus
-from tests.helpers import QUESTIONS, RELEASE, score_dict
+from tests.helpers import COURSE, QUESTIONS, RELEASE, score_dict
 from tests.test_corpus import FAILS
 
 NAMES = ["w02_softmax_in_hard_mode", "w14_only_lookup_done", "w15_stubs_left_in"]
@@ -95,10 +96,10 @@ def test_coursekit_grade_hides_verdicts_until_published(graded, name):
 
 def test_coursekit_grade_shows_verdicts_when_visible(graded, tmp_path, monkeypatch):
     subs, out, rows = graded
-    monkeypatch.setattr(cfg, "RESULTS_VISIBILITY", dict(VISIBLE_AT_ONCE))
+    visible = dataclasses.replace(COURSE, visibility=dict(VISIBLE_AT_ONCE))
     again = tmp_path / "out"
     shutil.copytree(out / ".reports", again / ".reports")  # nothing is graded again
-    grade_all([subs], again, jobs=1, progress=False)
+    grade_all([subs], again, jobs=1, progress=False, course=visible)
     for name in NAMES:
         results = json.loads((again / "feedback" / name / "results.json").read_text())
         assert_visible_at_once(results, _messages(rows[name]))
@@ -115,16 +116,6 @@ def test_feedback_lists_each_line_once(graded):
         assert len(lines) == len(set(lines)), (name, lines)
         assert report.count("not implemented yet") <= len(QUESTIONS), report
 
-
-def test_bad_visibility_setting_is_refused(monkeypatch):
-    from course_config import results_visibility
-
-    monkeypatch.setattr(cfg, "RESULTS_VISIBILITY", {"public": "visible", "hidden": "later"})
-    with pytest.raises(ValueError, match="after_published"):
-        results_visibility()
-
-
-# --- otter run (the autograder zip) -----------------------------------------------------
 
 def _zip_with_visibility(zip_path: Path, out: Path, setting: dict) -> Path:
     """A copy of the autograder zip whose course_config.py ends with another setting."""

@@ -1,10 +1,10 @@
-"""The autograder zip grades with its own engine, checks and settings, whatever coursekit
-and course_config.py are importable where it runs (here: this repository, installed
-editable in the venv, with the course's own points).
+"""The autograder zip grades with its own engine, lab and settings, whatever coursekit,
+course_config.py and lab are importable where it runs (here: this repository, installed
+editable in the venv, with the lab's own points).
 
-The zip under test is built from a copy of the repository whose course_config.py gives the
-first question one point more (`QUESTION`, `OTHER_POINTS`): graded by that zip, the
-solutions must get those points, and one more in all.
+The zip under test is built from a copy of the repository whose lab.toml gives the first
+question one point more (`QUESTION`, `OTHER_POINTS`): graded by that zip, the solutions
+must get those points, and one more in all.
 """
 
 from __future__ import annotations
@@ -20,16 +20,17 @@ from pathlib import Path
 
 import pytest
 
-import course_config as cfg
+from tests.helpers import A, COURSE
 from tests.conftest import otter_run, question_scores
 
-REPO = cfg.REPO_ROOT
-SOLUTIONS = cfg.SOLUTIONS_DIR / f"{cfg.ASSIGNMENT}.ipynb"
+REPO = COURSE.root
+SOLUTIONS = A.solutions_dir / f"{A.name}.ipynb"
 # The copy's setting that differs from this checkout's: the first question's points, plus one.
-QUESTION = next(iter(cfg.AUTOGRADED_POINTS))
-OTHER_POINTS = int(cfg.AUTOGRADED_POINTS[QUESTION]) + 1
-OTHER_TOTAL = sum(cfg.AUTOGRADED_POINTS.values()) + 1
-POINTS_LINE = re.compile(rf'("{QUESTION}":\s*)(\d+(?:\.\d*)?)')
+QUESTION = next(iter(A.points))
+OTHER_POINTS = int(A.points[QUESTION]) + 1
+OTHER_TOTAL = sum(A.points.values()) + 1
+POINTS_LINE = re.compile(rf"(?m)^({QUESTION}\s*=\s*)(\d+(?:\.\d*)?)")
+LAB_TOML = f"source/{A.name}/lab.toml"
 
 
 def _copy_tree(dst: Path) -> Path:
@@ -38,9 +39,10 @@ def _copy_tree(dst: Path) -> Path:
     shutil.copytree(REPO / "coursekit", dst / "coursekit",
                     ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "source", dst / "source")
-    text, changed = POINTS_LINE.subn(rf"\g<1>{OTHER_POINTS}", (REPO / "course_config.py").read_text(), count=1)
-    assert changed == 1, f"no '\"{QUESTION}\": <points>' in course_config.py"
-    (dst / "course_config.py").write_text(text)
+    shutil.copy(REPO / "course_config.py", dst / "course_config.py")
+    text, changed = POINTS_LINE.subn(rf"\g<1>{OTHER_POINTS}", (REPO / LAB_TOML).read_text(), count=1)
+    assert changed == 1, f"no '{QUESTION} = <points>' in {LAB_TOML}"
+    (dst / LAB_TOML).write_text(text)
     return dst
 
 
@@ -49,25 +51,25 @@ def other_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The autograder zip built from the copied checkout (QUESTION = OTHER_POINTS there)."""
     tree = _copy_tree(tmp_path_factory.mktemp("checkout") / "course")
     out = tree / "out"
-    env = {**os.environ, "MNIST_ROOT": str(cfg.mnist_root())}
+    env = {**os.environ, "MNIST_ROOT": str(COURSE.mnist_root)}
     env.pop("PYTHONPATH", None)
     proc = subprocess.run(
         [sys.executable, "-c", "from pathlib import Path; from coursekit.build import build; "
          f"build(run_tests=False, quiet=True, out_root=Path({str(out)!r}))"],
         cwd=tree, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    zip_path = out / cfg.AUTOGRADER_ZIP.relative_to(REPO)
-    config = zipfile.ZipFile(zip_path).read("course_config.py").decode()
+    zip_path = out / A.autograder_zip.relative_to(REPO)
+    config = zipfile.ZipFile(zip_path).read(LAB_TOML).decode()
     assert POINTS_LINE.search(config).group(2) == str(OTHER_POINTS)  # the zip carries the copy's settings
     return zip_path
 
 
 def test_repo_engine_is_the_installed_one():
     """The premise: what `import coursekit` finds outside the zip is this repository."""
-    out = subprocess.run([sys.executable, "-c", "import coursekit, course_config as c; "
-                          f"print(coursekit.__file__); print(c.AUTOGRADED_POINTS[{QUESTION!r}])"],
+    out = subprocess.run([sys.executable, "-c", "import coursekit; from coursekit import course; "
+                          f"print(coursekit.__file__); print(course.load().assignment().points[{QUESTION!r}])"],
                          cwd="/", capture_output=True, text=True, check=True).stdout.split()
-    assert out == [str(REPO / "coursekit" / "__init__.py"), str(cfg.AUTOGRADED_POINTS[QUESTION])]
+    assert out == [str(REPO / "coursekit" / "__init__.py"), str(A.points[QUESTION])]
 
 
 def test_plugin_hands_over_to_the_zip_copy(tmp_path):
@@ -82,13 +84,18 @@ def test_plugin_hands_over_to_the_zip_copy(tmp_path):
 import importlib, json, sys
 plugin_cls = getattr(importlib.import_module("coursekit.otter_plugin"), "TrustedGrading")
 plugin = plugin_cls({str(sub)!r}, {{}}, {{}})
-import course_config, coursekit.checks, coursekit.engine, coursekit.sandbox.supervisor
+import coursekit.sandbox.supervisor
+from pathlib import Path
+from coursekit import course
+c = course.load(Path({str(ag / "source" / "course_config.py")!r}), only={A.name!r})
+a = c.assignment({A.name!r})
+lab = a.lab()
 mods = {{n: getattr(m, "__file__", None) for n, m in sys.modules.items()
-        if n.split(".")[0] in ("coursekit", "course_config")}}
+        if n.split(".")[0] in ("coursekit", "course_config", {A.name!r})}}
 print(json.dumps({{"plugin": sys.modules[type(plugin).__module__].__file__,
-                  "question": course_config.AUTOGRADED_POINTS[{QUESTION!r}],
-                  "points": sum(v for k, v in coursekit.engine.case_points().items()
-                                if coursekit.checks.CASES[k].question == {QUESTION!r}),
+                  "question": a.points[{QUESTION!r}],
+                  "points": sum(v for k, v in lab.case_points(a.points).items()
+                                if lab.cases[k].question == {QUESTION!r}),
                   "zygote_path": str(coursekit.sandbox.supervisor.ENGINE_ROOT),
                   "modules": mods}}))
 """
@@ -119,11 +126,11 @@ def test_a_linked_notebook_never_chooses_the_plugin(tmp_path):
     (fake / "__init__.py").write_text("")
     (sub / "sub" / "x").mkdir()
     (sub / "sub" / "x" / "real.ipynb").write_text("{}")
-    (sub / f"{cfg.ASSIGNMENT}.ipynb").symlink_to("sub/x/real.ipynb")
+    (sub / f"{A.name}.ipynb").symlink_to("sub/x/real.ipynb")
     probe = f"""
 import importlib, sys
 cls = getattr(importlib.import_module("coursekit.otter_plugin"), "TrustedGrading")
-plugin = cls({str(sub / f"{cfg.ASSIGNMENT}.ipynb")!r}, {{}}, {{}})
+plugin = cls({str(sub / f"{A.name}.ipynb")!r}, {{}}, {{}})
 print(sys.modules[type(plugin).__module__].__file__)
 """
     proc = subprocess.run([sys.executable, "-c", probe], cwd=sub, capture_output=True, text=True, timeout=120)
@@ -145,7 +152,7 @@ def test_otter_run_grades_with_the_zips_own_settings(other_zip, tmp_path):
     results = otter_run(other_zip, SOLUTIONS, tmp_path / "out")
     tests = {t["name"]: t for t in results["tests"]}
     assert tests[QUESTION]["score"] == OTHER_POINTS and tests[QUESTION]["max_score"] == OTHER_POINTS
-    assert question_scores(results) == {**{q: float(p) for q, p in cfg.AUTOGRADED_POINTS.items()},
+    assert question_scores(results) == {**{q: float(p) for q, p in A.points.items()},
                                         QUESTION: OTHER_POINTS}
     assert sum(t.get("score", 0) for t in results["tests"]) == OTHER_TOTAL
 
