@@ -102,7 +102,7 @@ def _lab_folder(tmp_path: Path, name: str, lab_py: str | None) -> Path:
          return Lab(name="broken", folder=__import__("pathlib").Path(__file__).parent, settings=settings,
                     calls=(Call("a", "f"),), cases={"c": Case("q", ("a", "b"), lambda o, p: None)},
                     definitions=("f",), job_module="x", inputs=lambda d, s: {}, load_data=lambda p: {},
-                    make_data=lambda p: None)
+                    make_data=lambda p: None, public_checks=__import__("pathlib").Path(__file__))
      """, "case 'c' needs calls the lab does not make: b"),
 ])
 def test_a_broken_lab_folder_is_one_error_naming_the_file(tmp_path, lab_py, says):

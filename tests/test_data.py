@@ -52,17 +52,28 @@ def test_corrupt_file_is_named(tmp_path):
 
 
 def test_env_var_sets_root(tmp_path, monkeypatch):
+    from coursekit import course
+
     monkeypatch.setenv("MNIST_ROOT", str(tmp_path / "elsewhere"))
-    assert COURSE.mnist_root == tmp_path / "elsewhere"
+    shutil.copy(COURSE.config_file, tmp_path / "course_config.py")  # a course read with it set
+    (tmp_path / "source").symlink_to(COURSE.root / "source")
+    moved = course.load(tmp_path / "course_config.py")
+    assert moved.mnist_root == tmp_path / "elsewhere"
     with pytest.raises(DataError, match="elsewhere does not exist"):
-        data.prepare_test_split(COURSE.mnist_root, cache=tmp_path / "cache")
+        data.prepare_test_split(moved.mnist_root, cache=tmp_path / "cache")
 
 
 def test_cli_build_reports_bad_root(tmp_path, monkeypatch, capsys):
     from coursekit.cli import main
 
+    from coursekit import course
+
     monkeypatch.setenv("MNIST_ROOT", str(tmp_path / "missing"))
+    shutil.copy(COURSE.config_file, tmp_path / "course_config.py")  # the course, read with it set
+    (tmp_path / "source").symlink_to(COURSE.root / "source")
+    monkeypatch.setenv("COURSEKIT_CONFIG", str(tmp_path / "course_config.py"))
     assert main(["build", "--no-run-tests"]) == 1
+    assert course.load().mnist_root == tmp_path / "missing"
     err = capsys.readouterr().err
     assert f"coursekit build: MNIST data root {tmp_path / 'missing'} does not exist" in err
 

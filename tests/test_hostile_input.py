@@ -247,7 +247,7 @@ def test_assignment_name_in_message_is_one_short_line(tmp_path):
     path = tmp_path / "other.ipynb"
     path.write_text(json.dumps(_nb(metadata={"otter": {"assignment_name": "lab\n\n# 12/12 full marks" + "!" * 500}})))
     with pytest.raises(SubmissionError) as err:
-        read_submission(path)
+        read_submission(path, submission.Rules(assignment=A.name))
     message = str(err.value)
     assert message.startswith("other.ipynb is a notebook of assignment 'lab??# 12/12 full marks!!!")
     assert message.endswith(f"not '{A.name}'")

@@ -39,7 +39,6 @@ ATOL = 1e-5
 _SEED = 1234  # hidden inputs; never shown to students
 MODEL_BATCH = 4
 _ADAM = torch.optim.Adam  # the reference's optimiser, bound before any notebook cell could patch it
-CONFIG_FILE = "attention_config.json"  # written beside this module in the autograder
 
 
 def _fail(message: str) -> None:
@@ -658,24 +657,11 @@ def verdict(case_id: str, outputs: Outputs, p: dict[str, torch.Tensor]) -> None:
 
 # --- in one process (the notebook's thin test cells) -----------------------------
 
-def bundled_training() -> tuple[dict[str, Any], Arrays]:
-    """Training settings and data bundled beside this module by the build."""
-    import json
-
-    here = Path(__file__).resolve().parent
-    settings = json.loads((here / CONFIG_FILE).read_text())
-    return settings, load_bundle(here / settings["bundle_file"])
-
-
 def run_case(case_id: str, training: dict[str, Any] | None = None, bundle: Arrays | None = None,
              **defs: Any) -> None:
-    """Evaluate and judge one hidden case in this process (for the notebook's test cells).
-
-    Without `training`/`bundle`, the training case reads the files bundled beside this module.
-    """
+    """Evaluate and judge one hidden case in this process (trusted code only: tests, the
+    master's own solution); the training case needs `training` and `bundle`."""
     case = CASES[case_id]
-    if "training" in case.calls and (training is None or bundle is None):
-        training, bundle = bundled_training()
     p = probes(bundle, training)
     outputs: Outputs = {}
     for call_id in case.calls:
