@@ -57,9 +57,10 @@ def test_zip_has_stable_name_and_bundles_data(built):
 
     assert built["zip"].name == "attention_basics-autograder.zip"
     names = zipfile.ZipFile(built["zip"]).namelist()
-    for needed in (f"grader_files/{A.data_file}", "grader_files/attention_config.json",
-                   "otter_config.json", "coursekit/checks.py"):
+    for needed in (f"grader_files/{A.data_file}", "otter_config.json", "coursekit/engine.py",
+                   f"source/{A.name}/checks.py", f"source/{A.name}/lab.toml", "course_config.py"):
         assert needed in names
+    assert not any(n.endswith(".ipynb") and n.startswith("source/") for n in names)  # the lab, not its master
 
 
 def test_zip_copies_nothing_of_the_grader_beside_the_upload(built):
@@ -351,7 +352,7 @@ RuntimeError: Some autograder tests failed in the autograder notebook:
 
 def test_hidden_test_cells_and_checks_cases_cannot_drift(tmp_path):
     master = _master_without(tmp_path, lambda i, c: c.cell_type == "code" and "def test_retrieve_one_hot(" in c.source)
-    with pytest.raises(B.BuildError, match=r"question 'retrieve': coursekit/checks.py CASES scores "
+    with pytest.raises(B.BuildError, match=r"question 'retrieve': the lab's cases \(source/attention_basics/lab.py: Lab.cases\) scores "
                                            r"retrieve_one_hot for it, but no hidden test cell runs it"):
         B.stage_master(master, tmp_path / "stage", _fake_bundle(tmp_path))
     nb = nbformat.read(A.master, as_version=4)
@@ -359,7 +360,7 @@ def test_hidden_test_cells_and_checks_cases_cannot_drift(tmp_path):
     cell.source = cell.source.replace('"retrieve_one_hot"', '"retrieve_new_case"')
     nbformat.write(nb, tmp_path / "master2.ipynb")
     with pytest.raises(B.BuildError, match=r"question 'retrieve': its hidden test cells run retrieve_new_case, "
-                                           r"not a case of coursekit/checks.py CASES"):
+                                           r"not a case of the lab's cases \(source/attention_basics/lab.py: Lab.cases\)"):
         B.stage_master(tmp_path / "master2.ipynb", tmp_path / "stage", _fake_bundle(tmp_path))
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import A, COURSE
+from tests.helpers import A as ASSIGNMENT, COURSE
 from tests import container
 from tests.test_local_services import Services
 from tests.corpus import REF_FORWARD, REF_RETRIEVE, Spec
@@ -42,7 +42,7 @@ from tests.test_isolation import (CHECKS_PY, ENV_PROBE, ENV_TOKEN, Listener, bat
 pytestmark = pytest.mark.slow  # containers, otter and a batch of attacks: ~2 minutes
 
 REPO = COURSE.root
-A = A.name
+A = ASSIGNMENT.name
 ATTACKS = Path(__file__).parent / "attacks" / "container"
 WHY_NOT = container.host_can_make_containers()
 if WHY_NOT:
@@ -139,7 +139,7 @@ def gradescope(zip_path, tmp_path_factory) -> dict[str, container.ContainerRun]:
     """`/autograder/run_autograder` for the untouched release and the solutions, and the
     solutions once more in a container that refuses nothing (two containers at once)."""
     tmp = tmp_path_factory.mktemp("gradescope")
-    release, solutions = A.release_dir / f"{A}.ipynb", A.solutions_dir / f"{A}.ipynb"
+    release, solutions = ASSIGNMENT.release_dir / f"{A}.ipynb", ASSIGNMENT.solutions_dir / f"{A}.ipynb"
     uploads = {"release": (release, {}), "solutions": (solutions, {}),
                "solutions, nothing refused": (solutions, {"keep_caps": True, "seccomp": False})}
 

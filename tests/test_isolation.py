@@ -43,7 +43,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import A, COURSE
+from tests.helpers import A as ASSIGNMENT, COURSE
 from tests.corpus import REF_FORWARD, REF_RETRIEVE, Spec
 from tests.helpers import (FULL, GATED_LOOKUP, NOT_LEAKED, QUESTIONS, RELEASE, SPAWNED, WRONG_LOOKUP,
                            WRONG_LOOKUP_FAILS, ZERO, Run, grade, new_token, probe_cell, probe_spec,
@@ -52,8 +52,8 @@ from tests.helpers import (FULL, GATED_LOOKUP, NOT_LEAKED, QUESTIONS, RELEASE, S
 pytestmark = pytest.mark.slow  # end to end; `make test-fast` skips it
 
 REPO = COURSE.root
-A = A.name
-CHECKS_PY = REPO / "coursekit" / "checks.py"
+A = ASSIGNMENT.name
+CHECKS_PY = ASSIGNMENT.folder / "checks.py"  # the lab's hidden checks: what an attack would read
 ENV_TOKEN = ("COURSEKIT_TEST_TOKEN", "s3cret")
 STUDENT_USER = "ckstudent_ta"
 
@@ -367,8 +367,8 @@ def read_probes(classmate: Path) -> dict[str, str]:
     """Class 6: what the student's process must not read or see (name -> probe body)."""
     return {
         "read_checks_py": read_probe(CHECKS_PY),  # reads the repository's hidden checks
-        "read_source_notebook": read_probe(A.master),  # reads the master (tests, solutions)
-        "read_solutions_notebook": read_probe(A.solutions_dir / f"{A}.ipynb"),  # reads the solutions
+        "read_source_notebook": read_probe(ASSIGNMENT.master),  # reads the master (tests, solutions)
+        "read_solutions_notebook": read_probe(ASSIGNMENT.solutions_dir / f"{A}.ipynb"),  # reads the solutions
         "read_classmate_submission": read_probe(classmate),  # reads another submission of the batch
         "read_bundle_cache": cache_probe(REPO / ".cache"),  # lists/reads the data bundle cache
         "proc_cmdline": PROC_CMDLINE_PROBE,  # sees another process's command line naming a notebook
@@ -478,7 +478,7 @@ class TestProbes:
     def test_read_probe_detects(self, name, decoy):
         import attention_basics.checks  # noqa: F401 - as the grader's process has it
 
-        A.data_path()  # the cache exists (a grade run makes it)
+        ASSIGNMENT.data_path()  # the cache exists (a grade run makes it)
 
         assert self._leaks(read_probes(RELEASE)[name])
 
@@ -697,7 +697,7 @@ def as_user() -> Batch:
     for path in [work, *work.rglob("*")]:
         os.chown(path, pw.pw_uid, pw.pw_gid)
 
-    A.data_path()  # the cached data slice exists (the user cannot write the repository)
+    ASSIGNMENT.data_path()  # the cached data slice exists (the user cannot write the repository)
     prefix = ("setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--init-groups", "env",
               f"HOME={home}", f"USER={STUDENT_USER}", f"LOGNAME={STUDENT_USER}")
     folders = [subs / "1", subs / "2"]

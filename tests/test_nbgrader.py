@@ -13,7 +13,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tests.helpers import A, LAB
+from tests.helpers import A as ASSIGNMENT, LAB
 from coursekit import build as B
 from attention_basics import checks
 from tests.conftest import otter_run, question_scores
@@ -24,7 +24,7 @@ from tests.test_corpus import EXPECTED
 
 pytestmark = pytest.mark.slow  # end to end; `make test-fast` skips it
 
-A = A.name
+A = ASSIGNMENT.name
 # Besides the corpus: the solution itself, the untouched release, and an infinite loop in
 # lookup (stopped at the call limit, graded and marked, not hung).
 LOOP = Spec("while True:\n    pass", REF_RETRIEVE, REF_FORWARD)
@@ -72,7 +72,7 @@ def nbgrader_scores(course: Path) -> dict[str, tuple[float, ...]]:
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
         for student in gb.students:
             sub = gb.find_submission_notebook(A, A, student.id)
-            per = dict.fromkeys(A.points, 0.0)
+            per = dict.fromkeys(ASSIGNMENT.points, 0.0)
             for grade in sub.grades:
                 if grade.name in checks.CASES:
                     per[checks.CASES[grade.name].question] += grade.score
@@ -84,9 +84,9 @@ def test_source_notebook_has_nbgrader_cells(built):
     nb = nbformat.read(built["nbgrader_source"], as_version=4)
     meta = [c.metadata["nbgrader"] for c in nb.cells]
     tests = {m["grade_id"]: m["points"] for m in meta if m["grade"] and not m["solution"]}
-    assert tests == LAB.case_points(A.points)  # one autograded cell per hidden check, otter's points
+    assert tests == LAB.case_points(ASSIGNMENT.points)  # one autograded cell per hidden check, otter's points
     manual = {m["grade_id"]: m["points"] for m in meta if m["grade"] and m["solution"]}
-    assert manual == {q: float(p) for q, p in A.manual_points.items()}
+    assert manual == {q: float(p) for q, p in ASSIGNMENT.manual_points.items()}
     answers = [m["grade_id"] for m in meta if m["solution"] and not m["grade"]]
     assert answers == ["lookup_answer", "retrieve_answer", "forward_answer"]
     given = [m for m in meta if not m["grade"] and not m["solution"]]
@@ -146,8 +146,8 @@ def test_export_lists_every_student(course):
     assert set(rows) == set(TABLE)
     for student, scores in TABLE.items():
         assert float(rows[student]["score"]) == sum(scores)  # written answers: not yet graded
-        assert float(rows[student]["max_score"]) == sum(A.points.values()) + sum(
-            A.manual_points.values())
+        assert float(rows[student]["max_score"]) == sum(ASSIGNMENT.points.values()) + sum(
+            ASSIGNMENT.manual_points.values())
 
 
 def test_feedback_strips_hidden_code_from_stock_tracebacks():

@@ -25,14 +25,14 @@ from types import ModuleType
 import nbformat
 import pytest
 
-from tests.helpers import A, COURSE
+from tests.helpers import A as ASSIGNMENT, COURSE
 from tests.corpus import REF_FORWARD, REF_LOOKUP, REF_RETRIEVE, Spec, make_notebook
 from tests.helpers import TOTAL
 from tests.test_nbgrader import HIDDEN, nbgrader, nbgrader_scores
 
 pytestmark = pytest.mark.slow  # one end-to-end autograde run; `make test-fast` skips it
 
-A = A.name
+A = ASSIGNMENT.name
 ATTACKS_DIR = Path(__file__).parent / "attacks" / "nbgrader"
 NOTE_MARK = "Grader note"
 SOLUTION_TIME = "2024-05-01 12:00:00.000000 UTC"
