@@ -14,7 +14,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.helpers import A, COURSE
+from tests.helpers import A, COURSE, LAB, QUESTIONS, TOTAL, score_dict
+from tests.test_corpus import FAILS
 from coursekit.batch.submissions import find_submissions
 from coursekit.grade import grade_all
 from tests.corpus import write_corpus
@@ -47,18 +48,20 @@ def _csv(path: Path) -> list[dict]:
 def test_csv_rows_feedback_and_charts(reference_run):
     rows = _csv(reference_run / "grades.csv")
     assert [r["student"] for r in rows] == sorted(NAMES + ["broken"])
-    assert list(rows[0]) == ["student", "lookup", "retrieve", "forward", "training", "total", "status",
-                            "isolation", "device", "message"]
+    assert list(rows[0]) == ["student", *QUESTIONS, "total", "status", "isolation", "device", "message"]
     by = {r["student"]: r for r in rows}
-    assert (by["c01_at_operator"]["total"], by["c01_at_operator"]["status"]) == ("12", "ok")
+    assert (by["c01_at_operator"]["total"], by["c01_at_operator"]["status"]) == (f"{TOTAL:g}", "ok")
     assert (by["c01_at_operator"]["device"], by["broken"]["device"]) == ("cpu", "")  # auto: no GPU here
-    assert (by["w11_weights_detached"]["forward"], by["w11_weights_detached"]["training"]) == ("3", "0")
+    w11 = score_dict(FAILS["w11_weights_detached"])
+    assert (by["w11_weights_detached"]["forward"], by["w11_weights_detached"]["training"]) == (
+        f"{w11['forward']:g}", f"{w11['training']:g}")
     assert by["broken"]["status"] == "bad input" and "invalid JSON" in by["broken"]["message"]
     results = json.loads((reference_run / "feedback" / "w01_softmax_wrong_dim" / "results.json").read_text())
-    assert {t["name"]: t["score"] for t in results["tests"] if "score" in t} == {
-        "lookup": 3.0, "retrieve": 2.0, "forward": 3.0, "training": 2.0}
+    w01 = score_dict(FAILS["w01_softmax_wrong_dim"])
+    assert {t["name"]: t["score"] for t in results["tests"] if "score" in t} == w01
     report = (reference_run / "feedback" / "w01_softmax_wrong_dim" / "report.md").read_text()
-    assert "**Score: 10 / 12**" in report and "softmax over the queries, not the keys" in report
+    assert f"**Score: {sum(w01.values()):g} / {TOTAL:g}**" in report
+    assert "softmax over the queries, not the keys" in report
     assert not any(reference_run.glob("grades.csv.*"))
 
 
@@ -66,7 +69,8 @@ def test_summary_and_charts(reference_run, capsys):
     from coursekit.grade import summarise
     from coursekit.report import decode
 
-    rows = [(p.stem, decode(p.read_text())) for p in sorted((reference_run / ".reports").glob("*.json"))]
+    table = LAB.case_table(A.points)
+    rows = [(p.stem, decode(p.read_text(), table)) for p in sorted((reference_run / ".reports").glob("*.json"))]
     text = summarise(rows, reference_run)
     assert f"{len(NAMES) + 1} submissions" in text and "lookup" in text and "status: bad input 1, ok 8" in text
     trained = sum(r.device == "cpu" for _, r in rows)  # auto: the CPU here
@@ -328,7 +332,7 @@ class _FakeGrader:
         return Report(isolation="fake", cases=[CaseResult("lookup_1", "lookup", 5.0, True)])
 
 
-def _fake_executor(jobs: int | None, cluster: str | None, require: str | None):
+def _fake_executor(jobs: int | None, cluster: str | None, require: str | None, *course_and_assignment):
     from coursekit.batch.pool import LocalPool
 
     return lambda todo: LocalPool(min(jobs or 1, todo), lambda slot, sandboxes: _FakeGrader())
@@ -346,7 +350,7 @@ def fake_workers(monkeypatch):
 def _fake_run(subs: Path, out: Path, jobs: int = 1):
     from coursekit.batch.grading import grade_batch
 
-    return grade_batch([subs], out, _fake_executor(jobs, None, None), progress=False)
+    return grade_batch([subs], out, _fake_executor(jobs, None, None), COURSE, A, progress=False)
 
 
 def _rows(out: Path) -> dict[str, dict]:
@@ -418,5 +422,6 @@ def test_workers_that_cannot_start_end_the_run_with_an_error(tmp_path):
 
     _touch(tmp_path / "subs" / "a.ipynb")
     with pytest.raises(CannotGrade, match="the grading workers stopped before grading anything"):
-        grade_batch([tmp_path / "subs"], tmp_path / "out", lambda todo: LocalPool(2, broken), progress=False)
+        grade_batch([tmp_path / "subs"], tmp_path / "out", lambda todo: LocalPool(2, broken), COURSE, A,
+                    progress=False)
     assert not (tmp_path / "out" / "grades.csv").exists()

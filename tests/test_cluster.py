@@ -205,8 +205,7 @@ def test_gpu_workers_are_seen(monkeypatch):
     with LocalCluster(n_workers=1, processes=False, protocol="tcp", host="127.0.0.1", dashboard_address=":0",
                       resources={"GPU": 1}) as lc, Client(lc.scheduler_address) as client:
         for device, want in (("cpu", None), ("auto", {"GPU": 1}), ("cuda", {"GPU": 1})):
-            monkeypatch.setitem(A.settings["training"], "device", device)
-            assert routing(client, lc.scheduler_address) == want
+            assert routing(client, lc.scheduler_address, device) == want
 
 
 @pytest.fixture
@@ -269,13 +268,11 @@ def test_require_isolation_holds_on_the_workers(in_process_cluster, subs, tmp_pa
 
 def test_worker_refuses_damaged_or_unsafe_input():
     from coursekit.batch.dask_worker import GraderPlugin, WorkerRefused
-    from coursekit.batch.store import grader_version
-
-    plugin = GraderPlugin(require=None)
+    plugin = GraderPlugin(A.name, require=None)
     plugin.setup(worker=None)
     data = b"{}"
     digest = hashlib.sha256(data).hexdigest()
-    version = grader_version()
+    version = COURSE.version(A)
     with pytest.raises(WorkerRefused, match="sha256"):
         plugin.grade(version, "a.ipynb", data + b" ", digest)
     for name in ("../a.ipynb", "a/b.ipynb", "..", "", "a\0.ipynb", "x" * 300):
