@@ -229,8 +229,8 @@ def test_written_question_without_manual_true_is_named(tmp_path):
     with pytest.raises(B.BuildError) as err:
         B.stage_master(master, tmp_path / "stage", _fake_bundle(tmp_path))
     assert str(err.value) == (
-        f"{master}: question 'q3_1' has points in MANUAL_POINTS (a written question) but its "
-        "BEGIN QUESTION cell lacks `manual: true`")
+        f"{master}: question 'q3_1' has points in [manual_points] of source/attention_basics/lab.toml "
+        "(a written question) but its BEGIN QUESTION cell lacks `manual: true`")
 
 
 def test_autograded_question_marked_manual_is_named(tmp_path):
@@ -238,8 +238,9 @@ def test_autograded_question_marked_manual_is_named(tmp_path):
     with pytest.raises(B.BuildError) as err:
         B.stage_master(master, tmp_path / "stage", _fake_bundle(tmp_path))
     assert str(err.value) == (
-        f"{master}: question 'retrieve' has points in AUTOGRADED_POINTS (an autograded question) but "
-        "its BEGIN QUESTION cell says `manual: true` (written questions take their points from MANUAL_POINTS)")
+        f"{master}: question 'retrieve' has points in [points] of source/attention_basics/lab.toml (an "
+        "autograded question) but its BEGIN QUESTION cell says `manual: true` (written questions take "
+        "their points from [manual_points])")
 
 
 # --- the lists of graded work are generated from the questions (issue 11) ----------------
