@@ -214,10 +214,13 @@ def test_the_jobs_check_counts_the_gpus_the_sandboxes_may_use(fake_dev, monkeypa
 
 def test_grade_refuses_jobs_beyond_the_visible_gpus(tmp_path, monkeypatch, capsys):
     """`coursekit grade` counts the GPUs as the sandboxes do: the visible ones."""
-    from coursekit import cli
+    import dataclasses
+
+    from coursekit import cli, course
     from coursekit.sandbox import gpu
 
-    monkeypatch.setitem(A.settings["training"], "device", "cuda")
+    cuda = dataclasses.replace(COURSE, device="cuda")
+    monkeypatch.setattr(course, "load", lambda *args, **kwargs: cuda)
     monkeypatch.setattr(gpu, "gpu_minors", lambda dev="/dev": [0, 1])  # two on the machine...
     monkeypatch.setattr(gpu, "visible_minors", lambda dev="/dev", proc="": [1])  # ...one for us
     per = COURSE.policy.sandboxes_per_gpu
