@@ -24,8 +24,9 @@ def run_child(job: dict[str, Any], inputs: dict[str, Any], fd: int) -> None:
     from coursekit.sandbox.channel import write_frame
 
     # Only what the zygote loaded: the job cannot read the lab's files to import anything.
-    module = sys.modules[job["job_module"]]
-    calls = {c.id: c for c in module.CALLS}
+    # A job of cells alone (the sandbox's own tests) names no module.
+    module = sys.modules[job["job_module"]] if job.get("calls") else None
+    calls = {c.id: c for c in module.CALLS} if module else {}
     torch.set_num_threads(1)  # deterministic, and fair to parallel jobs
     runtime = dict(job["runtime"])
     calling.GPU_MEMORY_MB[0] = int(runtime.get("gpu_memory_mb", 0))
@@ -48,11 +49,11 @@ def run_child(job: dict[str, Any], inputs: dict[str, Any], fd: int) -> None:
             shell.run_cell(source, store_history=False, silent=True)
         except BaseException:  # SystemExit and friends: the cell ends, grading goes on
             pass
-    defs = {name: shell.user_ns.get(name) for name in job["definitions"]}
+    defs = {name: shell.user_ns.get(name) for name in job.get("definitions", ())}
     write_frame(fd, "cells_done")
 
     skip_calls = set(job["skip_calls"])
-    for call_id in job["calls"]:
+    for call_id in job.get("calls", ()):
         if call_id in skip_calls:
             continue
         write_frame(fd, "call", id=call_id)
