@@ -446,6 +446,7 @@ def main() -> None:
         except Exception:  # noqa: BLE001 - the student's own import reports it, if needed
             pass
     import IPython.core.interactiveshell  # noqa: F401 - the job has no files to import it from
+    import coursekit.calling  # noqa: F401 - the student side's labels, whatever the lab
     import coursekit.sandbox.channel  # noqa: F401
     import coursekit.student_side  # noqa: F401
 
