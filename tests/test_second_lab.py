@@ -150,10 +150,11 @@ def test_a_second_lab_and_a_tas_edits_build_and_grade_with_the_same_commands(tmp
     shutil.copytree(LAB, lab, ignore=shutil.ignore_patterns("__pycache__"))
     _three_ta_edits(lab)
 
-    built = _cli(root, "build")
+    # the build's own two gradings of the solution are left out here for time (about 1.5 min;
+    # test_build runs them for the course's lab): `coursekit grade` grades what was built below
+    built = _cli(root, "build", "--no-run-tests")
     assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
-    assert "self-check solutions: 5/5 (want 5) [scale 3, double 2] OK" in built.stdout, built.stdout
-    assert "self-check release: 0/5 (want 0) [scale 0, double 0] OK" in built.stdout, built.stdout
+    assert (root / "autograder" / "scaling" / "scaling-autograder.zip").is_file()
     release = root / "release" / "scaling" / "scaling.ipynb"
     text = release.read_text()
     assert "Why double?" in text and "double is not implemented yet" in text and "return 2 * x" not in text
