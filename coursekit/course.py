@@ -122,12 +122,6 @@ class Course:
             raise ConfigError(f"course_config.LABS has no lab {name!r} (it has: {', '.join(self.assignments)})")
         return self.assignments[name]
 
-    def version(self, assignment: Assignment) -> str:
-        """The grader version of `assignment`: a hash of the engine, this file and the lab."""
-        from coursekit.batch.store import grader_version
-
-        return grader_version(self.config_file, assignment.folder)
-
     def grader(self, assignment: Assignment | None = None, slot: int = 0, require: str | None = None,
                gpu_number: int | None = None, sandboxes: int = 1, data_path: Path | None = None):
         """A grader for `assignment` (default: the first) with the course's limits."""

@@ -294,7 +294,7 @@ def test_csv_cells_are_formula_safe(tmp_path):
     path = tmp_path / "grades.csv"
     write_csv([("=1+2", _report("bad input", "=HYPERLINK(\"http://x\")")),
                ("@sum", _report(message="-2+3")), ("+1", _report(message="\tx")),
-               ("bob", _report(message="fine", isolation=""))], path)
+               ("bob", _report(message="fine", isolation=""))], path, list(A.points))
     rows = list(csv.reader(path.open()))
     assert rows[0] == ["student", *A.points, "total", "status", "isolation", "device", "message"]
     assert [r[0] for r in rows[1:]] == ["'=1+2", "'@sum", "'+1", "bob"]
@@ -309,11 +309,11 @@ def test_markdown_report_escapes_student_text():
 
     case = CaseResult("lookup_1", "lookup", 5.0, False, "lookup: <script>x</script> | `y` [a](javascript:z)\n# fake")
     text = markdown_report("<img src=x onerror=alert(1)>|`", _report(
-        "bad input", "sub.ipynb:<b>x</b>\n\n**12/12**", cases=[case]))
+        "bad input", "sub.ipynb:<b>x</b>\n\n**12/12**", cases=[case]), A)
     assert "<img" not in text and "<script>" not in text and "<b>" not in text
-    assert "# Attention Basics: &lt;img src=x onerror=alert(1)&gt;\\|\\`" in text
+    assert f"# {A.title}: &lt;img src=x onerror=alert(1)&gt;\\|\\`" in text
     assert "> bad input: sub.ipynb:&lt;b&gt;x&lt;/b&gt; \\*\\*12/12\\*\\*" in text
-    assert "| lookup | 0 / 5 | lookup: &lt;script&gt;x&lt;/script&gt; \\| \\`y\\` \\[a\\](javascript:z) # fake |" in text
+    assert f"| lookup | 0 / {A.points['lookup']:g} | lookup: &lt;script&gt;x&lt;/script&gt; \\| \\`y\\` \\[a\\](javascript:z) # fake |" in text
     assert not any(line.startswith("# fake") for line in text.splitlines())
 
 

@@ -272,7 +272,9 @@ def test_worker_refuses_damaged_or_unsafe_input():
     plugin.setup(worker=None)
     data = b"{}"
     digest = hashlib.sha256(data).hexdigest()
-    version = COURSE.version(A)
+    from coursekit.batch.store import grader_version
+
+    version = grader_version(COURSE.config_file, A.folder)
     with pytest.raises(WorkerRefused, match="sha256"):
         plugin.grade(version, "a.ipynb", data + b" ", digest)
     for name in ("../a.ipynb", "a/b.ipynb", "..", "", "a\0.ipynb", "x" * 300):

@@ -33,7 +33,7 @@ from typing import Any
 from coursekit.batch.dask_worker import GraderPlugin, WorkerRefused, grade_task, worker_version
 from coursekit.batch.executor import (RETRIED, WORKER_DIED, BatchStopped, CannotGrade, Results, Task,
                                       internal_error)
-from coursekit.batch.store import bounded_bytes
+from coursekit.batch.store import bounded_bytes, grader_version
 from coursekit.report import all_failed, encode
 from coursekit.submission import Rules, SubmissionError, check_submission_file
 
@@ -187,7 +187,7 @@ class DaskExecutor:
         cannot be reached, no worker joins, a worker runs other code, or the course asks
         for CUDA and no worker has a GPU; BatchStopped when the scheduler is lost."""
         name = self.assignment.name
-        version = self.course.version(self.assignment)
+        version = grader_version(self.course.config_file, self.assignment.folder)
         with _quiet_dask(), _connect(self.address) as client:  # quiet until the client has closed
             resources = routing(client, self.address, self.course.device)
             _check_versions(client, version, name)

@@ -21,6 +21,7 @@ from typing import Any
 
 from distributed import WorkerPlugin
 
+from coursekit.batch.store import grader_version
 from coursekit.report import encode
 
 SLOTS = 64  # sandbox slots per machine; the uid claim skips a taken one anyway
@@ -41,7 +42,7 @@ def worker_version(assignment: str) -> str:
         from coursekit import course
 
         c = course.load(only=assignment)
-        _VERSIONS[assignment] = c.version(c.assignment(assignment))
+        _VERSIONS[assignment] = grader_version(c.config_file, c.assignment(assignment).folder)
     return _VERSIONS[assignment]
 
 

@@ -19,7 +19,7 @@ from typing import Callable
 
 from coursekit.batch.executor import RETRIED, BatchStopped, CannotGrade, Executor, Task
 from coursekit.batch.outputs import write_outputs
-from coursekit.batch.store import ReportStore, content_key
+from coursekit.batch.store import ReportStore, content_key, grader_version
 from coursekit.batch.submissions import find_submissions
 from coursekit.course import Assignment, Course
 from coursekit.report import Cases, Report, ReportError, all_failed, decode
@@ -88,7 +88,7 @@ def grade_batch(paths: list[Path], out_dir: Path, executor: Callable[[int], Exec
     from tqdm import tqdm
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    version = course.version(assignment)
+    version = grader_version(course.config_file, assignment.folder)
     cases = assignment.lab().case_table(assignment.points)
     limit = course.rules.limit_bytes
     subs = find_submissions(paths)
