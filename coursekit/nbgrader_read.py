@@ -17,6 +17,7 @@ empty, with the reason as the student's note.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Any
 import nbformat
 from nbconvert.exporters import NotebookExporter
 
-from coursekit.submission import SubmissionError, read_submission
+from coursekit.submission import Rules, SubmissionError, read_submission
 
 RESOURCE_KEY = "coursekit"  # our entry in nbconvert's resources dict
 
@@ -42,6 +43,15 @@ def folder_notes(resources: dict) -> list[str]:
     entry = resources.get(RESOURCE_KEY)
     notes = entry.get("notes") if isinstance(entry, dict) else None
     return list(notes) if isinstance(notes, list) else []
+
+
+def _rules(resources: dict) -> Rules:
+    """The course's submission rules (size, ignored cells) for the assignment nbgrader grades:
+    a notebook of another assignment is refused, as `coursekit grade` and otter refuse it."""
+    from coursekit import course
+
+    assignment = (resources.get("nbgrader") or {}).get("assignment")
+    return dataclasses.replace(course.load().rules, assignment=assignment if isinstance(assignment, str) else None)
 
 
 class SafeNotebookExporter(NotebookExporter):
@@ -68,7 +78,7 @@ class SafeNotebookExporter(NotebookExporter):
         nb = nbformat.v4.new_notebook()
         if not refused:
             try:
-                nb = read_submission(path)
+                nb = read_submission(path, _rules(resources))
             except SubmissionError as exc:  # logged by the repair
                 resources.setdefault(RESOURCE_KEY, {})["unreadable"] = str(exc)
         return self.from_notebook_node(nb, resources=resources, **kw)
