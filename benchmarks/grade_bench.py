@@ -134,26 +134,26 @@ def _differing_kinds(diffs: list[tuple[str, str]]) -> str:
 
 # The master's hidden test cells `import attention_checks` and call its `run_case(case_id,
 # **definitions)`. The stock zip ships this module as attention_checks.py: the lab's own
-# checks (source/<lab>/checks.py, a package module since issue 21), with the training
-# settings and data that otter copies next to it, run in otter's kernel, unsandboxed.
+# cases (`Lab.run_case`, source/<lab>/ as a package since issue 21), with the lab's settings
+# and data that otter copies next to it, run in otter's kernel, unsandboxed.
 STOCK_CHECKS = """\"\"\"The lab's hidden checks for the master's hidden test cells (grade_bench.py's stock zip).\"\"\"
-import importlib
 import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, {root!r})  # this checkout's coursekit
-from coursekit.lab import import_package  # noqa: E402
+from coursekit.lab import load_lab  # noqa: E402
 
-checks = importlib.import_module(import_package(Path({folder!r})).__name__ + ".checks")
 _HERE = Path(__file__).resolve().parent
+_SETTINGS = json.loads((_HERE / {config!r}).read_text())
+_LAB = load_lab(Path({folder!r}), _SETTINGS)
+_INPUTS = {{}}
 
 
 def run_case(case_id, **defs):
-    if "training" not in checks.CASES[case_id].calls:
-        return checks.run_case(case_id, **defs)
-    settings = json.loads((_HERE / {config!r}).read_text())
-    return checks.run_case(case_id, settings, checks.load_bundle(_HERE / settings["bundle_file"]), **defs)
+    if not _INPUTS:  # the hidden inputs once, the reference training included
+        _INPUTS.update(_LAB.inputs(_LAB.load_data(_HERE / _SETTINGS["bundle_file"]), _LAB.settings))
+    _LAB.run_case(case_id, defs, _INPUTS)
 """
 
 
@@ -175,8 +175,8 @@ def stock_zip(folder: Path) -> Path:
     (here / "attention_checks.py").write_text(STOCK_CHECKS.format(
         root=str(ROOT), folder=str(lab.folder), config=config_file))
     (here / PUBLIC_CHECKS_MODULE).write_text(lab.public_checks.read_text())
-    (here / config_file).write_text(json.dumps({**lab.settings["training"], "bundle_file": A.data_file},
-                                               indent=1, sort_keys=True))
+    settings = {"training": lab.settings["training"], "data": lab.settings["data"], "bundle_file": A.data_file}
+    (here / config_file).write_text(json.dumps(settings, indent=1, sort_keys=True))
     conf = stage.assignment_config(staged.master.config, A, COURSE)
     conf.pop("plugins", None)  # the only thing that makes otter call our code
     conf["autograder_files"] = ["attention_checks.py", PUBLIC_CHECKS_MODULE, A.data_file, config_file]

@@ -47,6 +47,13 @@ def variant(master: Path | None = None, points: dict | None = None, manual_point
     return a, dataclasses.replace(COURSE, assignments={**COURSE.assignments, A.name: a})
 
 
+def edit(path: Path, old: str, new: str) -> None:
+    """A TA's edit of one file: the first `old` becomes `new` (the test fails if `old` is gone)."""
+    text = path.read_text()
+    assert old in text, f"{old!r} is not in {path}"
+    path.write_text(text.replace(old, new, 1))
+
+
 from tests.corpus import REF_FORWARD, REF_LOOKUP, REF_RETRIEVE, Spec, make_notebook
 
 REPO = COURSE.root

@@ -121,19 +121,23 @@ class ModelRightWeightsWrongOutput(_Base):  # the model's weights, but not the r
 
 
 def run(case: str, **defs) -> None:
-    checks.run_case(case, training=TRAINING, bundle=BUNDLE, **defs)
+    """Judge one hidden case on `defs` as the build judges the master's solution."""
+    LAB.run_case(case, defs, INPUTS)
 
 
+LAB = A.lab()
 TRAINING = dict(A.settings["training"])
 BUNDLE: dict = {}
+INPUTS: dict = {}  # the hidden inputs, made once (the reference model's training included)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def bundle(tmp_path_factory):
     """The autograder's MNIST slice, made as the build makes it."""
     path = tmp_path_factory.mktemp("data") / A.data_file
-    A.lab().make_data(path)
+    LAB.make_data(path)
     BUNDLE.update(checks.load_bundle(path))
+    INPUTS.update(LAB.inputs(BUNDLE, LAB.settings))
     return path
 
 

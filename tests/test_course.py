@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from coursekit import course
+from tests.helpers import edit
 from coursekit.lab import LabError, load_lab
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,12 +25,6 @@ def tree(tmp_path: Path) -> Path:
     (tmp_path / "source" / first.name).mkdir(parents=True)
     shutil.copy(first.folder / course.LAB_FILE, tmp_path / "source" / first.name / course.LAB_FILE)
     return tmp_path
-
-
-def _edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert old in text, f"{old!r} is not in {path}"
-    path.write_text(text.replace(old, new, 1))
 
 
 def test_the_course_reads_its_labs():
@@ -53,7 +48,7 @@ def test_the_course_reads_its_labs():
     ("IGNORE_TAG = ", "_IGNORE = ", "IGNORE_TAG is missing"),
 ])
 def test_a_wrong_course_setting_is_one_error_naming_it(tree, old, new, says):
-    _edit(tree / "course_config.py", old, new)
+    edit(tree / "course_config.py", old, new)
     with pytest.raises(course.ConfigError) as err:
         course.load(tree / "course_config.py")
     assert says in str(err.value)
@@ -68,7 +63,7 @@ def test_a_wrong_course_setting_is_one_error_naming_it(tree, old, new, says):
 ])
 def test_a_wrong_lab_setting_names_lab_toml(tree, old, new, says):
     toml = next((tree / "source").glob("*/lab.toml"))
-    _edit(toml, old, new)
+    edit(toml, old, new)
     with pytest.raises(course.ConfigError) as err:
         course.load(tree / "course_config.py")
     assert str(toml) in str(err.value) and says in str(err.value)
@@ -77,7 +72,7 @@ def test_a_wrong_lab_setting_names_lab_toml(tree, old, new, says):
 def test_the_lab_checks_its_own_tables(tree):
     """[training] is the lab's own table: its make_lab says what is wrong, naming lab.toml."""
     first = course.load().assignment()
-    _edit(tree / "source" / first.name / "lab.toml", "steps = 75", "steps = 7.5")
+    edit(tree / "source" / first.name / "lab.toml", "steps = 75", "steps = 7.5")
     a = course.load(tree / "course_config.py").assignment()
     with pytest.raises(LabError, match=r"lab\.toml: training\.steps must be an integer ≥ 0"):
         load_lab(first.folder, a.settings)

@@ -15,6 +15,7 @@ import nbformat
 import pytest
 
 from coursekit import course
+from tests.helpers import edit
 
 ROOT = Path(__file__).resolve().parents[1]
 LAB = Path(__file__).resolve().parent / "labs" / "scaling"
@@ -83,18 +84,12 @@ def _add_cells(master: Path, after_question: str, cells: list) -> None:
     nbformat.write(nb, master)
 
 
-def _edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert old in text, f"{old!r} not in {path}"
-    path.write_text(text.replace(old, new, 1))
-
-
 def _three_ta_edits(lab: Path) -> None:
     """README's recipes, applied to the lab's folder only: points 1 -> 3, a written question,
     an autograded question `double(x)` with its hidden case and its public check."""
     new = nbformat.v4
-    _edit(lab / "lab.toml", "scale = 1", "scale = 3\ndouble = 2")  # points (and the new question's)
-    _edit(lab / "lab.toml", "why_scale = 1", "why_scale = 1\nwhy_double = 1")
+    edit(lab / "lab.toml", "scale = 1", "scale = 3\ndouble = 2")  # points (and the new question's)
+    edit(lab / "lab.toml", "why_scale = 1", "why_scale = 1\nwhy_double = 1")
     _add_cells(lab / "scaling.ipynb", "why_scale", [
         new.new_raw_cell("# BEGIN QUESTION\nname: why_double\nmanual: true"),
         new.new_markdown_cell("### 2.1 Question\nWhy double?"),
@@ -118,9 +113,9 @@ def _three_ta_edits(lab: Path) -> None:
         new.new_raw_cell("# END TESTS"),
         new.new_raw_cell("# END QUESTION"),
     ])
-    _edit(lab / "calls.py", 'CALLS = [Call("scale", "scale", ("scores", "temperature"))]',
+    edit(lab / "calls.py", 'CALLS = [Call("scale", "scale", ("scores", "temperature"))]',
           'CALLS = [Call("scale", "scale", ("scores", "temperature")), Call("double", "double", ("scores",))]')
-    _edit(lab / "checks.py", 'CASES = {"scale_values": Case("scale", ("scale",), v_scale)}',
+    edit(lab / "checks.py", 'CASES = {"scale_values": Case("scale", ("scale",), v_scale)}',
           'def v_double(outputs, p):\n'
           '    out = outputs.get("double")\n'
           '    if isinstance(out, StudentError):\n'
@@ -129,9 +124,9 @@ def _three_ta_edits(lab: Path) -> None:
           '        raise CheckFailed("double: the result is not twice the input")\n\n\n'
           'CASES = {"scale_values": Case("scale", ("scale",), v_scale),\n'
           '         "double_values": Case("double", ("double",), v_double)}')
-    _edit(lab / "lab.py", 'definitions=("scale",)', 'definitions=("scale", "double")')
-    _edit(lab / "public_checks.py", 'QUESTIONS = {"scale": "scale"}', 'QUESTIONS = {"scale": "scale", "double": "double"}')
-    _edit(lab / "public_checks.py", "def failures(question, scale):\n    try:",
+    edit(lab / "lab.py", 'definitions=("scale",)', 'definitions=("scale", "double")')
+    edit(lab / "public_checks.py", 'QUESTIONS = {"scale": "scale"}', 'QUESTIONS = {"scale": "scale", "double": "double"}')
+    edit(lab / "public_checks.py", "def failures(question, scale):\n    try:",
           "def failures(question, scale):\n    if question == \"double\":\n"
           "        return [] if torch.equal(scale(torch.ones(2)), torch.full((2,), 2.0)) else [\"double: not 2 x\"]\n"
           "    try:")

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from coursekit.calling import (GPU_MEMORY, GPU_MEMORY_MB, NOT_DEFINED, StudentError, as_array,
+from coursekit.calling import (GPU_MEMORY, NOT_DEFINED, StudentError, as_array,
                               gpu_oom_is_the_verdict, student, type_name)
 from coursekit.lab import Call
 
@@ -171,7 +171,6 @@ def _train(AttentionTest: Any, p: dict[str, torch.Tensor], *, device: str = "cpu
            cuda_failed: bool = False, gpu_memory_mb: int = 0, **_: Any) -> Arrays:
     """The training check on `device`, after the portability probe; on CUDA, a model that
     fails there for another reason is checked on the CPU (so the verdict is the CPU's)."""
-    GPU_MEMORY_MB[0] = gpu_memory_mb
     _neutral_torch()
     _portability(AttentionTest, p)
     if device != "cuda":

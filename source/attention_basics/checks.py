@@ -9,9 +9,9 @@ Grading is split in three steps so that student code never runs where verdicts a
    here, and raises `CheckFailed` with one line naming the failed property. It runs in
    the *trusted* process, which never executes student code.
 
-`run_case` chains the three in one process; the thin test cells of the notebook call it
-(that is what `grader.check` and nbgrader do), while `coursekit.engine` runs step 2 in a
-sandboxed process. Messages never show hidden inputs, test code or reference outputs.
+`coursekit.lab.Lab.run_case` chains the three in one process for trusted code (the
+master's solution at build time, nbgrader's validate), while `coursekit.engine` runs step 2
+in a sandboxed process. Messages never show hidden inputs, test code or reference outputs.
 
 This module depends on torch and numpy only: the build copies it into the autograder.
 """
@@ -654,19 +654,3 @@ def verdict(case_id: str, outputs: Outputs, p: dict[str, torch.Tensor]) -> None:
     """Judge one hidden case from the outputs of its calls; raises CheckFailed."""
     CASES[case_id].verdict(outputs, p)
 
-
-# --- in one process (the notebook's thin test cells) -----------------------------
-
-def run_case(case_id: str, training: dict[str, Any] | None = None, bundle: Arrays | None = None,
-             **defs: Any) -> None:
-    """Evaluate and judge one hidden case in this process (trusted code only: tests, the
-    master's own solution); the training case needs `training` and `bundle`."""
-    case = CASES[case_id]
-    p = probes(bundle, training)
-    outputs: Outputs = {}
-    for call_id in case.calls:
-        try:
-            outputs[call_id] = evaluate(CALLS_BY_ID[call_id], defs, p, training)
-        except StudentError as err:
-            outputs[call_id] = err
-    verdict(case_id, outputs, p)
