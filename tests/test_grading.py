@@ -16,7 +16,7 @@ from tests.helpers import A
 from coursekit.grade import grade_all
 from tests.conftest import otter_runs, question_scores
 from tests.corpus import SUBMISSIONS, make_notebook, write_corpus
-from tests.helpers import RELEASE, ref, score_dict
+from tests.helpers import RELEASE, score_dict
 from tests.test_corpus import FAILS
 from tests.test_integrity import ATTACKS, SECRETS, _Marker
 
@@ -25,19 +25,24 @@ pytestmark = pytest.mark.slow  # end to end; `make test-fast` skips it
 FULL = score_dict()
 
 
-AGREE = ["c03_mm_bmm_switch", "w02_softmax_in_hard_mode", "w10_average_attn_weights_false",
-         "w13_returns_query_image"]
-ATTACK_NAMES = ["patch_comparisons_with_stubs", "patch_otter_with_stubs", "read_files_and_print",
-                "leak_through_exception", "os_exit_in_a_cell", "kill_parent"]
+# Each `otter run` costs a fresh otter process and sandbox (~16 s of CPU): the attacks
+# through every grader run in tests/test_integrity.py and tests/test_isolation.py; here one
+# of each kind goes through otter's front door (patching otter, leaking through its output,
+# killing the process that reads the results).
+AGREE = ["c03_mm_bmm_switch", "w13_returns_query_image"]
+ATTACK_NAMES = ["patch_otter_with_stubs", "leak_through_exception", "kill_parent"]
 
 
 @pytest.fixture(scope="module")
 def runs(built, tmp_path_factory) -> dict:
     """Every `otter run` of this module, two at a time (each one a fresh otter process, as
-    on Gradescope): the solutions, the release, four corpus entries, the attacks, a zip
-    with a hostile .OTTER_LOG and a renamed notebook."""
+    on Gradescope): uploads of the solutions and of the release with hostile files beside
+    the notebook (modules that shadow otter, a pickled .OTTER_LOG), two corpus entries, the
+    attacks, and a renamed notebook."""
     tmp = tmp_path_factory.mktemp("otter-runs")
-    subs = {"solutions": built["solutions"], "release": built["release"]}
+    marker, shadows = tmp / "PWNED", tmp / "SHADOW"
+    subs = {name: _hostile_upload(tmp / f"{name}.zip", built[name], shadows, marker)
+            for name in ("solutions", "release")}
     for path in write_corpus(RELEASE, tmp / "agree", AGREE):
         subs[f"agree:{path.stem}"] = path
     for name in ATTACK_NAMES:
@@ -45,19 +50,10 @@ def runs(built, tmp_path_factory) -> dict:
         path.parent.mkdir(parents=True)
         nbformat.write(make_notebook(RELEASE, ATTACKS[name][0]), path)
         subs[f"attack:{name}"] = path
-    marker = tmp / "PWNED"
-    sub = tmp / "submission.zip"
-    with zipfile.ZipFile(sub, "w") as zf:
-        zf.writestr(f"{A.name}.ipynb", nbformat.writes(make_notebook(RELEASE, ref())))
-        zf.writestr(".OTTER_LOG", pickle.dumps(_Marker(str(marker))))
-    subs["otter_log"] = sub
     renamed = tmp / "renamed" / f"{A.name} (1).ipynb"
     renamed.parent.mkdir()
     nbformat.write(make_notebook(RELEASE, SUBMISSIONS["w01_softmax_wrong_dim"]), renamed)
     subs["renamed"] = renamed
-    shadows = tmp / "SHADOW"
-    for name, notebook in (("shadow_upload", built["release"]), ("shadow_solutions", built["solutions"])):
-        subs[name] = _upload_with_shadows(tmp / f"{name}.zip", notebook, shadows)
     results = otter_runs(built["zip"], subs, tmp / "out")
     results["_marker"], results["_agree"], results["_shadows"] = marker, tmp / "agree", shadows
     return results
@@ -66,15 +62,17 @@ def runs(built, tmp_path_factory) -> dict:
 SHADOWS = Path(__file__).parent / "attacks" / "otter"
 
 
-def _upload_with_shadows(path: Path, notebook: Path, marker_dir: Path) -> Path:
-    """A Gradescope upload: `notebook` plus the files of tests/attacks/otter/ (modules that
-    shadow otter and the kernel launcher), each writing its marker under `marker_dir`."""
+def _hostile_upload(path: Path, notebook: Path, marker_dir: Path, pickle_marker: Path) -> Path:
+    """A Gradescope upload: `notebook`, the files of tests/attacks/otter/ (modules that
+    shadow otter and the kernel launcher), each writing its marker under `marker_dir`, and
+    an .OTTER_LOG whose pickle would create `pickle_marker` if otter loaded it."""
     marker_dir.mkdir(exist_ok=True)
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr(f"{A.name}.ipynb", notebook.read_text())
         for attack in sorted(SHADOWS.glob("*.py")):
             marker = marker_dir / f"{path.stem}-{attack.stem}"
             zf.writestr(attack.name, attack.read_text().replace("__MARKER__", str(marker)))
+        zf.writestr(".OTTER_LOG", pickle.dumps(_Marker(str(pickle_marker))))
     return path
 
 
@@ -113,7 +111,7 @@ def test_attack_through_otter_run(runs, name):
 
 
 def test_otter_log_pickle_through_otter_run(runs):
-    assert question_scores(_results(runs, "otter_log")) == FULL
+    assert question_scores(_results(runs, "solutions")) == FULL
     assert not runs["_marker"].exists()
 
 
@@ -125,9 +123,9 @@ def test_upload_files_beside_the_notebook_never_run(runs):
     """An upload's otter.py and ipykernel_launcher.py (tests/attacks/otter/) ran as the
     grader's user in otter's own kernel, and the stub scored 12/12: otter now starts no
     kernel, nothing of the upload but the notebook is read, and the output says so."""
-    assert question_scores(_results(runs, "shadow_upload")) == {q: 0.0 for q in FULL}
-    assert question_scores(_results(runs, "shadow_solutions")) == FULL
+    assert question_scores(_results(runs, "release")) == {q: 0.0 for q in FULL}
+    assert question_scores(_results(runs, "solutions")) == FULL
     assert sorted(p.name for p in runs["_shadows"].iterdir()) == []
-    for key in ("shadow_upload", "shadow_solutions"):
+    for key in ("release", "solutions"):
         output = _results(runs, key)["tests"][0]["output"]  # the entry students always see
         assert "ignored 2 files of the upload besides the notebook: ipykernel_launcher.py, otter.py" in output

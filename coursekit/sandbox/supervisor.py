@@ -12,6 +12,9 @@ processes, plus every other form where the job runs in a memory cgroup of its ow
 shmem and tmpfs files it holds (limits.held_mb). A job that runs over, crashes or
 breaks the protocol is killed and restarted past the cell or call that failed, in a
 fresh sandbox; `run_job` always returns.
+
+Its size (~510 lines): the other end of the protocol (zygote.py), one job's life read
+top to bottom; the channel, limits and memory accounting are modules of their own.
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ made here and says, one line per failed property, what is wrong and with which k
 input (single, multiple or batched queries). It catches every mistake of the test corpus
 that the hidden tests catch for `lookup`, `retrieve` and `forward` (tests/test_public_checks.py,
 docs/public-vs-hidden.md).
+
+Its size (~420 lines): it is shipped to students as one file, written by one cell.
 """
 
 import math
