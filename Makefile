@@ -28,12 +28,16 @@ build: venv
 selfcheck: venv
 	$(PY) -m coursekit selfcheck
 
+# Two workers, a test file each at a time (pytest-xdist, --dist loadfile: a file's module
+# fixtures, e.g. its otter runs, stay on one worker). Each worker builds once (the `built`
+# fixture); the grading inside tests is already parallel where it can be.
+TEST_WORKERS ?= 2
 test: venv
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 # The fast suites only (a few minutes): skips the tests marked slow.
 test-fast: venv
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 # Issue 20: the release and the corpus under Colab's versions (Python 3.13, torch 2.11), in a
 # Debian 13 root made once by debootstrap (installed through apt-get if missing) outside the
