@@ -24,62 +24,20 @@ SECRETS = ("_SEED", "def probes", "run_case(", "attention_checks", "torch.randn(
            "BUNDLE_SEED", "heldout", "import numpy as np\nimport torch")
 
 
-PATCH_COMPARISONS = """
-import numpy, torch
-torch.allclose = lambda *a, **k: True
-torch.equal = lambda *a, **k: True
-torch.testing.assert_close = lambda *a, **k: None
-numpy.allclose = lambda *a, **k: True
-numpy.array_equal = lambda *a, **k: True
-torch.Tensor.__eq__ = lambda self, other: True
-"""
-PATCH_OTTER = """
-try:
-    import otter.test_files.abstract_test as _t
-    _t.TestFile.score = property(lambda self: self.possible)
-    _t.TestFile.passed_all = property(lambda self: True)
-    import otter.test_files.exception_test as _e
-    _e.ExceptionTestFile.run = lambda self, env: None
-except Exception:
-    pass
-"""
-READ_FILES = """
-import glob, os
-found = []
-for pattern in ["*", "../*", "../source/*", "../source/files/*", "../submission/tests/*",
-                "/autograder/source/*", "/tmp/*/*", "/tmp/*/*/*"]:
-    for path in glob.glob(pattern):
-        try:
-            with open(path, errors="replace") as f:
-                found.append(path + ":" + f.read(2000))
-        except Exception:
-            pass
-print("\\n".join(found))
-LEAK = "\\n".join(found)
-"""
-LEAKY_LOOKUP = """
-raise ValueError("LEAK " + LEAK[:3000] + str(Q.tolist())[:500])
-"""
-EXIT_CELL = "import os\nos._exit(3)"
-KILL_PARENT = "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)"
-KILL_ALL = "import os, signal\nos.kill(-1, signal.SIGKILL)"
-SYS_EXIT = "import sys\nsys.exit(1)"
-LOOP_CELL = "while True:\n    pass"
-LOOP_LOOKUP = "while True:\n    pass"
-MEMORY_CELL = "hog = []\nwhile True:\n    hog.append(bytearray(10**8))"
-# Graded on the CPU on every machine: a GPU must be invisible to student code (on a GPU
-# machine this cell raises if it is not, and lookup, defined below it, scores 0).
-NO_GPU = ("import os, torch\nassert os.environ.get('CUDA_VISIBLE_DEVICES') == ''\n"
-          "assert not torch.cuda.is_available()")
-# The sandbox uid has no passwd entry; torchvision.datasets (torch 2.11) and other code ask
-# for the user name at import, which must work (found on the GPU machine, docs/gpu.md).
-USER_NAME = "import getpass\nassert getpass.getuser()"
-# The lock that reserves the sandbox's uid must not reach student code (it could unlock it
-# and let another grader share the uid); raises, so lookup scores 0, if the fd is inherited.
-NO_UID_LOCK = ("import os\nfor fd in os.listdir('/proc/self/fd'):\n    try:\n"
-               "        target = os.readlink('/proc/self/fd/' + fd)\n    except OSError:\n"
-               "        continue\n    assert 'coursekit-uids' not in target, target")
-IGNORE_SIGNALS = "import signal\nfor s in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM):\n    signal.signal(s, signal.SIG_IGN)"
+# The attack cells, as files (tests/attacks/integrity/): each opens with what it tries.
+CELLS = Path(__file__).parent / "attacks" / "integrity"
+
+
+def cell(name: str) -> str:
+    """The source of the attack cell (or function body) tests/attacks/integrity/<name>.py."""
+    return (CELLS / f"{name}.py").read_text()
+
+
+PATCH_COMPARISONS, PATCH_OTTER = cell("patch_comparisons"), cell("patch_otter")
+READ_FILES, LEAKY_LOOKUP = cell("read_files"), cell("leaky_lookup")
+EXIT_CELL, SYS_EXIT, KILL_PARENT, KILL_ALL = cell("exit_cell"), cell("sys_exit"), cell("kill_parent"), cell("kill_all")
+LOOP, IGNORE_SIGNALS, MEMORY_CELL = cell("loop"), cell("ignore_signals"), cell("exhaust_memory")
+NO_GPU, USER_NAME, NO_UID_LOCK = cell("no_gpu"), cell("user_name"), cell("no_uid_lock")
 
 ATTACKS: dict[str, tuple[Spec, tuple[float, ...]]] = {
     "patch_comparisons_with_stubs": (Spec(after={"lookup": PATCH_COMPARISONS}), ZERO),
@@ -93,8 +51,8 @@ ATTACKS: dict[str, tuple[Spec, tuple[float, ...]]] = {
     "kill_parent": (ref(after={"retrieve": KILL_PARENT}), FULL),
     "kill_every_process": (ref(after={"retrieve": KILL_ALL}), FULL),
     "sys_exit_in_a_cell": (ref(after={"lookup": SYS_EXIT}), FULL),
-    "infinite_loop_in_a_cell": (ref(after={"lookup": IGNORE_SIGNALS + "\n" + LOOP_CELL}), FULL),
-    "infinite_loop_in_lookup": (Spec(LOOP_LOOKUP, REF_RETRIEVE, REF_FORWARD), scores(cases("lookup"))),
+    "infinite_loop_in_a_cell": (ref(after={"lookup": IGNORE_SIGNALS + LOOP}), FULL),
+    "infinite_loop_in_lookup": (Spec(LOOP, REF_RETRIEVE, REF_FORWARD), scores(cases("lookup"))),
     "exhaust_memory_in_a_cell": (ref(after={"lookup": MEMORY_CELL}), FULL),
     "gpu_hidden_from_student_code": (ref(above={"lookup": NO_GPU}), FULL),
     "user_name_lookup": (ref(above={"lookup": USER_NAME}), FULL),

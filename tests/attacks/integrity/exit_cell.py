@@ -1,0 +1,3 @@
+# End the process that runs the cells.
+import os
+os._exit(3)

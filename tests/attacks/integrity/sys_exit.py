@@ -1,0 +1,3 @@
+# Raise SystemExit from a cell.
+import sys
+sys.exit(1)
