@@ -61,6 +61,8 @@ def test_zip_has_stable_name_and_bundles_data(built):
                    f"source/{A.name}/checks.py", f"source/{A.name}/lab.toml", "course_config.py"):
         assert needed in names
     assert not any(n.endswith(".ipynb") and n.startswith("source/") for n in names)  # the lab, not its master
+    assert (A.folder / "tests").is_dir()  # the lab's own tests stay in the repository
+    assert not any(n.startswith(f"source/{A.name}/tests/") for n in names)
 
 
 def test_zip_copies_nothing_of_the_grader_beside_the_upload(built):
