@@ -139,17 +139,17 @@ class OneLineErrors(NbGraderPreprocessor):
         return cell, resources
 
 
-def check(case_id: str, **defs: Any) -> None:
-    """Run one hidden check in this kernel (what a hidden test cell does when someone runs
-    the source notebook by hand, or when a course chooses nbgrader's stock executor)."""
+def check(assignment: str, case_id: str, **defs: Any) -> None:
+    """Run the hidden check `case_id` of the course's lab `assignment` in this kernel (what a
+    hidden test cell does when someone runs the source notebook by hand, or when a course
+    chooses nbgrader's stock executor): returns, or raises the check's CheckFailed."""
     from coursekit import course
 
-    for a in course.load().assignments.values():
-        lab = a.lab()
-        if case_id in lab.cases:
-            lab.run_case(case_id, defs, lab.inputs(lab.load_data(a.data_path()), lab.settings))
-            return
-    raise KeyError(f"no lab of the course has the hidden check {case_id!r}")
+    a = course.load().assignment(assignment)
+    lab = a.lab()
+    if case_id not in lab.cases:
+        raise KeyError(f"{a.folder}: the lab has no hidden check {case_id!r}")
+    lab.run_case(case_id, defs, lab.inputs(lab.load_data(a.data_path()), lab.settings))
 
 
 def configure(c: Any) -> None:

@@ -158,7 +158,7 @@ def test_feedback_strips_hidden_code_from_stock_tracebacks():
     from coursekit.nbgrader_plugin import OneLineErrors
 
     hidden = "### BEGIN HIDDEN TESTS\nfrom coursekit.nbgrader_plugin import check\n" \
-             "check('lookup_shapes', lookup=lookup)\n### END HIDDEN TESTS"
+             f"check({A!r}, 'lookup_shapes', lookup=lookup)\n### END HIDDEN TESTS"
     cell = nbformat.v4.new_code_cell("# Hidden check\n" + hidden)
     cell.metadata["nbgrader"] = {"grade": True, "solution": False, "locked": True,
                                  "grade_id": "lookup_shapes", "points": 1.0, "schema_version": 3}
@@ -167,7 +167,7 @@ def test_feedback_strips_hidden_code_from_stock_tracebacks():
         nbformat.v4.new_output("error", ename="CheckFailed",
                                evalue="lookup: wrong shape\nsecond line",
                                traceback=["Traceback (most recent call last)",
-                                          "check('lookup_shapes', lookup=lookup)",
+                                          f"check({A!r}, 'lookup_shapes', lookup=lookup)",
                                           "CheckFailed: lookup: wrong shape"])]
     nb = nbformat.v4.new_notebook(cells=[cell])
     for pre in (ClearHiddenTests(), OneLineErrors()):
@@ -191,3 +191,26 @@ def test_hidden_cells_run_by_hand_in_the_source(built):
     wrong = {"lookup": lambda Q, K, soft=True: Q.float() @ K.float().transpose(-2, -1)}
     with pytest.raises(checks.CheckFailed, match="soft lookup: the weights are not softmax"):
         exec(cell.source, dict(wrong))
+
+
+def test_a_hidden_cell_runs_its_labs_check_by_hand(built):
+    """The course's source notebook run by hand (or under nbgrader's stock executor): a
+    hidden cell runs its own lab's check in the kernel (the cell names the lab, so no
+    other lab's cases are searched): the solution passes, a wrong lookup fails it."""
+    import torch
+
+    from coursekit.lab import CheckFailed
+
+    nb = nbformat.read(built["nbgrader_course"] / "source" / A / f"{A}.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "lookup_soft_rows")
+    assert f"check({A!r}, 'lookup_soft_rows', lookup=lookup)" in cell.source
+
+    def lookup(Q, K, soft=True):
+        s = torch.matmul(Q.float(), K.float().transpose(-2, -1))
+        return torch.softmax(s, -1) if soft else s
+
+    exec(cell.source, {"lookup": lookup})
+    with pytest.raises(CheckFailed, match="rows of the weights do not sum to 1"):
+        exec(cell.source, {"lookup": lambda Q, K, soft=True: torch.zeros(*Q.shape[:-1], K.shape[-2])})
+    with pytest.raises(KeyError, match="no hidden check 'no_such_case'"):
+        exec(cell.source.replace("'lookup_soft_rows'", "'no_such_case'"), {"lookup": lookup})

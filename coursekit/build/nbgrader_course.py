@@ -67,14 +67,15 @@ def _solution_code(source: str) -> str:
     return "\n".join(out)
 
 
-def _hidden_test(test: TestCell, points: float) -> str:
-    """The nbgrader test cell for one hidden otter test cell (its one case: `contract`)."""
+def _hidden_test(test: TestCell, points: float, assignment: str) -> str:
+    """The nbgrader test cell for one hidden otter test cell (its one case: `contract`) of
+    the lab `assignment`."""
     case_id, arg = test.case_ids[0], test.argument
     return (f"# Hidden check `{case_id}` ({points:g} point{'' if points == 1 else 's'}): "
             "run by the grader, not shown.\n"
             "### BEGIN HIDDEN TESTS\n"
             "from coursekit.nbgrader_plugin import check\n"
-            f"check({case_id!r}, {arg}={arg})\n"
+            f"check({assignment!r}, {case_id!r}, {arg}={arg})\n"
             "### END HIDDEN TESTS")
 
 
@@ -112,7 +113,7 @@ def to_nbgrader(nb: nbformat.NotebookNode, master: Master, a: Any, ignore_tag: s
             new.metadata["tags"] = sorted(set(new.metadata.get("tags", [])) | {ignore_tag})
             if test.hidden:
                 case_id = test.case_ids[0]
-                new.source = _hidden_test(test, points[case_id])
+                new.source = _hidden_test(test, points[case_id], a.name)
                 _meta(new, case_id, grade=True, locked=True, points=points[case_id])
             else:
                 new.source = _public_check(question.name, public[question.name])
