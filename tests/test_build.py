@@ -311,6 +311,21 @@ def test_build_rewrites_a_stale_readme_block():
     assert graded_work.readme_with_questions(stale, _master_questions()) == committed
 
 
+def test_each_lab_rewrites_its_own_readme_block():
+    """Two labs in one course: each build rewrites the block named after its lab; the
+    unnamed block belongs to the first lab only; nothing else of README.md changes."""
+    questions = _master_questions()
+    old = "You answer question 9.9."
+    readme = (f"intro\n{graded_work.README_BEGIN}\n{old}\n{graded_work.README_END}\nmiddle\n"
+              f"  - {graded_work.readme_begin('second')}\n    {old}\n    {graded_work.README_END}\nend\n")
+    new = graded_work.graded_work(questions)
+    first = graded_work.readme_with_questions(readme, questions, "first_lab", first=True)
+    assert first == readme.replace(f"{old}\n{graded_work.README_END}\nmiddle", f"{new}\n{graded_work.README_END}\nmiddle", 1)
+    second = graded_work.readme_with_questions(readme, questions, "second", first=False)
+    assert second == readme.replace(f"    {old}\n", f"    {new}\n")
+    assert graded_work.readme_with_questions(readme, questions, "third", first=False) == readme
+
+
 # --- a solution that fails its own tests: one line per failed case (issue 11) ------------
 
 def test_solution_failing_its_tests_names_each_case(tmp_path):

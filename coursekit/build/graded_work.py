@@ -49,16 +49,29 @@ def fill_intro(nb: nbformat.NotebookNode, questions: list[Question]) -> bool:
     return found
 
 
-def readme_with_questions(readme: str, questions: list[Question]) -> str:
-    """README.md's text with its generated block (between README_BEGIN and README_END,
-    indented like the first marker) rewritten from the questions."""
-    start, end = readme.find(README_BEGIN), readme.find(README_END)
-    if start < 0 or end < start:
+def readme_begin(lab: str | None = None) -> str:
+    """The line that opens README.md's generated block of the lab `lab` (None: the block of
+    the course's first lab, which needs no name)."""
+    return f"<!-- generated: questions of {lab} -->" if lab else README_BEGIN
+
+
+def readme_with_questions(readme: str, questions: list[Question], lab: str | None = None,
+                          first: bool = True) -> str:
+    """README.md's text with the lab's generated block (from `readme_begin(lab)` to the next
+    README_END, indented like its first marker) rewritten from the questions. A course of
+    several labs names each block; the unnamed block is the first lab's (`first`)."""
+    begin = readme_begin(lab)
+    start = readme.find(begin) if lab else -1
+    if start < 0 and first:
+        begin = README_BEGIN
+        start = readme.find(begin)
+    end = readme.find(README_END, start) if start >= 0 else -1
+    if start < 0 or end < 0:
         return readme
     line_start = readme.rfind("\n", 0, start) + 1
     indent = readme[line_start:start]
     if indent.strip():  # the marker shares its line with text ("2. <!-- ... -->")
         indent = " " * len(indent)
     end_line_start = readme.rfind("\n", 0, end) + 1
-    return (readme[:start + len(README_BEGIN)] + "\n" + indent + graded_work(questions) + "\n"
+    return (readme[:start + len(begin)] + "\n" + indent + graded_work(questions) + "\n"
             + readme[end_line_start:])

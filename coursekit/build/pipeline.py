@@ -24,13 +24,14 @@ from coursekit import course as courses
 from coursekit.course import Course
 
 
-def _write_readme(root: Path, outputs: StagedOutputs, staged: stage.Staged) -> bool:
-    """Stage README.md with its list of graded work rewritten; False if it is unchanged (or absent)."""
+def _write_readme(root: Path, outputs: StagedOutputs, staged: stage.Staged, lab: str, first: bool) -> bool:
+    """Stage README.md with the lab's list of graded work rewritten (its own block, or the
+    unnamed one for the course's first lab); False if it is unchanged (or absent)."""
     readme = root / "README.md"
     if not readme.is_file():
         return False
     old = readme.read_text()
-    new = readme_with_questions(old, staged.master.questions)
+    new = readme_with_questions(old, staged.master.questions, lab, first)
     if new != old:
         outputs.path(readme).write_text(new)
     return new != old
@@ -87,8 +88,8 @@ def build(*, run_tests: bool = True, out_root: Path | None = None, quiet: bool =
             say("autograder zip: grading the solutions and the release through it (otter run)")
             self_check = zip_check.check_zip(outputs.path(zip_path), outputs.path(solution_nb),
                                              outputs.path(release_nb), tmp_path / "zip_check", a)
-        # last: README.md is edited by hand too; it describes the course's first lab
-        readme_changed = a is course.assignment() and _write_readme(root, outputs, staged)
+        # last: README.md is edited by hand too; each lab rewrites its own block only
+        readme_changed = _write_readme(root, outputs, staged, a.name, a is course.assignment())
         outputs.commit()
     if readme_changed:
         say("README.md: rewrote the list of tasks and written questions from the master notebook")
