@@ -79,6 +79,11 @@ class Assignment:
             self._lab.append(load_lab(self.folder, {**self.settings, "preload": list(self.preload)}))
         return self._lab[0]
 
+    @property
+    def device_label(self) -> str:
+        """What reports call the lab's device call (`Lab.device_label`)."""
+        return self.lab().device_label
+
     def data_path(self) -> Path:
         """The lab's data: the bundle shipped beside the engine (the autograder), else one
         made from the course's data once and cached in `.cache/`."""

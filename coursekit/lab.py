@@ -133,6 +133,11 @@ class Lab:
             raise LabError(f"{self.public_checks}: defines no QUESTIONS dict")
         return dict(questions)
 
+    @property
+    def device_label(self) -> str:
+        """What reports call the lab's device call ("training check"): its id and "check"."""
+        return next((f"{c.id} check" for c in self.calls if c.device), "device check")
+
     def case_table(self, points: Mapping[str, float]) -> dict[str, tuple[str, float]]:
         """case id -> (question, points): what a report of this lab holds (coursekit.report)."""
         split = self.case_points(points)

@@ -107,7 +107,7 @@ class TrustedGrading(AbstractOtterPlugin):
         from coursekit.report import all_failed
 
         self.cases: dict = {}  # the lab's case table, once the zip's lab is loaded
-        self.visibility = FAULT_VISIBILITY
+        self.visibility, self.device_label = FAULT_VISIBILITY, "device check"
         try:
             self.report = self._grade(ag_dir)
         except Exception as exc:  # noqa: BLE001 - a fault of ours: still a results.json
@@ -128,7 +128,8 @@ class TrustedGrading(AbstractOtterPlugin):
             raise RuntimeError(f"the autograder zip holds {len(labs)} labs under source/, not one")
         c = course.load(source / "course_config.py", only=labs[0])
         a = c.assignment(labs[0])
-        self.cases, self.visibility = a.lab().case_table(a.points), c.visibility
+        lab = a.lab()
+        self.cases, self.visibility, self.device_label = lab.case_table(a.points), c.visibility, lab.device_label
         grader = c.grader(a, data_path=source / GRADER_FILES / a.data_file)
         try:
             return grader.grade_path(Path(self.submission_path))
@@ -174,10 +175,11 @@ class TrustedGrading(AbstractOtterPlugin):
         if self.report.isolation:
             lines.append(f"graded in the sandbox (isolation: {self.report.isolation})")
         results.output = "\n".join(lines) or None
-        _write_engine_results(results, self.report, notes, self.visibility)
+        _write_engine_results(results, self.report, notes, self.visibility, self.device_label)
 
 
-def _write_engine_results(results: Any, report: Any, notes: list[str], visibility: dict[str, str]) -> None:
+def _write_engine_results(results: Any, report: Any, notes: list[str], visibility: dict[str, str],
+                          device_label: str) -> None:
     """Make otter write the engine's results.json for `report` (`engine.gradescope_results`,
     the same `coursekit grade` writes), which follows `visibility` (the course's
     RESULTS_VISIBILITY);
@@ -199,7 +201,7 @@ def _write_engine_results(results: Any, report: Any, notes: list[str], visibilit
 
     from coursekit.report import gradescope_results
 
-    data = gradescope_results(report, visibility)
+    data = gradescope_results(report, visibility, device_label)
     if notes:  # file names come from the upload: escaped like every text of it
         data["tests"][0]["output"] += "\n" + html.escape("\n".join(notes), quote=False)
 

@@ -187,14 +187,16 @@ _GRADED = {
 }
 
 
-def gradescope_results(report: Any, visibility: Mapping[str, str]) -> dict[str, Any]:
+def gradescope_results(report: Any, visibility: Mapping[str, str],
+                       device_label: str = "device check") -> dict[str, Any]:
     """The Gradescope results.json of a report: what `coursekit grade` writes per student
     and what the autograder (otter run, Gradescope) writes through the plugin.
 
     One entry says, visibly (the setting's "public"), that the work was graded (or why
     it could not be read) and the isolation level; the per-question entries (scores and
     one line per failed property), the total score and the grader's notes show when the
-    setting's "hidden" says (`visibility`: the course's). Text that comes from the
+    setting's "hidden" says (`visibility`: the course's). Where the lab's device call ran is
+    said under the lab's name for it (`Lab.device_label`). Text that comes from the
     submission is HTML-escaped.
     """
     import html
@@ -211,7 +213,7 @@ def gradescope_results(report: Any, visibility: Mapping[str, str]) -> dict[str, 
     if report.isolation:
         public.append(f"graded in the sandbox (isolation: {esc(report.isolation)})")
     if getattr(report, "device", ""):
-        public.append(f"training check run on: {esc(report.device)}")
+        public.append(f"{esc(device_label)} run on: {esc(report.device)}")
     tests: list[dict[str, Any]] = [{"name": "Public Tests", "visibility": vis["public"],
                                     "output": "\n".join(public)}]
     if report.message and report.status not in ("bad input", "error"):

@@ -75,7 +75,7 @@ def test_summary_and_charts(reference_run, capsys):
     assert f"{len(NAMES) + 1} submissions" in text and "lookup" in text and "status: bad input 1, ok 8" in text
     trained = sum(r.device == "cpu" for _, r in rows)  # auto: the CPU here
     assert trained >= 5 and all(r.device in ("cpu", "") for _, r in rows)
-    assert f"training check on: cpu {trained}, not trained {len(rows) - trained}" in text
+    assert f"training check on: cpu {trained}, not run {len(rows) - trained}" in text
     for chart in ("score_histogram.png", "question_pass_rates.png"):
         assert (reference_run / chart).read_bytes()[:4] == b"\x89PNG"
 

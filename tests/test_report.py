@@ -113,3 +113,18 @@ def test_all_failed_case_messages_and_refusals():
     assert set(STATUSES) == {"ok", "timeout", "bad input", "error"}
     with pytest.raises(ValueError, match="unknown report status"):
         all_failed("fine", "x", cases)
+
+
+def test_the_device_line_names_the_labs_device_call():
+    """The engine knows no lab: where the device call ran is said in the lab's words
+    (`Lab.device_label`, from the id of its call marked `device`), HTML-escaped."""
+    from coursekit.report import gradescope_results
+
+    lab = A.lab()
+    device_call = next(c.id for c in lab.calls if c.device)
+    assert lab.device_label == f"{device_call} check" == A.device_label
+    report = Report(status="ok", message="", isolation="landlock", device="cpu <b>", cases=[])
+    first = gradescope_results(report, {"public": "visible", "hidden": "visible"}, lab.device_label)["tests"][0]
+    assert f"{device_call} check run on: cpu &lt;b&gt;" in first["output"]
+    plain = gradescope_results(report, {"public": "visible", "hidden": "visible"})["tests"][0]
+    assert "device check run on: cpu &lt;b&gt;" in plain["output"] and device_call not in plain["output"]

@@ -23,6 +23,7 @@ class Sheet(Protocol):
 
     title: str
     points: Mapping[str, float]  # autograded question -> points, in the grade book's order
+    device_label: str  # what the lab calls its device call ("training check")
 
 
 _MD_ESCAPES = str.maketrans({"\\": "\\\\", "`": "\\`", "|": "\\|", "*": "\\*", "[": "\\[",
@@ -137,9 +138,9 @@ def summarise(rows: list[tuple[str, object]], out_dir: Path, sheet: Sheet) -> st
     lines.append("isolation: " + ", ".join(f"{k} {v}" for k, v in sorted(levels.items())))
     devices: dict[str, int] = {}
     for _, r in rows:
-        device = getattr(r, "device", "") or "not trained"
+        device = getattr(r, "device", "") or "not run"
         devices[device] = devices.get(device, 0) + 1
-    lines.append("training check on: " + ", ".join(f"{k} {v}" for k, v in sorted(devices.items())))
+    lines.append(f"{sheet.device_label} on: " + ", ".join(f"{k} {v}" for k, v in sorted(devices.items())))
 
     plot_score_histogram(totals, possible, out_dir / "score_histogram.png", sheet.title)
     fig, ax = plt.subplots(figsize=(6, 3.2))
@@ -158,6 +159,6 @@ def write_outputs(rows: list[tuple[str, Report]], out_dir: Path, sheet: Sheet,
     """Each student's feedback folder (results.json, report.md) and grades.csv."""
     for sid, report in rows:
         fb = out_dir / "feedback" / sid  # a safe id: one plain folder name
-        write_atomic(fb / "results.json", json.dumps(gradescope_results(report, visibility), indent=1))
+        write_atomic(fb / "results.json", json.dumps(gradescope_results(report, visibility, sheet.device_label), indent=1))
         write_atomic(fb / "report.md", markdown_report(sid, report, sheet))
     write_csv(rows, out_dir / "grades.csv", list(sheet.points))
