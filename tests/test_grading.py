@@ -25,12 +25,12 @@ pytestmark = pytest.mark.slow  # end to end; `make test-fast` skips it
 FULL = score_dict()
 
 
-# Each `otter run` costs a fresh otter process and sandbox (~16 s of CPU): the attacks
-# through every grader run in tests/test_integrity.py and tests/test_isolation.py; here one
-# of each kind goes through otter's front door (patching otter, leaking through its output,
-# killing the process that reads the results).
+# Each `otter run` costs a fresh otter process and sandbox (~16 s of CPU): two corpus
+# entries show the agreement with `coursekit grade` (tests/test_corpus.py grades them all),
+# and the attacks go through otter's front door as through the others (test_integrity.py).
 AGREE = ["c03_mm_bmm_switch", "w13_returns_query_image"]
-ATTACK_NAMES = ["patch_otter_with_stubs", "leak_through_exception", "kill_parent"]
+ATTACK_NAMES = ["patch_comparisons_with_stubs", "patch_otter_with_stubs", "read_files_and_print",
+                "leak_through_exception", "os_exit_in_a_cell", "kill_parent"]
 
 
 @pytest.fixture(scope="module")
