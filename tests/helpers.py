@@ -47,6 +47,16 @@ def variant(master: Path | None = None, points: dict | None = None, manual_point
     return a, dataclasses.replace(COURSE, assignments={**COURSE.assignments, A.name: a})
 
 
+def set_key(path: Path, key: str, value: str) -> None:
+    """A TA's edit of a TOML or Python settings file: the first line `key = ...` becomes
+    `key = value`, whatever its value was (the test fails if there is no such line)."""
+    import re
+
+    text, n = re.subn(rf"(?m)^{re.escape(key)}\s*=.*$", lambda _: f"{key} = {value}", path.read_text(), count=1)
+    assert n == 1, f"no line `{key} = ...` in {path}"
+    path.write_text(text)
+
+
 def edit(path: Path, old: str, new: str) -> None:
     """A TA's edit of one file: the first `old` becomes `new` (the test fails if `old` is gone)."""
     text = path.read_text()
@@ -54,7 +64,7 @@ def edit(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new, 1))
 
 
-from tests.corpus import REF_FORWARD, REF_LOOKUP, REF_RETRIEVE, Spec, make_notebook
+from tests.corpus import DEFINES, REF_FORWARD, REF_LOOKUP, REF_RETRIEVE, Spec, make_notebook
 
 REPO = COURSE.root
 RELEASE = A.release_dir / f"{A.name}.ipynb"
@@ -74,7 +84,14 @@ def cases(*questions: str) -> set[str]:
     return {cid for q in questions for cid in CASES_OF[q]}
 
 
-def scores(failed: Iterable[str] = ()) -> tuple[float, ...]:
+# The questions the corpus (tests/corpus) answers: those whose public check needs a name
+# its entries define. Any other (a question a TA added) keeps its stub in every corpus entry
+# and fails all its cases there; the built solutions answer it.
+ANSWERED: list[str] = [q for q, name in LAB.public_questions().items() if name in DEFINES and q in POINTS]
+UNANSWERED: list[str] = [q for q in QUESTIONS if q not in ANSWERED]
+
+
+def all_but(failed: Iterable[str] = ()) -> tuple[float, ...]:
     """The per-question scores (in the course's order) of a submission that fails the
     hidden cases `failed` and passes every other one, under the configured points."""
     failed = set(failed)
@@ -84,13 +101,21 @@ def scores(failed: Iterable[str] = ()) -> tuple[float, ...]:
                  for q in QUESTIONS)
 
 
+def scores(failed: Iterable[str] = ()) -> tuple[float, ...]:
+    """The scores of a corpus entry that fails the hidden cases `failed`: every case of the
+    questions the corpus does not answer fails too (UNANSWERED)."""
+    return all_but(set(failed) | cases(*UNANSWERED))
+
+
 def score_dict(failed: Iterable[str] = ()) -> dict[str, float]:
     """`scores(failed)` keyed by question."""
     return dict(zip(QUESTIONS, scores(failed)))
 
 
-FULL = scores()
-ZERO = scores(cases(*QUESTIONS))
+FULL = scores()  # the corpus's reference (every question the corpus answers)
+SOLVED = all_but()  # the built solutions: every point
+SOLVED_DICT = dict(zip(QUESTIONS, SOLVED))
+ZERO = all_but(cases(*QUESTIONS))
 TOTAL = sum(FULL)
 # a kept-out probe: lookup raises, the rest is the reference
 NOT_LEAKED = scores(cases("lookup"))

@@ -35,7 +35,7 @@ from tests.helpers import A as ASSIGNMENT, COURSE
 from tests import container
 from tests.test_local_services import Services
 from tests.corpus import REF_FORWARD, REF_RETRIEVE, Spec
-from tests.helpers import FULL, GATED_LOOKUP, NOT_LEAKED, QUESTIONS, RELEASE, ZERO, probe_spec, ref, write_nb
+from tests.helpers import FULL, GATED_LOOKUP, SOLVED, NOT_LEAKED, QUESTIONS, RELEASE, ZERO, probe_spec, ref, write_nb
 from tests.test_isolation import (CHECKS_PY, ENV_PROBE, ENV_TOKEN, Listener, batch_tag, end_survivors,
                                   flag_probe, network_probe, read_probes, survivor_cell)
 
@@ -157,7 +157,7 @@ def _scores(results: dict) -> tuple[float | None, ...]:
 
 
 class TestGradescope:
-    @pytest.mark.parametrize("upload, want", [("release", ZERO), ("solutions", FULL)])
+    @pytest.mark.parametrize("upload, want", [("release", ZERO), ("solutions", SOLVED)])
     def test_scores(self, gradescope, upload, want):
         run = gradescope[upload]
         assert run.rc == 0 and run.results is not None, run.why()
@@ -171,7 +171,7 @@ class TestGradescope:
         assert results is not None, gradescope[upload].why()
         outputs = "\n".join(t.get("output", "") for t in results["tests"]) + str(results.get("output", ""))
         assert f"graded in the sandbox (isolation: {level})" in outputs, outputs
-        assert _scores(results) == (ZERO if upload == "release" else FULL)
+        assert _scores(results) == (ZERO if upload == "release" else SOLVED)
 
 
 # --- the isolation suite's attacks, at that level -----------------------------------------

@@ -16,7 +16,7 @@ from tests.helpers import A
 from coursekit.grade import grade_all
 from tests.conftest import otter_runs, question_scores
 from tests.corpus import SUBMISSIONS, make_notebook, write_corpus
-from tests.helpers import RELEASE, score_dict
+from tests.helpers import RELEASE, SOLVED_DICT, score_dict
 from tests.test_corpus import FAILS
 from tests.test_integrity import ATTACKS, SECRETS, _Marker
 
@@ -83,7 +83,7 @@ def _results(runs: dict, key: str) -> dict:
 
 
 def test_solutions_earn_full_marks_with_otter_run(runs):
-    assert question_scores(_results(runs, "solutions")) == FULL
+    assert question_scores(_results(runs, "solutions")) == SOLVED_DICT
 
 
 def test_release_scores_zero_and_results_are_written(runs):
@@ -111,7 +111,7 @@ def test_attack_through_otter_run(runs, name):
 
 
 def test_otter_log_pickle_through_otter_run(runs):
-    assert question_scores(_results(runs, "solutions")) == FULL
+    assert question_scores(_results(runs, "solutions")) == SOLVED_DICT
     assert not runs["_marker"].exists()
 
 
@@ -124,7 +124,7 @@ def test_upload_files_beside_the_notebook_never_run(runs):
     grader's user in otter's own kernel, and the stub scored 12/12: otter now starts no
     kernel, nothing of the upload but the notebook is read, and the output says so."""
     assert question_scores(_results(runs, "release")) == {q: 0.0 for q in FULL}
-    assert question_scores(_results(runs, "solutions")) == FULL
+    assert question_scores(_results(runs, "solutions")) == SOLVED_DICT
     assert sorted(p.name for p in runs["_shadows"].iterdir()) == []
     for key in ("release", "solutions"):
         output = _results(runs, key)["tests"][0]["output"]  # the entry students always see

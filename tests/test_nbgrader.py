@@ -19,7 +19,7 @@ from attention_basics import checks
 from tests.conftest import otter_run, question_scores
 from tests.corpus import REF_FORWARD, REF_RETRIEVE, SUBMISSIONS, Spec, make_notebook
 from tests.test_build import _solution_lines
-from tests.helpers import FULL, ZERO, cases, scores, stub_count
+from tests.helpers import SOLVED, ZERO, cases, scores, stub_count
 from tests.test_corpus import EXPECTED
 
 pytestmark = pytest.mark.slow  # end to end; `make test-fast` skips it
@@ -28,7 +28,7 @@ A = ASSIGNMENT.name
 # Besides the corpus: the solution itself, the untouched release, and an infinite loop in
 # lookup (stopped at the call limit, graded and marked, not hung).
 LOOP = Spec("while True:\n    pass", REF_RETRIEVE, REF_FORWARD)
-TABLE = {**EXPECTED, "solution": FULL, "release": ZERO, "loop_in_lookup": scores(cases("lookup"))}
+TABLE = {**EXPECTED, "solution": SOLVED, "release": ZERO, "loop_in_lookup": scores(cases("lookup"))}
 # Text of the hidden tests and the checks behind them, which no student file may contain.
 HIDDEN = B.HIDDEN_MARKERS + ("BEGIN HIDDEN TESTS", "nbgrader_plugin", "check('", "coursekit",
                              "_SEED", "def probes", "heldout")
