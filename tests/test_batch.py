@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.helpers import A, COURSE, LAB, QUESTIONS, TOTAL, score_dict
+from tests.helpers import A, COURSE, LAB, QUESTIONS, SOLVED, TOTAL, score_dict
 from tests.test_corpus import FAILS
 from coursekit.batch.submissions import find_submissions
 from coursekit.grade import grade_all
@@ -60,7 +60,7 @@ def test_csv_rows_feedback_and_charts(reference_run):
     w01 = score_dict(FAILS["w01_softmax_wrong_dim"])
     assert {t["name"]: t["score"] for t in results["tests"] if "score" in t} == w01
     report = (reference_run / "feedback" / "w01_softmax_wrong_dim" / "report.md").read_text()
-    assert f"**Score: {sum(w01.values()):g} / {TOTAL:g}**" in report
+    assert f"**Score: {sum(w01.values()):g} / {sum(SOLVED):g}**" in report  # out of every point
     assert "softmax over the queries, not the keys" in report
     assert not any(reference_run.glob("grades.csv.*"))
 

@@ -412,34 +412,35 @@ def _master_with_question(tmp_path: Path, cells: list[nbformat.NotebookNode]) ->
     return path
 
 
-def _scale_question(hidden: bool) -> list[nbformat.NotebookNode]:
-    """A TA's new autograded question `scale(weights, temperature)` (issue 21's try)."""
+def _halve_question(hidden: bool) -> list[nbformat.NotebookNode]:
+    """A TA's new autograded question, as issue 21's `scale(weights, temperature)` (named `halve`
+    here: a name no lab of the course uses, so a TA who adds `scale` breaks no test)."""
     raw, md, code = nbformat.v4.new_raw_cell, nbformat.v4.new_markdown_cell, nbformat.v4.new_code_cell
     tests = [code('""" # BEGIN TEST CONFIG\npoints: 0\n""" # END TEST CONFIG\n'
-                  'def test_scale_public(scale):\n    import lab_checks\n    lab_checks.require("scale", scale)\n\n'
-                  'test_scale_public(scale)')]
+                  'def test_halve_public(halve):\n    import lab_checks\n    lab_checks.require("halve", halve)\n\n'
+                  'test_halve_public(halve)')]
     if hidden:
         tests.append(code('""" # BEGIN TEST CONFIG\nhidden: true\n""" # END TEST CONFIG\n'
-                          'def test_scale_values(scale):\n    import attention_checks\n'
-                          '    attention_checks.run_case("scale_values", scale=scale)\n\n'
-                          'test_scale_values(scale)'))
-    return [raw("# BEGIN QUESTION\nname: scale"), md("### Task 4: implement `scale`\nDivide the weights."),
-            raw("# BEGIN SOLUTION"), code("def scale(weights, temperature):\n    return weights / temperature"),
+                          'def test_halve_values(halve):\n    import attention_checks\n'
+                          '    attention_checks.run_case("halve_values", halve=halve)\n\n'
+                          'test_halve_values(halve)'))
+    return [raw("# BEGIN QUESTION\nname: halve"), md("### Task 4: implement `halve`\nDivide the weights."),
+            raw("# BEGIN SOLUTION"), code("def halve(weights, temperature):\n    return weights / temperature"),
             raw("# END SOLUTION"), raw("# BEGIN TESTS"), *tests, raw("# END TESTS"), raw("# END QUESTION")]
 
 
 def test_new_question_without_hidden_checks_changes_no_output(tmp_path, old_outputs):
     """Issue 21's TA: a new autograded question with no hidden check. The build names the
     master and what to add, and leaves every output of the previous build as it was."""
-    master = _master_with_question(tmp_path, _scale_question(hidden=False))
-    _, c = variant(master=master, points={**A.points, "scale": 1})
+    master = _master_with_question(tmp_path, _halve_question(hidden=False))
+    _, c = variant(master=master, points={**A.points, "halve": 1})
     before = _files_under(old_outputs)
     with pytest.raises(B.BuildError) as err:
         B.build(out_root=old_outputs, run_tests=False, quiet=True, course=c)
     assert _files_under(old_outputs) == before
     text = str(err.value)
     assert "\n" not in text and "Traceback" not in text
-    assert text.startswith(f"{master}: autograded question 'scale' has no hidden checks: add")
+    assert text.startswith(f"{master}: autograded question 'halve' has no hidden checks: add")
     assert "Lab.cases" in text and "hidden: true" in text
 
 
@@ -474,45 +475,45 @@ def test_a_successful_build_replaces_every_output(old_outputs, monkeypatch):
 
 # --- build errors a TA can act on: the file and the fix, never a traceback (issue 21) ------
 
-def _scale_case(master: Path | None = None, public_checks: Path | None = None):
-    """The lab with the TA's hidden check for `scale` in its cases, and its points."""
+def _halve_case(master: Path | None = None, public_checks: Path | None = None):
+    """The lab with the TA's hidden check for `halve` in its cases, and its points."""
     from coursekit.lab import Case
 
-    case = Case("scale", ("retrieve_single",), lambda outputs, p: None)
-    return variant(master=master, points={**A.points, "scale": 1}, cases={**LAB.cases, "scale_values": case},
+    case = Case("halve", ("retrieve_single",), lambda outputs, p: None)
+    return variant(master=master, points={**A.points, "halve": 1}, cases={**LAB.cases, "halve_values": case},
                    public_checks=public_checks or LAB.public_checks)
 
 
 def test_new_question_without_a_public_check_names_the_public_checks(tmp_path):
     """Issue 21: nbgrader_build.py raised a bare KeyError: 'scale' for this."""
-    master = _master_with_question(tmp_path, _scale_question(hidden=True))
-    a, c = _scale_case(master)
+    master = _master_with_question(tmp_path, _halve_question(hidden=True))
+    a, c = _halve_case(master)
     with pytest.raises(B.BuildError) as err:
         B.stage_master(master, tmp_path / "stage", _fake_bundle(tmp_path), a, c)
     assert str(err.value) == (
-        "source/attention_basics/public_checks.py: autograded question 'scale' has public test "
-        "cells in master.ipynb but no public check: add 'scale' to QUESTIONS (the name students define, "
-        "e.g. 'scale') and its checks to CHECKS")
+        "source/attention_basics/public_checks.py: autograded question 'halve' has public test "
+        "cells in master.ipynb but no public check: add 'halve' to QUESTIONS (the name students define, "
+        "e.g. 'halve') and its checks to CHECKS")
 
 
 def test_new_question_with_both_checks_stages(tmp_path):
-    public = tmp_path / "public_checks.py"  # the lab's public checks, with the TA's for `scale`
-    public.write_text(LAB.public_checks.read_text() + '\nQUESTIONS = {**QUESTIONS, "scale": "scale"}\n')
-    master = _master_with_question(tmp_path, _scale_question(hidden=True))
-    a, c = _scale_case(master, public)
+    public = tmp_path / "public_checks.py"  # the lab's public checks, with the TA's for `halve`
+    public.write_text(LAB.public_checks.read_text() + '\nQUESTIONS = {**QUESTIONS, "halve": "halve"}\n')
+    master = _master_with_question(tmp_path, _halve_question(hidden=True))
+    a, c = _halve_case(master, public)
     staged = B.stage_master(master, tmp_path / "stage", _fake_bundle(tmp_path), a, c)
     sources = [c.source for c in nbformat.read(staged, as_version=4).cells]
-    assert "# BEGIN QUESTION\nname: scale\npoints: 1" in sources
+    assert "# BEGIN QUESTION\nname: halve\npoints: 1" in sources
 
 
 def test_cases_of_a_question_the_master_lacks_name_the_checks(tmp_path):
-    a, c = _scale_case()
+    a, c = _halve_case()
     a = dataclasses.replace(a, points=dict(A.points))
     c = dataclasses.replace(c, assignments={A.name: a})
     with pytest.raises(B.BuildError) as err:
         B.stage_master(A.master, tmp_path / "stage", _fake_bundle(tmp_path), a, c)
     assert str(err.value).startswith("the lab's cases (source/attention_basics/lab.py: Lab.cases) has cases for "
-                                     "'scale', which attention_basics.ipynb has no autograded question for")
+                                     "'halve', which attention_basics.ipynb has no autograded question for")
 
 
 def test_a_hidden_cell_running_two_cases_is_named(tmp_path):

@@ -88,7 +88,11 @@ def test_source_notebook_has_nbgrader_cells(built):
     manual = {m["grade_id"]: m["points"] for m in meta if m["grade"] and m["solution"]}
     assert manual == {q: float(p) for q, p in ASSIGNMENT.manual_points.items()}
     answers = [m["grade_id"] for m in meta if m["solution"] and not m["grade"]]
-    assert answers == ["lookup_answer", "retrieve_answer", "forward_answer"]
+    from coursekit.build.master import read_master
+
+    code = [q.name for q in read_master(nbformat.read(ASSIGNMENT.master, as_version=4)).questions
+            if not q.manual and q.has_solution]
+    assert answers == [f"{q}_answer" for q in code]  # one answer cell per piece of code
     given = [m for m in meta if not m["grade"] and not m["solution"]]
     assert given and all(m["locked"] for m in given)
 

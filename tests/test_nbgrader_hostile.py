@@ -27,7 +27,7 @@ import pytest
 
 from tests.helpers import A as ASSIGNMENT, COURSE
 from tests.corpus import REF_FORWARD, REF_LOOKUP, REF_RETRIEVE, Spec, make_notebook
-from tests.helpers import TOTAL
+from tests.helpers import SOLVED, TOTAL
 from tests.test_nbgrader import HIDDEN, nbgrader, nbgrader_scores
 
 pytestmark = pytest.mark.slow  # one end-to-end autograde run; `make test-fast` skips it
@@ -55,7 +55,8 @@ ATTACKS = _attacks()
 
 
 def _points(attack: ModuleType) -> float:
-    """The autograded points an attack's student must get (its SCORE, "full" or "none")."""
+    """The autograded points an attack's student must get (its SCORE, "full" or "none"): its
+    work is the corpus's reference (tests.helpers.TOTAL)."""
     return {"full": TOTAL, "none": 0.0}[attack.SCORE]
 
 
@@ -97,7 +98,7 @@ def _feedback(course: Path, student: str) -> str:
 def test_every_student_is_graded(course):
     """Every student has a row: the solution full marks, the release 0, each attacker their points."""
     scores = {s: sum(per) for s, per in nbgrader_scores(course).items()}
-    want = {"solution": TOTAL, "release": 0.0, **{n: _points(a) for n, a in ATTACKS.items()}}
+    want = {"solution": sum(SOLVED), "release": 0.0, **{n: _points(a) for n, a in ATTACKS.items()}}
     assert scores == want
 
 
@@ -177,7 +178,7 @@ def test_export_has_every_student(course):
     """`nbgrader export` (the gradebook only) lists every student, nothing of the source."""
     text = (course / "grades.csv").read_text()
     rows = {r["student_id"]: float(r["score"]) for r in csv.DictReader(text.splitlines())}
-    assert rows == {"solution": TOTAL, "release": 0.0, **{n: _points(a) for n, a in ATTACKS.items()}}
+    assert rows == {"solution": sum(SOLVED), "release": 0.0, **{n: _points(a) for n, a in ATTACKS.items()}}
     assert not any(secret in text for secret in SECRETS)
 
 
