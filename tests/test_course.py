@@ -57,26 +57,22 @@ def test_a_wrong_course_setting_is_one_error_naming_it(tree, old, new, says):
 AUTO, WRITTEN = next(iter(A.points)), next(iter(A.manual_points))  # the lab's first of each kind
 
 
-@pytest.mark.parametrize("key, value, says", [
-    (AUTO, "-2", f"points.{AUTO} must be a number ≥ 0"),
-    (AUTO, '"two"', f"points.{AUTO} must be a number"),
-    (WRITTEN, f"1\n{AUTO} = 1", f"{AUTO} in both [points] and [manual_points]"),
-])
-def test_a_wrong_lab_setting_names_lab_toml(tree, key, value, says):
-    toml = next((tree / "source").glob("*/lab.toml"))
-    set_key(toml, key, value)
-    with pytest.raises(course.ConfigError) as err:
-        course.load(tree / "course_config.py")
-    assert str(toml) in str(err.value) and says in str(err.value)
+# Each wrong lab.toml: a TA's edit by key (whatever its value is now) or of its text.
+WRONG_LAB_TOML = {
+    "negative_points": (lambda t: set_key(t, AUTO, "-2"), f"points.{AUTO} must be a number ≥ 0"),
+    "points_not_a_number": (lambda t: set_key(t, AUTO, '"two"'), f"points.{AUTO} must be a number"),
+    "written_and_autograded": (lambda t: set_key(t, WRITTEN, f"1\n{AUTO} = 1"),
+                               f"{AUTO} in both [points] and [manual_points]"),
+    "no_title": (lambda t: edit(t, 'title = "', 'name = "'), "`title` is missing"),
+    "not_toml": (lambda t: edit(t, "[points]", "[points"), "not valid TOML"),
+}
 
 
-@pytest.mark.parametrize("old, new, says", [
-    ('title = "', 'name = "', "`title` is missing"),
-    ("[points]", "[points", "not valid TOML"),
-])
-def test_a_broken_lab_toml_names_it(tree, old, new, says):
+@pytest.mark.parametrize("name", sorted(WRONG_LAB_TOML))
+def test_a_wrong_lab_setting_names_lab_toml(tree, name):
+    change, says = WRONG_LAB_TOML[name]
     toml = next((tree / "source").glob("*/lab.toml"))
-    edit(toml, old, new)
+    change(toml)
     with pytest.raises(course.ConfigError) as err:
         course.load(tree / "course_config.py")
     assert str(toml) in str(err.value) and says in str(err.value)
