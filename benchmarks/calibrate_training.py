@@ -43,7 +43,7 @@ import torch  # noqa: E402
 
 from coursekit import course  # noqa: E402
 from coursekit.notebook_defs import load_definitions  # noqa: E402
-from tests.corpus import CORRECT, write_corpus  # noqa: E402
+from tests.helpers import CORRECT, write_corpus  # noqa: E402
 
 COURSE = course.load()
 A = COURSE.assignment()

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from coursekit import course  # noqa: E402
 from coursekit.engine import Grader  # noqa: E402
 from coursekit.sandbox import gpu  # noqa: E402
-from tests.corpus import REF_LOOKUP, REF_RETRIEVE, SUBMISSIONS, Spec, write_corpus  # noqa: E402
+from tests.helpers import REF_LOOKUP, REF_RETRIEVE, SUBMISSIONS, Spec, write_corpus  # noqa: E402
 
 COURSE = course.load()
 A = COURSE.assignment()
@@ -109,7 +109,7 @@ def main() -> None:
         record.update(cpu=cpu, cuda=cuda, differ=differ)
 
         attacks = Path(tmp) / "attacks"
-        from tests.corpus import make_notebook
+        from tests.helpers import make_notebook
         import nbformat
 
         attacks.mkdir()

@@ -58,8 +58,8 @@ import nbformat  # noqa: E402
 
 from coursekit import course  # noqa: E402
 from coursekit.batch.otter_run import otter_run  # noqa: E402
-from tests.conftest import question_scores  # noqa: E402
-from tests.corpus import SUBMISSIONS, make_notebook  # noqa: E402
+from tests.helpers import question_scores  # noqa: E402
+from tests.helpers import SUBMISSIONS, make_notebook  # noqa: E402
 
 COURSE = course.load()
 A = COURSE.assignment()

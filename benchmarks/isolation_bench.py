@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 import nbformat  # noqa: E402
 
 from coursekit import course  # noqa: E402
-from tests.corpus import SUBMISSIONS, make_notebook  # noqa: E402
+from tests.helpers import SUBMISSIONS, make_notebook  # noqa: E402
 
 COURSE = course.load()
 A = COURSE.assignment()

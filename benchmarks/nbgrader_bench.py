@@ -23,7 +23,7 @@ import nbformat  # noqa: E402
 
 from coursekit import course  # noqa: E402
 from coursekit.build import build  # noqa: E402
-from tests.corpus import SUBMISSIONS, make_notebook  # noqa: E402
+from tests.helpers import SUBMISSIONS, make_notebook  # noqa: E402
 
 A = course.load().assignment().name
 

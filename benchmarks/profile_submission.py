@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from coursekit import course  # noqa: E402
 from coursekit.notebook_defs import load_definitions  # noqa: E402
-from tests.corpus import write_corpus  # noqa: E402
+from tests.helpers import write_corpus  # noqa: E402
 
 COURSE = course.load()
 A = COURSE.assignment()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import csv
 import importlib
+import json
 import dataclasses
 import os
 import signal
@@ -26,6 +27,7 @@ from typing import Iterable
 import nbformat
 
 from coursekit import course
+from coursekit.build.notebooks import HIDDEN_MARKERS
 
 COURSE = course.load()
 A = COURSE.assignment()  # the lab the package's tests know: its release, questions, points, cases
@@ -64,7 +66,15 @@ def edit(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new, 1))
 
 
-from tests.corpus import DEFINES, REF_FORWARD, REF_LOOKUP, REF_RETRIEVE, Spec, make_notebook
+# The lab's corpus of student submissions and what each must get live with the lab, in its
+# folder's tests/ (corpus.py, expected.py): the engine's tests take them from here.
+_corpus = importlib.import_module(f"{LAB.package}.tests.corpus")
+_expected = importlib.import_module(f"{LAB.package}.tests.expected")
+Spec, make_notebook, write_corpus = _corpus.Spec, _corpus.make_notebook, _corpus.write_corpus
+DEFINES, CORRECT, WRONG, SUBMISSIONS = _corpus.DEFINES, _corpus.CORRECT, _corpus.WRONG, _corpus.SUBMISSIONS
+public_lines = _corpus.public_lines
+REF_LOOKUP, REF_RETRIEVE, REF_FORWARD = _corpus.REF_LOOKUP, _corpus.REF_RETRIEVE, _corpus.REF_FORWARD
+FAILS, MESSAGES, FIRST_LINES = _expected.FAILS, _expected.MESSAGES, _expected.FIRST_LINES
 
 REPO = COURSE.root
 RELEASE = A.release_dir / f"{A.name}.ipynb"
@@ -84,7 +94,7 @@ def cases(*questions: str) -> set[str]:
     return {cid for q in questions for cid in CASES_OF[q]}
 
 
-# The questions the corpus (tests/corpus) answers: those whose public check needs a name
+# The questions the lab's corpus answers: those whose public check needs a name
 # its entries define. Any other (a question a TA added) keeps its stub in every corpus entry
 # and fails all its cases there; the built solutions answer it.
 ANSWERED: list[str] = [q for q, name in LAB.public_questions().items() if name in DEFINES and q in POINTS]
@@ -112,6 +122,8 @@ def score_dict(failed: Iterable[str] = ()) -> dict[str, float]:
     return dict(zip(QUESTIONS, scores(failed)))
 
 
+# corpus entry -> its scores, one per autograded question in the course's order
+EXPECTED: dict[str, tuple[float, ...]] = {name: scores(failed) for name, failed in FAILS.items()}
 FULL = scores()  # the corpus's reference (every question the corpus answers)
 SOLVED = all_but()  # the built solutions: every point
 SOLVED_DICT = dict(zip(QUESTIONS, SOLVED))
@@ -144,6 +156,22 @@ def stub_count() -> int:
     code cells of the master notebook."""
     nb = nbformat.read(A.master, as_version=4)
     return sum(c.source.count("# BEGIN SOLUTION") for c in nb.cells if c.cell_type == "code")
+
+
+def solution_lines() -> list[str]:
+    """Code lines inside the master notebook's solution blocks."""
+    lines, inside = [], False
+    for cell in nbformat.read(A.master, as_version=4).cells:
+        if cell.cell_type != "code":
+            continue
+        for line in cell.source.splitlines():
+            if "# BEGIN SOLUTION" in line:
+                inside = True
+            elif "# END SOLUTION" in line:
+                inside = False
+            elif inside and line.strip() and not line.strip().startswith("#"):
+                lines.append(line.strip())
+    return lines
 
 
 def ref(**extra) -> Spec:
@@ -243,3 +271,74 @@ def files_in_setup_cell(source: str) -> dict[str, str]:
                                             for k, v in files.items())):
         raise ValueError("the set-up cell's files are not a dict of texts")
     return files
+
+
+# --- the other front doors: `otter run` (Gradescope) and nbgrader ---------------------------
+
+def otter_run(zip_path: Path, notebook: Path, out_dir: Path) -> dict:
+    """Grade one notebook with `otter run` (what Gradescope runs) and return results.json."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "otter", "run", "-a", str(zip_path), "-o", str(out_dir),
+         "--no-logo", str(notebook)],
+        capture_output=True, text=True, cwd=out_dir, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return json.loads((out_dir / "results.json").read_text())
+
+
+def otter_runs(zip_path: Path, notebooks: dict[str, Path | tuple[Path, Path]], out_root: Path,
+               jobs: int = 2) -> dict[str, dict | str]:
+    """`otter_run` of each notebook (or (zip, notebook) pair), `jobs` at a time: each is its
+    own otter process, so the runs are independent, and the second core halves the wall
+    time. Returns each key's results.json, or the text of the failure of a run that failed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(item: tuple[str, Path | tuple[Path, Path]]) -> dict | str:
+        key, what = item
+        autograder, notebook = what if isinstance(what, tuple) else (zip_path, what)
+        try:
+            return otter_run(autograder, notebook, out_root / key.replace(":", "-"))
+        except Exception as exc:  # noqa: BLE001 - the test that asks for it fails with this
+            return f"otter run of {notebook} failed: {exc}"
+
+    with ThreadPoolExecutor(jobs) as pool:
+        return dict(zip(notebooks, pool.map(one, notebooks.items())))
+
+
+def question_scores(results: dict) -> dict[str, float]:
+    """Per-question scores of a results.json, for the autograded questions only."""
+    got = {t["name"]: t["score"] for t in results["tests"] if t["name"] in A.points}
+    return {q: got.get(q) for q in A.points}  # in the course's question order
+
+
+# Text of nbgrader's hidden tests and the checks behind them, which no student file may contain.
+NBGRADER_HIDDEN = HIDDEN_MARKERS + ("BEGIN HIDDEN TESTS", "nbgrader_plugin", "check('", "coursekit",
+                                    "_SEED", "def probes", "heldout")
+
+
+def nbgrader(course: Path, *args: str) -> str:
+    """Run one standard nbgrader command in the course folder; fail with its output."""
+    proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course,
+                          capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, (args, proc.stdout[-3000:], proc.stderr[-3000:])
+    return proc.stdout + proc.stderr
+
+
+def nbgrader_scores(course: Path) -> dict[str, tuple[float, ...]]:
+    """Per-question autograded scores (in the course's order) of each graded student in
+    nbgrader's gradebook (one grade per hidden case)."""
+    from nbgrader.api import Gradebook
+
+    table = {}
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        for student in gb.students:
+            try:
+                sub = gb.find_submission_notebook(A.name, A.name, student.id)
+            except Exception:  # noqa: BLE001 - nbgrader's MissingEntry: not graded
+                continue
+            per = dict.fromkeys(QUESTIONS, 0.0)
+            for grade_ in sub.grades:
+                if grade_.name in LAB.cases:
+                    per[LAB.cases[grade_.name].question] += grade_.score or 0.0
+            table[student.id] = tuple(round(v, 6) for v in per.values())
+    return table

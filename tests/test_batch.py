@@ -1,4 +1,5 @@
-"""Batch grading: CSV and feedback, Gradescope export layout, resuming after kill -9."""
+"""Batch grading (`coursekit grade`): CSV and feedback, Gradescope export layout, resuming
+after kill -9, exit codes, hostile ids and files, and the shared attack corpus."""
 
 from __future__ import annotations
 
@@ -14,12 +15,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.helpers import A, COURSE, LAB, QUESTIONS, SOLVED, TOTAL, score_dict
-from tests.test_corpus import FAILS
+from tests.attacks import ATTACKS, EVERY_DOOR, SECRETS
+from tests.helpers import A, COURSE, FAILS, LAB, QUESTIONS, SOLVED, TOTAL, grade, score_dict, write_corpus, write_nb
 from coursekit.batch.submissions import find_submissions
 from coursekit.grade import grade_all
-from tests.corpus import write_corpus
-from tests.test_gpu import fake_dev  # noqa: F401 - the stand-in /dev with two GPUs
 
 RELEASE = A.release_dir / f"{A.name}.ipynb"
 NAMES = ["c01_at_operator", "c04_einsum", "w01_softmax_wrong_dim", "w06_retrieve_mean",
@@ -428,3 +427,21 @@ def test_workers_that_cannot_start_end_the_run_with_an_error(tmp_path):
         grade_batch([tmp_path / "subs"], tmp_path / "out", lambda todo: LocalPool(2, broken), COURSE, A,
                     progress=False)
     assert not (tmp_path / "out" / "grades.csv").exists()
+
+
+@pytest.mark.slow  # end to end: one `coursekit grade` run as a TA types it
+def test_shared_attacks_through_coursekit_grade(tmp_path):
+    """The CLI's front door grades the shared attacks (tests/attacks, EVERY_DOOR) as the
+    engine in-process, `otter run` and nbgrader do: each row has the scores of its code
+    without the attack, and no feedback file holds anything of the grader's."""
+    subs = tmp_path / "subs"
+    for name in EVERY_DOOR:
+        write_nb(subs, name, ATTACKS[name][0])
+    run = grade(subs, tmp_path / "out")
+    assert run.rc == 0, run.why()
+    assert {name: run.scores(name) for name in EVERY_DOOR} == {name: ATTACKS[name][1] for name in EVERY_DOOR}
+    for name in EVERY_DOOR:
+        for path in (tmp_path / "out" / "feedback" / name).iterdir():
+            text = path.read_text()
+            for secret in SECRETS + ("LEAK",):
+                assert secret not in text, (name, path.name, secret)

@@ -9,26 +9,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tests.helpers import A, COURSE, LAB, files_in_setup_cell, variant
+from tests.helpers import A, COURSE, LAB, files_in_setup_cell, solution_lines, variant
 from coursekit import build as B
 from coursekit.build import graded_work
 from coursekit.build.master import read_master
-
-
-def _solution_lines() -> list[str]:
-    """Code lines inside the master notebook's solution blocks."""
-    lines, inside = [], False
-    for cell in nbformat.read(A.master, as_version=4).cells:
-        if cell.cell_type != "code":
-            continue
-        for line in cell.source.splitlines():
-            if "# BEGIN SOLUTION" in line:
-                inside = True
-            elif "# END SOLUTION" in line:
-                inside = False
-            elif inside and line.strip() and not line.strip().startswith("#"):
-                lines.append(line.strip())
-    return lines
 
 
 def test_committed_outputs_match_fresh_build(built):
@@ -79,7 +63,7 @@ def test_zip_copies_nothing_of_the_grader_beside_the_upload(built):
 
 def test_release_has_no_solution_code(built):
     text = built["release"].read_text()
-    solution = _solution_lines()
+    solution = solution_lines()
     assert solution  # the stubs' bodies
     leaked = [line for line in solution if line in text]
     assert leaked == []

@@ -25,8 +25,7 @@ import pytest
 
 from coursekit.cli import CANNOT_GRADE
 from coursekit.sandbox import traverse
-from tests.corpus import Spec
-from tests.helpers import FULL, ZERO, read_rows, ref, run_cmd, write_nb
+from tests.helpers import FULL, Spec, ZERO, read_rows, ref, run_cmd, write_nb
 
 pytestmark = pytest.mark.slow
 

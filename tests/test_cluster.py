@@ -22,8 +22,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.helpers import A, COURSE
-from tests.corpus import write_corpus
+from tests.helpers import A, COURSE, write_corpus
 
 pytestmark = pytest.mark.slow
 

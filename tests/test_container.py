@@ -31,12 +31,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import A as ASSIGNMENT, COURSE
+from tests.helpers import (A as ASSIGNMENT, COURSE, FULL, GATED_LOOKUP, NOT_LEAKED, QUESTIONS, REF_FORWARD,
+                           REF_RETRIEVE, RELEASE, SOLVED, Spec, ZERO, probe_spec, ref, write_nb)
 from tests import container
-from tests.test_local_services import Services
-from tests.corpus import REF_FORWARD, REF_RETRIEVE, Spec
-from tests.helpers import FULL, GATED_LOOKUP, SOLVED, NOT_LEAKED, QUESTIONS, RELEASE, ZERO, probe_spec, ref, write_nb
-from tests.test_isolation import (CHECKS_PY, ENV_PROBE, ENV_TOKEN, Listener, batch_tag, end_survivors,
+from tests.attacks.probes import (CHECKS_PY, ENV_PROBE, ENV_TOKEN, Listener, Services, batch_tag, end_survivors,
                                   flag_probe, network_probe, read_probes, survivor_cell)
 
 pytestmark = pytest.mark.slow  # containers, otter and a batch of attacks: ~2 minutes

@@ -20,9 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import A
+from tests.helpers import A, question_scores
 from coursekit.sandbox import cgroup
-from tests.conftest import question_scores
 
 FULL = {q: float(p) for q, p in A.points.items()}
 V1_MEMORY = Path("/sys/fs/cgroup/memory")

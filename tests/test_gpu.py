@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -51,21 +50,6 @@ def test_cuda_without_a_gpu_is_one_clear_error():
 def test_a_wrong_setting_is_refused():
     with pytest.raises(ValueError, match="must be one of auto, cpu, cuda; it is 'gpu'"):
         gpu.check_setting("gpu")
-
-
-@pytest.fixture
-def fake_dev(tmp_path):
-    """A /dev with two stand-in GPUs (character devices 1:3, i.e. /dev/null)."""
-    if os.geteuid() != 0:
-        pytest.skip("stand-in device nodes need mknod (root)")
-    dev = tmp_path / "dev"
-    dev.mkdir()
-    for name in ("nvidia0", "nvidia1", "nvidiactl", "nvidia-uvm"):
-        os.mknod(dev / name, 0o666 | 0o020000, os.makedev(1, 3))
-    (dev / "nvidia-modeset.txt").write_text("not a device")
-    (dev / "nvidia7").write_text("a plain file is not a GPU")
-    os.chmod(tmp_path, 0o755)
-    return dev
 
 
 def test_slots_go_round_the_gpus_then_to_the_cpu(fake_dev):

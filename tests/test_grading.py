@@ -1,6 +1,6 @@
 """Grading through `otter run` with the built zip (what Gradescope runs): full marks for
 the solutions, zero for the release, the same scores as `coursekit grade`, and the
-attacks and bad input of tests/test_integrity.py handled there too."""
+shared attack corpus (tests/attacks, EVERY_DOOR) handled there too."""
 
 from __future__ import annotations
 
@@ -12,13 +12,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tests.helpers import A
+from tests.helpers import (A, FAILS, RELEASE, SOLVED_DICT, SUBMISSIONS, make_notebook, otter_runs,
+                           question_scores, score_dict, write_corpus)
 from coursekit.grade import grade_all
-from tests.conftest import otter_runs, question_scores
-from tests.corpus import SUBMISSIONS, make_notebook, write_corpus
-from tests.helpers import RELEASE, SOLVED_DICT, score_dict
-from tests.test_corpus import FAILS
-from tests.test_integrity import ATTACKS, SECRETS, _Marker
+from tests.attacks import ATTACKS, EVERY_DOOR, PickleMarker, SECRETS
 
 pytestmark = pytest.mark.slow  # end to end; `make test-fast` skips it
 
@@ -26,11 +23,9 @@ FULL = score_dict()
 
 
 # Each `otter run` costs a fresh otter process and sandbox (~16 s of CPU): two corpus
-# entries show the agreement with `coursekit grade` (tests/test_corpus.py grades them all),
-# and the attacks go through otter's front door as through the others (test_integrity.py).
+# entries show the agreement with `coursekit grade` (the lab's tests/test_corpus.py grades them all),
+# and the shared attacks go through otter's front door as through the others (tests/attacks).
 AGREE = ["c03_mm_bmm_switch", "w13_returns_query_image"]
-ATTACK_NAMES = ["patch_comparisons_with_stubs", "patch_otter_with_stubs", "read_files_and_print",
-                "leak_through_exception", "os_exit_in_a_cell", "kill_parent"]
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +40,7 @@ def runs(built, tmp_path_factory) -> dict:
             for name in ("solutions", "release")}
     for path in write_corpus(RELEASE, tmp / "agree", AGREE):
         subs[f"agree:{path.stem}"] = path
-    for name in ATTACK_NAMES:
+    for name in EVERY_DOOR:
         path = tmp / "attacks" / name / f"{A.name}.ipynb"
         path.parent.mkdir(parents=True)
         nbformat.write(make_notebook(RELEASE, ATTACKS[name][0]), path)
@@ -72,7 +67,7 @@ def _hostile_upload(path: Path, notebook: Path, marker_dir: Path, pickle_marker:
         for attack in sorted(SHADOWS.glob("*.py")):
             marker = marker_dir / f"{path.stem}-{attack.stem}"
             zf.writestr(attack.name, attack.read_text().replace("__MARKER__", str(marker)))
-        zf.writestr(".OTTER_LOG", pickle.dumps(_Marker(str(pickle_marker))))
+        zf.writestr(".OTTER_LOG", pickle.dumps(PickleMarker(str(pickle_marker))))
     return path
 
 
@@ -101,7 +96,7 @@ def test_otter_run_agrees_with_coursekit_grade(runs, tmp_path):
         assert question_scores(_results(runs, f"agree:{name}")) == rows[name].scores, name
 
 
-@pytest.mark.parametrize("name", ATTACK_NAMES)
+@pytest.mark.parametrize("name", EVERY_DOOR)
 def test_attack_through_otter_run(runs, name):
     results = _results(runs, f"attack:{name}")
     assert tuple(question_scores(results).values()) == ATTACKS[name][1]

@@ -1,5 +1,7 @@
-"""Attacks and bad input: each yields exactly the score of the same code without the
-attack, nothing hidden leaks into what a student sees, and the grader never crashes."""
+"""The engine's own front door (`Grader.grade_path`, in-process): every attack of the shared
+corpus (tests/attacks) yields exactly the score of the same code without the attack,
+nothing hidden leaks into what a student sees, bad input gets a clear message, and the
+grader never crashes."""
 
 from __future__ import annotations
 
@@ -7,59 +9,16 @@ import json
 import os
 import pickle
 import zipfile
-from pathlib import Path
 
 import nbformat
 import pytest
 
-from tests.helpers import A, COURSE
+from tests.helpers import (A, COURSE, FULL, POINTS, REF_FORWARD, REF_RETRIEVE, RELEASE, Spec, TOTAL,
+                           WRONG_LOOKUP, WRONG_LOOKUP_FAILS, make_notebook, ref, score_dict)
 from coursekit import sandbox
 from coursekit.engine import Grader
-from tests.corpus import REF_FORWARD, REF_LOOKUP, REF_RETRIEVE, Spec, make_notebook
-from tests.helpers import (FULL, POINTS, RELEASE, TOTAL, WRONG_LOOKUP, WRONG_LOOKUP_FAILS, ZERO, cases, ref,
-                           score_dict, scores)
+from tests.attacks import ATTACKS, SECRETS, PickleMarker
 
-# Text that must never appear in anything a student sees.
-SECRETS = ("_SEED", "def probes", "run_case(", "attention_checks", "torch.randn(",
-           "BUNDLE_SEED", "heldout", "import numpy as np\nimport torch")
-
-
-# The attack cells, as files (tests/attacks/integrity/): each opens with what it tries.
-CELLS = Path(__file__).parent / "attacks" / "integrity"
-
-
-def cell(name: str) -> str:
-    """The source of the attack cell (or function body) tests/attacks/integrity/<name>.py."""
-    return (CELLS / f"{name}.py").read_text()
-
-
-PATCH_COMPARISONS, PATCH_OTTER = cell("patch_comparisons"), cell("patch_otter")
-READ_FILES, LEAKY_LOOKUP = cell("read_files"), cell("leaky_lookup")
-EXIT_CELL, SYS_EXIT, KILL_PARENT, KILL_ALL = cell("exit_cell"), cell("sys_exit"), cell("kill_parent"), cell("kill_all")
-LOOP, IGNORE_SIGNALS, MEMORY_CELL = cell("loop"), cell("ignore_signals"), cell("exhaust_memory")
-NO_GPU, USER_NAME, NO_UID_LOCK = cell("no_gpu"), cell("user_name"), cell("no_uid_lock")
-
-ATTACKS: dict[str, tuple[Spec, tuple[float, ...]]] = {
-    "patch_comparisons_with_stubs": (Spec(after={"lookup": PATCH_COMPARISONS}), ZERO),
-    "patch_comparisons_wrong_lookup": (Spec(WRONG_LOOKUP, REF_RETRIEVE, REF_FORWARD,
-                                            after={"lookup": PATCH_COMPARISONS}), scores(WRONG_LOOKUP_FAILS)),
-    "patch_otter_with_stubs": (Spec(after={"lookup": PATCH_OTTER}), ZERO),
-    "read_files_and_print": (ref(above={"lookup": READ_FILES}), FULL),
-    "leak_through_exception": (Spec(LEAKY_LOOKUP, REF_RETRIEVE, REF_FORWARD,
-                                    above={"lookup": READ_FILES}), scores(cases("lookup"))),
-    "os_exit_in_a_cell": (ref(after={"lookup": EXIT_CELL}), FULL),
-    "kill_parent": (ref(after={"retrieve": KILL_PARENT}), FULL),
-    "kill_every_process": (ref(after={"retrieve": KILL_ALL}), FULL),
-    "sys_exit_in_a_cell": (ref(after={"lookup": SYS_EXIT}), FULL),
-    "infinite_loop_in_a_cell": (ref(after={"lookup": IGNORE_SIGNALS + LOOP}), FULL),
-    "infinite_loop_in_lookup": (Spec(LOOP, REF_RETRIEVE, REF_FORWARD), scores(cases("lookup"))),
-    "exhaust_memory_in_a_cell": (ref(after={"lookup": MEMORY_CELL}), FULL),
-    "gpu_hidden_from_student_code": (ref(above={"lookup": NO_GPU}), FULL),
-    "user_name_lookup": (ref(above={"lookup": USER_NAME}), FULL),
-    "uid_lock_not_inherited": (ref(above={"lookup": NO_UID_LOCK}), FULL),
-    "os_exit_in_forward": (Spec(REF_LOOKUP, REF_RETRIEVE, "import os\nos._exit(0)"),
-                           scores(cases("forward", "training"))),
-}
 FAST_LIMITS = sandbox.Limits(total_s=120, cell_s=4, call_s=4, training_s=60, memory_mb=1500)
 
 
@@ -147,24 +106,14 @@ def test_sandbox_cannot_read_grader_files(grader, tmp_path):
     assert grader.grade_path(path).scores["lookup"] == POINTS["lookup"]
 
 
-class _Marker:
-    """A pickle that creates a file when loaded."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def __reduce__(self):
-        return (open, (self.path, "w"))
-
-
 def test_otter_log_pickle_is_never_loaded(grader, tmp_path):
     marker = tmp_path / "PWNED"
     sub = tmp_path / "submission.zip"
     nb = make_notebook(RELEASE, ref())
     with zipfile.ZipFile(sub, "w") as zf:
         zf.writestr(f"{A.name}.ipynb", nbformat.writes(nb))
-        zf.writestr(".OTTER_LOG", pickle.dumps(_Marker(str(marker))))
-        zf.writestr("other.pkl", pickle.dumps(_Marker(str(marker))))
+        zf.writestr(".OTTER_LOG", pickle.dumps(PickleMarker(str(marker))))
+        zf.writestr("other.pkl", pickle.dumps(PickleMarker(str(marker))))
     report = grader.grade_path(sub)
     assert tuple(report.scores.values()) == FULL
     assert not marker.exists()

@@ -25,13 +25,10 @@ fixtures), so the whole file takes a few minutes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pwd
 import shutil
-import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -43,81 +40,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import A as ASSIGNMENT, COURSE
-from tests.corpus import REF_FORWARD, REF_RETRIEVE, Spec
-from tests.helpers import (FULL, GATED_LOOKUP, NOT_LEAKED, QUESTIONS, RELEASE, SPAWNED, WRONG_LOOKUP,
-                           WRONG_LOOKUP_FAILS, ZERO, Run, grade, new_token, probe_cell, probe_spec,
-                           ref, run_cmd, scores, write_nb)
+from tests.helpers import (A as ASSIGNMENT, COURSE, FULL, GATED_LOOKUP, NOT_LEAKED, QUESTIONS, REF_FORWARD,
+                           REF_RETRIEVE, RELEASE, Run, SPAWNED, Spec, WRONG_LOOKUP, WRONG_LOOKUP_FAILS, ZERO,
+                           grade, nbgrader_scores, new_token, probe_cell, probe_spec, ref, run_cmd, scores,
+                           write_nb)
+
+from tests.attacks.probes import (CHECKS_PY, ENV_PROBE, ENV_TOKEN, KILL_PARENT, Listener, attack_cell, batch_tag,
+                                  end_survivors, fd_cell, flag_probe, network_probe, read_probe, read_probes,
+                                  snoop_probe, survivor_cell, survivor_evidence)
 
 pytestmark = pytest.mark.slow  # end to end; `make test-fast` skips it
 
 REPO = COURSE.root
 A = ASSIGNMENT.name
-CHECKS_PY = ASSIGNMENT.folder / "checks.py"  # the lab's hidden checks: what an attack would read
-ENV_TOKEN = ("COURSEKIT_TEST_TOKEN", "s3cret")
 STUDENT_USER = "ckstudent_ta"
-
-
-# --- processes ---------------------------------------------------------------------------
-
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _marked_pids(marker: str) -> list[int]:
-    """Live processes whose command line carries `marker` (zombies have none)."""
-    found = []
-    needle = marker.encode()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                if needle in f.read():
-                    found.append(int(entry))
-        except OSError:
-            pass
-    return found
-
-
-def survivor_evidence(marker: str, token: str) -> list[str]:
-    """Signs that an attack's re-forking process is still running: its command line seen in
-    any of several scans (one scan can miss a process that changes pid every millisecond),
-    or its heartbeat file in the host's /tmp still being touched."""
-    beat = Path("/tmp") / f"ck-alive-{token}"
-    before = beat.stat().st_mtime_ns if beat.exists() else None
-    pids: set[int] = set()
-    for _ in range(12):
-        pids.update(_marked_pids(marker))
-        time.sleep(0.05)
-    after = beat.stat().st_mtime_ns if beat.exists() else None
-    evidence = [f"process {pid} runs the survivor" for pid in sorted(pids)]
-    if after is not None and after != before:
-        evidence.append(f"{beat} is still being touched")
-    return evidence
-
-
-def end_survivors(marker: str, token: str) -> None:
-    """End the attack's processes we started: ask (a stop file, for a survivor that sees the
-    host's /tmp), then kill every pid that carries the marker until none is left."""
-    stop = Path("/tmp") / f"ck-stop-{token}"
-    stop.write_text("stop")
-    deadline = time.time() + 1.5
-    while time.time() < deadline and _marked_pids(marker):
-        time.sleep(0.1)
-    for _ in range(100):
-        pids = _marked_pids(marker)
-        if not pids:
-            break
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        time.sleep(0.02)
-    for path in [stop, Path("/tmp") / f"ck-alive-{token}", *Path("/tmp").glob(f"ck-flag-{token}*")]:
-        path.unlink(missing_ok=True)
-    shutil.rmtree(f"/tmp/ck-payload-{token}", ignore_errors=True)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -152,113 +88,6 @@ def _orphan_reaper():
     yield
     stop.set()
     thread.join()
-
-
-# --- the attacks -----------------------------------------------------------------------
-# Every attack program is a file of tests/attacks/isolation/ (its docstring says what it
-# attacks); the values a program reads (`CK_...`) come from the test, as lines above it.
-
-ATTACKS = Path(__file__).parent / "attacks" / "isolation"
-
-def attack_cell(name: str, **params) -> str:
-    """The attack program tests/attacks/isolation/NAME.py as a notebook cell, after one
-    line per parameter (`KEY = value`) that it reads."""
-    preamble = "".join(f"{key} = {value!r}\n" for key, value in params.items())
-    return preamble + (ATTACKS / f"{name}.py").read_text()
-
-
-def read_probe(path: Path) -> str:
-    """Reads a host file; leaked when it got the real bytes."""
-    return attack_cell("read_host_file", CK_PATH=str(path), CK_SHA256=_sha(path))
-
-
-def cache_probe(cache: Path) -> str:
-    """Lists the bundle cache (its name carries the data seed) or reads any file in it."""
-    files = [(str(p), _sha(p)) for p in sorted(cache.rglob("*"))
-             if p.is_file() and p.stat().st_size < 32 << 20][:20]
-    return attack_cell("read_bundle_cache", CK_CACHE=str(cache), CK_FILES=files)
-
-
-# Another process's command line naming a notebook (the decoy's, a grader's, otter's).
-PROC_CMDLINE_PROBE = attack_cell("proc_cmdline")
-# The hidden checks loaded in (or importable by) the student's process.
-CHECKS_LOADED_PROBE = attack_cell("checks_module_loaded")
-# The grader's environment (os.environ, or the environ of any process it can read).
-ENV_PROBE = attack_cell("environment", CK_NAME=ENV_TOKEN[0], CK_VALUE=ENV_TOKEN[1])
-
-
-def network_probe(port: int) -> str:
-    """Connects to the test's listener on the loopback and sends 2 KB."""
-    return attack_cell("network", CK_PORT=port)
-
-
-def flag_probe(token: str) -> str:
-    """Finds the flag a survivor leaves where it could reach the hidden checks."""
-    return attack_cell("survivor_flag", CK_TOKEN=token)
-
-
-def snoop_probe(extra_roots: list[str]) -> str:
-    """Looks for the autograder's files: around the working folder, /autograder, and a
-    bounded walk of the filesystem for them by name."""
-    return attack_cell("autograder_snoop", CK_EXTRA_ROOTS=extra_roots, CK_ASSIGNMENT=A)
-
-
-def survivor_cell(marker: str, mode: str, token: str, lifetime: int = 60) -> str:
-    """The attacker's cell: leave the survivor (survivor_process.py), which tampers with the
-    folder of stored reports `mode`, or (mode "jobs") flags what it could read."""
-    return attack_cell("leave_survivor", CK_MARKER=marker, CK_MODE=mode, CK_TOKEN=token,
-                       CK_SURVIVOR_SRC=(ATTACKS / "survivor_process.py").read_text(),
-                       CK_CHECKS=str(CHECKS_PY), CK_LIFETIME=lifetime)
-
-
-def batch_tag(token: str) -> Spec:
-    """A comment cell that marks a submission as this batch's (survivors only touch those)."""
-    return {"lookup": f"# batch {token}"}
-
-
-def fd_cell(marker_path: Path | None) -> str:
-    """Writes into every inherited descriptor but 0/1/2: a pickle frame whose loading
-    creates `marker_path` (multiprocessing's length-prefixed format), or junk."""
-    return attack_cell("inherited_fds", CK_MARKER_PATH=None if marker_path is None else str(marker_path))
-
-
-KILL_PARENT = attack_cell("kill_parent")
-
-
-class Listener:
-    """A TCP listener on the loopback that records every byte it is sent."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.received = bytearray()
-        self.connections = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.connections += 1
-            conn.settimeout(3)
-            try:
-                while chunk := conn.recv(65536):
-                    self.received += chunk
-            except OSError:
-                pass
-            conn.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sock.close()
 
 
 def _file_state(path: Path) -> tuple:
@@ -361,19 +190,6 @@ def decoy():
     yield proc
     proc.kill()
     proc.wait()
-
-
-def read_probes(classmate: Path) -> dict[str, str]:
-    """Class 6: what the student's process must not read or see (name -> probe body)."""
-    return {
-        "read_checks_py": read_probe(CHECKS_PY),  # reads the repository's hidden checks
-        "read_source_notebook": read_probe(ASSIGNMENT.master),  # reads the master (tests, solutions)
-        "read_solutions_notebook": read_probe(ASSIGNMENT.solutions_dir / f"{A}.ipynb"),  # reads the solutions
-        "read_classmate_submission": read_probe(classmate),  # reads another submission of the batch
-        "read_bundle_cache": cache_probe(REPO / ".cache"),  # lists/reads the data bundle cache
-        "proc_cmdline": PROC_CMDLINE_PROBE,  # sees another process's command line naming a notebook
-        "checks_module_loaded": CHECKS_LOADED_PROBE,  # finds the hidden checks in sys.modules / importable
-    }
 
 
 @pytest.fixture(scope="module")
@@ -793,31 +609,11 @@ def nbgrader_course(built, tmp_path_factory) -> Batch:
     _cleanup_survivors(batch)
 
 
-def _gradebook_scores(root: Path) -> dict[str, tuple[float, ...]]:
-    from nbgrader.api import Gradebook
-
-    from attention_basics import checks
-
-    table = {}
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
-        for student in gb.students:
-            try:
-                sub = gb.find_submission_notebook(A, A, student.id)
-            except Exception:  # noqa: BLE001 - not graded
-                continue
-            per = dict.fromkeys(QUESTIONS, 0.0)
-            for grade_ in sub.grades:
-                if grade_.name in checks.CASES:
-                    per[checks.CASES[grade_.name].question] += grade_.score or 0.0
-            table[student.id] = tuple(round(v, 6) for v in per.values())
-    return table
-
-
 class TestNbgrader:
     def test_survivor_before_stub_and_reference(self, nbgrader_course):
         run = nbgrader_course.run
         assert run.rc == 0, run.why()
-        scores = _gradebook_scores(nbgrader_course.extra["root"])
+        scores = nbgrader_scores(nbgrader_course.extra["root"])
         assert scores.get("b_stub") == ZERO, scores
         assert scores.get("c_reference") == FULL, scores
 

@@ -15,73 +15,16 @@ Run inside `unshare --pid --fork --mount-proc` as root, like tests/test_isolatio
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import pytest
 
-from tests.corpus import REF_FORWARD, REF_RETRIEVE, Spec
-from tests.helpers import FULL, GATED_LOOKUP, NOT_LEAKED, SPAWNED, ZERO, grade, new_token, ref, write_nb
+from tests.attacks.probes import Services
+from tests.helpers import (FULL, GATED_LOOKUP, NOT_LEAKED, REF_FORWARD, REF_RETRIEVE, Spec, ZERO, grade, new_token,
+                           ref, write_nb)
 
 pytestmark = pytest.mark.slow  # end to end; `make test-fast` skips it
 
-ATTACKS = Path(__file__).parent / "attacks" / "local_services"
-
-
-class Services:
-    """A pathname and an abstract UNIX socket listening on the host, recording every byte
-    a client sends, and a decoy process whose command line holds a word."""
-
-    def __init__(self, folder: Path) -> None:
-        token = new_token()
-        folder.mkdir(parents=True, exist_ok=True)
-        folder.chmod(0o755)  # any user may reach the socket file, as under /var/run
-        self.path = str(folder / "service.sock")
-        self.abstract = f"ck-service-{token}"
-        self.decoy_word = f"ck-decoy-{token}"
-        self.received: list[bytes] = []
-        self._socks = []
-        for address in (self.path, "\0" + self.abstract):
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.bind(address)
-            s.listen(8)
-            self._socks.append(s)
-            threading.Thread(target=self._serve, args=(s,), daemon=True).start()
-        os.chmod(self.path, 0o777)  # world-writable: connect() needs write on the file
-        self.decoy = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(900)",
-                                       self.decoy_word])
-        SPAWNED.add(self.decoy.pid)
-
-    def _serve(self, s: socket.socket) -> None:
-        while True:
-            try:
-                conn, _ = s.accept()
-            except OSError:
-                return
-            conn.settimeout(5)
-            try:
-                self.received.append(conn.recv(4096))
-            except OSError:
-                self.received.append(b"<connected>")
-            conn.close()
-
-    def probe(self, name: str) -> str:
-        """The attack file `name`, made a probe cell: LEAKED when its probe() says so."""
-        text = (ATTACKS / f"{name}.py").read_text()
-        text = (text.replace("__SOCKET_PATH__", self.path).replace("__ABSTRACT_NAME__", self.abstract)
-                .replace("__DECOY_WORD__", self.decoy_word))
-        return text + "\n\ntry:\n    LEAKED = bool(probe())\nexcept BaseException:\n    LEAKED = False\n"
-
-    def close(self) -> None:
-        for s in self._socks:
-            s.close()
-        self.decoy.kill()
-        self.decoy.wait()
-        Path(self.path).unlink(missing_ok=True)
 
 
 def _spec(cell: str) -> Spec:

@@ -6,21 +6,16 @@ from __future__ import annotations
 
 import csv
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from tests.helpers import A as ASSIGNMENT, LAB
-from coursekit import build as B
-from attention_basics import checks
-from tests.conftest import otter_run, question_scores
-from tests.corpus import REF_FORWARD, REF_RETRIEVE, SUBMISSIONS, Spec, make_notebook
-from tests.test_build import _solution_lines
-from tests.helpers import SOLVED, ZERO, cases, scores, stub_count
-from tests.test_corpus import EXPECTED
+from tests.helpers import (A as ASSIGNMENT, EXPECTED, LAB, NBGRADER_HIDDEN, REF_FORWARD, REF_RETRIEVE, SOLVED,
+                           SUBMISSIONS, Spec, ZERO, cases, make_notebook, nbgrader, nbgrader_scores,
+                           otter_run, question_scores, scores, solution_lines,
+                           stub_count)
+from coursekit.lab import CheckFailed
 
 pytestmark = pytest.mark.slow  # end to end; `make test-fast` skips it
 
@@ -29,17 +24,6 @@ A = ASSIGNMENT.name
 # lookup (stopped at the call limit, graded and marked, not hung).
 LOOP = Spec("while True:\n    pass", REF_RETRIEVE, REF_FORWARD)
 TABLE = {**EXPECTED, "solution": SOLVED, "release": ZERO, "loop_in_lookup": scores(cases("lookup"))}
-# Text of the hidden tests and the checks behind them, which no student file may contain.
-HIDDEN = B.HIDDEN_MARKERS + ("BEGIN HIDDEN TESTS", "nbgrader_plugin", "check('", "coursekit",
-                             "_SEED", "def probes", "heldout")
-
-
-def nbgrader(course: Path, *args: str) -> str:
-    """Run one standard nbgrader command in the course folder; fail with its output."""
-    proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course,
-                          capture_output=True, text=True, timeout=1200)
-    assert proc.returncode == 0, (args, proc.stdout[-3000:], proc.stderr[-3000:])
-    return proc.stdout + proc.stderr
 
 
 @pytest.fixture(scope="module")
@@ -64,22 +48,6 @@ def course(built, tmp_path_factory) -> Path:
     return root
 
 
-def nbgrader_scores(course: Path) -> dict[str, tuple[float, ...]]:
-    """Per-question autograded scores from nbgrader's gradebook (one grade per check)."""
-    from nbgrader.api import Gradebook
-
-    table = {}
-    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
-        for student in gb.students:
-            sub = gb.find_submission_notebook(A, A, student.id)
-            per = dict.fromkeys(ASSIGNMENT.points, 0.0)
-            for grade in sub.grades:
-                if grade.name in checks.CASES:
-                    per[checks.CASES[grade.name].question] += grade.score
-            table[student.id] = tuple(per.values())
-    return table
-
-
 def test_source_notebook_has_nbgrader_cells(built):
     nb = nbformat.read(built["nbgrader_source"], as_version=4)
     meta = [c.metadata["nbgrader"] for c in nb.cells]
@@ -99,9 +67,9 @@ def test_source_notebook_has_nbgrader_cells(built):
 
 def test_release_has_no_hidden_tests_or_solutions(course):
     text = (course / "release" / A / f"{A}.ipynb").read_text()
-    for secret in HIDDEN + ("BEGIN SOLUTION", "Model answer"):
+    for secret in NBGRADER_HIDDEN + ("BEGIN SOLUTION", "Model answer"):
         assert secret not in text
-    assert [line for line in _solution_lines() if line in text] == []
+    assert [line for line in solution_lines() if line in text] == []
     assert text.count("raise NotImplementedError()") == stub_count()  # one per solution block
 
 
@@ -133,7 +101,7 @@ def test_feedback_never_shows_hidden_tests(course):
     assert len(files) == len(TABLE)
     for path in files:
         html = path.read_text()
-        for secret in HIDDEN:
+        for secret in NBGRADER_HIDDEN:
             assert secret not in html, (path, secret)
         assert "most recent call last" not in html  # no traceback, only one-line reasons
 
@@ -193,7 +161,7 @@ def test_hidden_cells_run_by_hand_in_the_source(built):
         Q.float() @ K.float().transpose(-2, -1), dim=-1)}
     exec(cell.source, dict(right))
     wrong = {"lookup": lambda Q, K, soft=True: Q.float() @ K.float().transpose(-2, -1)}
-    with pytest.raises(checks.CheckFailed, match="soft lookup: the weights are not softmax"):
+    with pytest.raises(CheckFailed, match="soft lookup: the weights are not softmax"):
         exec(cell.source, dict(wrong))
 
 

@@ -4,9 +4,10 @@ One `nbgrader autograde` run grades the solution, the untouched release and ever
 in tests/attacks/nbgrader/ (duplicated ids, old, new, missing or forged nbgrader metadata,
 edited, retyped or deleted cells, garbage files, a link to the solutions, links and FIFOs
 beside the notebook, a linked folder, timestamp.txt as garbage, huge, a link or a FIFO).
-The run must finish with exit status 0; each attacker gets the points their code earns
-(or 0) and one line in their feedback saying why; the solution still gets 12 and the
-release 0. No link of a submitted folder is followed: nothing of the instructor's reaches
+The same run grades the shared attacks that every front door runs (tests/attacks,
+EVERY_DOOR: students `door_<attack>`). The run must finish with exit status 0; each
+attacker gets the points their code earns (or 0) and one line in their feedback saying
+why; the solution still gets full marks and the release 0. No link of a submitted folder is followed: nothing of the instructor's reaches
 an autograded or feedback folder.
 """
 
@@ -25,10 +26,9 @@ from types import ModuleType
 import nbformat
 import pytest
 
-from tests.helpers import A as ASSIGNMENT, COURSE
-from tests.corpus import REF_FORWARD, REF_LOOKUP, REF_RETRIEVE, Spec, make_notebook
-from tests.helpers import SOLVED, TOTAL
-from tests.test_nbgrader import HIDDEN, nbgrader, nbgrader_scores
+from tests.attacks import ATTACKS as SHARED, EVERY_DOOR, SECRETS as GRADER_SECRETS
+from tests.helpers import (A as ASSIGNMENT, COURSE, NBGRADER_HIDDEN, REF_FORWARD, REF_LOOKUP, REF_RETRIEVE,
+                           SOLVED, Spec, TOTAL, make_notebook, nbgrader, nbgrader_scores)
 
 pytestmark = pytest.mark.slow  # one end-to-end autograde run; `make test-fast` skips it
 
@@ -84,6 +84,8 @@ def course(tmp_path_factory) -> Path:
     nbformat.write(release, folder("release"))
     for name, attack in ATTACKS.items():
         attack.submit(folder(name), copy.deepcopy(work))
+    for name in EVERY_DOOR:  # the shared attacks: extra cells, nbgrader's metadata untouched
+        nbformat.write(make_notebook(release_path, SHARED[name][0]), folder(f"door_{name}"))
     log = nbgrader(root, "autograde", A)  # asserts exit status 0
     (root / "autograde.log").write_text(log)
     nbgrader(root, "generate_feedback", A)
@@ -98,8 +100,20 @@ def _feedback(course: Path, student: str) -> str:
 def test_every_student_is_graded(course):
     """Every student has a row: the solution full marks, the release 0, each attacker their points."""
     scores = {s: sum(per) for s, per in nbgrader_scores(course).items()}
-    want = {"solution": sum(SOLVED), "release": 0.0, **{n: _points(a) for n, a in ATTACKS.items()}}
-    assert scores == want
+    want = {"solution": sum(SOLVED), "release": 0.0, **{n: _points(a) for n, a in ATTACKS.items()},
+            **{f"door_{n}": sum(SHARED[n][1]) for n in EVERY_DOOR}}
+    assert scores == pytest.approx(want)
+
+
+@pytest.mark.parametrize("name", EVERY_DOOR)
+def test_shared_attack_gets_the_score_of_its_code(course, name):
+    """Each shared attack scores, question by question, what its code without the attack
+    earns (as in-process, under `coursekit grade` and `otter run`), and its feedback shows
+    nothing of the grader's (it does show the student's own cells, so their word LEAK)."""
+    assert nbgrader_scores(course)[f"door_{name}"] == SHARED[name][1]
+    html = _feedback(course, f"door_{name}")
+    for secret in NBGRADER_HIDDEN + GRADER_SECRETS + ("Model answer",):
+        assert secret not in html, (name, secret)
 
 
 @pytest.mark.parametrize("name", sorted(ATTACKS))
@@ -123,7 +137,7 @@ def test_feedback_never_shows_hidden_tests_or_solutions(course):
     them); the answers put back for an unreadable file are the release's stubs."""
     for student in ("solution", "release", *ATTACKS):
         html = _feedback(course, student)
-        for secret in HIDDEN + (() if student == "solution" else ("Model answer", "SOLUTION")):
+        for secret in NBGRADER_HIDDEN + (() if student == "solution" else ("Model answer", "SOLUTION")):
             assert secret not in html, (student, secret)
 
 
@@ -178,7 +192,9 @@ def test_export_has_every_student(course):
     """`nbgrader export` (the gradebook only) lists every student, nothing of the source."""
     text = (course / "grades.csv").read_text()
     rows = {r["student_id"]: float(r["score"]) for r in csv.DictReader(text.splitlines())}
-    assert rows == {"solution": sum(SOLVED), "release": 0.0, **{n: _points(a) for n, a in ATTACKS.items()}}
+    assert rows == pytest.approx({"solution": sum(SOLVED), "release": 0.0,
+                                  **{n: _points(a) for n, a in ATTACKS.items()},
+                                  **{f"door_{n}": sum(SHARED[n][1]) for n in EVERY_DOOR}})
     assert not any(secret in text for secret in SECRETS)
 
 

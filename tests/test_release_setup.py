@@ -24,13 +24,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tests.helpers import A, LAB, files_in_setup_cell
+from tests.helpers import A, COURSE, LAB, RELEASE, UNANSWERED, WRONG, files_in_setup_cell, make_notebook
 from attention_basics import public_checks
 from coursekit import lab_notebook, release_setup
 from coursekit.notebook_defs import load_definitions
 from coursekit.submission import gradable_cells
-from tests.corpus import WRONG, make_notebook
-from tests.helpers import RELEASE, UNANSWERED
 
 SOLUTIONS = A.solutions_dir / f"{A.name}.ipynb"
 VARIANT = "w21_scaled_only_when_soft"  # a wrong lookup: one property line
@@ -264,3 +262,32 @@ def test_newer_syntax_is_caught(source, problem):
 def test_lazy_annotations_and_ordinary_or_pass():
     assert newer_syntax("from __future__ import annotations\ndef f(x: int | None): pass\n") == []
     assert newer_syntax("flags = 1 | 2\nwith (a or b) as c:\n    pass\nwith f(x):\n    pass\n") == []
+
+
+def test_find_notebook_prefers_the_editor_record_then_the_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in ("notes.ipynb", "attention_basics (1).ipynb"):
+        (tmp_path / name).write_text("{}")
+    assert lab_notebook.find_notebook("attention_basics.ipynb") == "attention_basics (1).ipynb"
+    monkeypatch.setenv("JPY_SESSION_NAME", str(tmp_path / "notes.ipynb"))
+    assert lab_notebook.find_notebook("attention_basics.ipynb") == str(tmp_path / "notes.ipynb")
+    monkeypatch.delenv("JPY_SESSION_NAME")
+    (tmp_path / "attention_basics (1).ipynb").unlink()
+    assert lab_notebook.find_notebook("attention_basics.ipynb") == "notes.ipynb"  # the only one
+    monkeypatch.setattr(lab_notebook, "_user_ns", lambda: {"__vsc_ipynb_file__": str(tmp_path / "notes.ipynb")})
+    assert lab_notebook.find_notebook("attention_basics.ipynb") == str(tmp_path / "notes.ipynb")  # VS Code
+    monkeypatch.setattr(lab_notebook, "_user_ns", lambda: {})
+    (tmp_path / "notes.ipynb").unlink()
+    assert lab_notebook.find_notebook("attention_basics.ipynb") is None
+
+
+def test_setup_cell_ships_the_checks_and_no_hidden_test(built):
+    nb = nbformat.read(built["release"], as_version=4)
+    first = nb.cells[0]
+    assert first.metadata["tags"] == [COURSE.rules.ignore_tag] and first.metadata["cellView"] == "form"
+    files = files_in_setup_cell(first.source)
+    assert sorted(files) == ["lab_checks.py", "lab_notebook.py"]
+    assert files["lab_checks.py"] == LAB.public_checks.read_text()
+    for text in files.values():
+        assert "hidden=True" not in text and "attention_checks" not in text and "run_case" not in text
+    assert "tests" not in nb.metadata["otter"]  # no test kept in metadata (Colab refuses them)

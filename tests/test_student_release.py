@@ -18,10 +18,10 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests.helpers import A, ANSWERED, COURSE, LAB, TOTAL, UNANSWERED, score_dict
+from tests.helpers import (A, ANSWERED, COURSE, LAB, REF_FORWARD, REF_LOOKUP, REF_RETRIEVE, Spec, TOTAL,
+                           UNANSWERED, WRONG, make_notebook, score_dict)
 from coursekit.lab_notebook import COLAB_SUBMIT
 from tests.colab_sim import colab_runtime
-from tests.corpus import REF_FORWARD, REF_LOOKUP, REF_RETRIEVE, WRONG, Spec, make_notebook
 
 pytestmark = pytest.mark.slow
 
@@ -136,7 +136,7 @@ def test_release_on_colab_checks_and_submits(built, colab, tmp_path, variant):
     nbformat.write(nb, upload)
     from coursekit.batch.otter_run import otter_run
     from coursekit.grade import grade_all
-    from tests.conftest import question_scores
+    from tests.helpers import question_scores
 
     scores = question_scores(otter_run(upload, built["zip"]))
     assert scores == score_dict()

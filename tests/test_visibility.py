@@ -18,10 +18,8 @@ from pathlib import Path
 import pytest
 
 from coursekit.grade import grade_all
-from tests.conftest import otter_runs, question_scores
-from tests.corpus import write_corpus
-from tests.helpers import COURSE, QUESTIONS, RELEASE, score_dict
-from tests.test_corpus import FAILS
+from tests.helpers import (COURSE, FAILS, QUESTIONS, RELEASE, otter_runs, question_scores, score_dict,
+                           write_corpus)
 
 NAMES = ["w02_softmax_in_hard_mode", "w14_only_lookup_done", "w15_stubs_left_in"]
 VISIBLE_AT_ONCE = {"public": "visible", "hidden": "visible"}

@@ -20,8 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import A, COURSE
-from tests.conftest import otter_run, question_scores
+from tests.helpers import A, COURSE, otter_run, question_scores
 
 REPO = COURSE.root
 SOLUTIONS = A.solutions_dir / f"{A.name}.ipynb"

@@ -12,7 +12,7 @@ a chroot), does, offline once the root exists:
    whole corpus, and the training calibration (benchmarks/calibrate_training.py);
 3. here (torch 2.15): the same public-check lines, compared line by line; grades with the
    normal grader the release's executed notebook and every corpus notebook as executed
-   under 2.11, against the same notebooks unexecuted and tests/test_corpus.py's EXPECTED;
+   under 2.11, against the same notebooks unexecuted and EXPECTED (tests/helpers.py, from the lab's tests/expected.py);
    regenerates docs/calibration.md with the 2.11 results beside (calibration-torch-versions.md);
 4. writes docs/colab-versions.md (everything) and its section of docs/student-experience.md.
 
@@ -125,9 +125,9 @@ def grade(out: Path) -> dict[str, Any]:
     """Step 3's grading: the corpus unexecuted and as executed under Colab's versions, and
     the release's executed notebook (also through `otter run` when the zip is built)."""
     from coursekit.batch.otter_run import otter_run
-    from tests.conftest import question_scores
-    from tests.corpus import write_corpus
-    from tests.test_corpus import EXPECTED
+    from tests.helpers import question_scores
+    from tests.helpers import write_corpus
+    from tests.helpers import EXPECTED
 
     release_nb = A.release_dir / f"{A.name}.ipynb"
     executed = sorted((out / "corpus").glob("*.ipynb"))
@@ -228,7 +228,7 @@ def report(out: Path, timings: dict[str, float]) -> tuple[str, str]:
            if grades.get("release_otter") else "."),
         "",
         f"**Public checks of the whole corpus** ({len(pub_root['lines'])} submissions, the lab's public_checks.py",
-        f"as tests/test_public_checks.py runs them): the lines under Python {rv['python']} / torch "
+        f"as the lab's tests/test_public_checks.py runs them): the lines under Python {rv['python']} / torch "
         f"{rv['torch.__version__']} against Python {hv['python']} / torch {hv['torch.__version__']}: "
         + ("identical." if same_public else
            f"identical for {len(pub_root['lines']) - len(diff_public)}; "
@@ -241,7 +241,7 @@ def report(out: Path, timings: dict[str, float]) -> tuple[str, str]:
         "",
         f"**Hidden scores** (deliverable 3): every corpus notebook executed under torch {rv['torch.__version__']}",
         f"(its checks run, outputs saved), then graded on torch {hv['torch.__version__']}: "
-        + ("the same scores as the unexecuted notebooks and tests/test_corpus.py's EXPECTED for all "
+        + ("the same scores as the unexecuted notebooks and EXPECTED (tests/helpers.py, from the lab's tests/expected.py) for all "
            f"{len(exp)}" if same_scores else "SCORES DIFFER (docs/colab-versions.md)")
         + ("; the same feedback lines." if same_feedback else "; feedback differs (docs/colab-versions.md)."),
         "Training calibration under torch 2.11: docs/calibration-torch-versions.md.", "",

@@ -91,10 +91,10 @@ def versions() -> dict[str, Any]:
 
 
 def public_lines() -> dict[str, dict[str, list[str]]]:
-    """Each corpus entry's public-check lines by question, as tests/test_public_checks.py
+    """Each corpus entry's public-check lines by question, as the lab's tests/test_public_checks.py
     computes them (the student's definitions loaded in-process, the lab's public checks)."""
     from coursekit.notebook_defs import load_definitions
-    from tests.corpus import public_lines as lines_of, write_corpus
+    from tests.helpers import public_lines as lines_of, write_corpus
 
     A.lab()  # imports the lab folder as the package attention_basics (its public checks)
     out = {}
@@ -179,7 +179,7 @@ def execute(nb: nbformat.NotebookNode, folder: Path, kernel: str, *, skip_ignore
 
 def solution_spec():
     """The reference solution as a corpus entry (the student's three stubs filled in)."""
-    from tests.corpus import REF_FORWARD, REF_LOOKUP, REF_RETRIEVE, Spec
+    from tests.helpers import REF_FORWARD, REF_LOOKUP, REF_RETRIEVE, Spec
 
     return Spec(REF_LOOKUP, REF_RETRIEVE, REF_FORWARD)
 
@@ -198,7 +198,7 @@ def kernel_env() -> dict[str, str]:
 def run_release(out_dir: Path) -> dict[str, Any]:
     """The release, solution in its stubs, top to bottom on a Colab-like kernel with the
     CPU recipe unchanged; writes the executed notebook (what the student downloads)."""
-    from tests.corpus import make_notebook
+    from tests.helpers import make_notebook
 
     out_dir.mkdir(parents=True, exist_ok=True)
     nb = make_notebook(RELEASE, solution_spec())
@@ -227,7 +227,7 @@ def run_release(out_dir: Path) -> dict[str, Any]:
 def run_corpus(out_dir: Path) -> dict[str, Any]:
     """Each corpus notebook executed as a student runs it (set-up, their code, every
     check; the data and training cells left unrun) and saved with its outputs."""
-    from tests.corpus import write_corpus
+    from tests.helpers import write_corpus
 
     out_dir.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {}

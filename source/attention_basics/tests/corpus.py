@@ -3,7 +3,8 @@
 Each entry replaces only the bodies of the three stubs (the lines `# YOUR CODE HERE` and
 `raise NotImplementedError(...)`), optionally adds code above a stub's `def`/`class` in
 the same cell (helpers, prints, mistakes) or extra cells after it; every other cell
-stays exactly as released. `EXPECTED` in tests/test_corpus.py holds the scores.
+stays exactly as released. What each entry must get is in expected.py beside this file;
+the engine's tests take both through tests/helpers.py.
 """
 
 from __future__ import annotations
