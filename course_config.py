@@ -80,7 +80,7 @@ AUTOGRADER_TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 TIME_LIMIT_S = 240
 CELL_TIME_LIMIT_S = 60
 CALL_TIME_LIMIT_S = 20
-TRAINING_TIME_LIMIT_S = 120
+LONG_CALL_TIME_LIMIT_S = 120
 MEMORY_LIMIT_MB = 3072
 # What one grader needs beside its job's student code (its own process with torch and the
 # checks, the sandbox's zygote), and the least a job may be given (a correct submission

@@ -214,7 +214,7 @@ def from_module(module: ModuleType, only: str | None = None) -> Course:
     if cfg.DEVICE not in DEVICES:
         raise ConfigError(f"{where}: DEVICE must be one of {', '.join(DEVICES)}; it is {cfg.DEVICE!r}")
     numbers = {name: _number(where, name, getattr(cfg, name)) for name in (
-        "TIME_LIMIT_S", "CELL_TIME_LIMIT_S", "CALL_TIME_LIMIT_S", "TRAINING_TIME_LIMIT_S",
+        "TIME_LIMIT_S", "CELL_TIME_LIMIT_S", "CALL_TIME_LIMIT_S", "LONG_CALL_TIME_LIMIT_S",
         "MEMORY_LIMIT_MB", "GPU_MEMORY_LIMIT_MB", "GRADER_MEMORY_MB", "MIN_JOB_MEMORY_MB",
         "GPU_SANDBOXES_PER_DEVICE", "MAX_SUBMISSION_MB")}
     labs = cfg.LABS
@@ -230,7 +230,7 @@ def from_module(module: ModuleType, only: str | None = None) -> Course:
         assignments={n: read_assignment(root, n, data_root) for n in labs},
         nbgrader_course_id=str(cfg.NBGRADER_COURSE_ID), device=cfg.DEVICE,
         limits=sandbox.Limits(total_s=numbers["TIME_LIMIT_S"], cell_s=numbers["CELL_TIME_LIMIT_S"],
-                              call_s=numbers["CALL_TIME_LIMIT_S"], training_s=numbers["TRAINING_TIME_LIMIT_S"],
+                              call_s=numbers["CALL_TIME_LIMIT_S"], long_call_s=numbers["LONG_CALL_TIME_LIMIT_S"],
                               memory_mb=int(numbers["MEMORY_LIMIT_MB"]),
                               gpu_memory_mb=int(numbers["GPU_MEMORY_LIMIT_MB"])),
         policy=sandbox.Policy(grader_memory_mb=int(numbers["GRADER_MEMORY_MB"]),

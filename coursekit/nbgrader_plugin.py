@@ -170,8 +170,8 @@ def configure(c: Any) -> None:
     settings = course.load()
     c.CourseDirectory.course_id = settings.nbgrader_course_id
     # For nbgrader's own executor (used only if a course restores it, and by
-    # `nbgrader validate`): a cell may run as long as the training check is allowed to.
-    c.Execute.timeout = settings.limits.training_s
+    # `nbgrader validate`): a cell may run as long as a lab's long call (`Call.long`) is allowed to.
+    c.Execute.timeout = settings.limits.long_call_s
     c.RebuildFromCourse.ignore_tag = settings.rules.ignore_tag
     # One submission never stops the others: check each folder (no link followed, no bad
     # timestamp read) and read each file as hostile input, then rebuild it from the course's

@@ -19,7 +19,7 @@ from coursekit import sandbox
 from coursekit.engine import Grader
 from tests.attacks import ATTACKS, SECRETS, PickleMarker
 
-FAST_LIMITS = sandbox.Limits(total_s=120, cell_s=4, call_s=4, training_s=60, memory_mb=1500)
+FAST_LIMITS = sandbox.Limits(total_s=120, cell_s=4, call_s=4, long_call_s=60, memory_mb=1500)
 
 
 @pytest.fixture(scope="module")

@@ -55,7 +55,7 @@ big = torch.ones(1024, 1024, 64)  # 256 MB touched, well under the limit
 
 
 def _limits(memory_mb: int) -> Limits:
-    return Limits(total_s=120, cell_s=25, call_s=5, training_s=5, memory_mb=memory_mb)
+    return Limits(total_s=120, cell_s=25, call_s=5, long_call_s=5, memory_mb=memory_mb)
 
 
 def _job(box: Sandbox, memory_mb: int, *cells: str):

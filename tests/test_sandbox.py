@@ -143,7 +143,7 @@ def box():
     sandbox.close()
 
 
-FAST = Limits(total_s=60, cell_s=10, call_s=5, training_s=5, memory_mb=1200)
+FAST = Limits(total_s=60, cell_s=10, call_s=5, long_call_s=5, memory_mb=1200)
 
 
 def _run(box: Sandbox, *cells: str) -> JobResult:

@@ -62,14 +62,14 @@ class IsolationError(RuntimeError):
 
 @dataclass
 class Limits:
-    """Per-submission limits: the whole job, one cell, one call, one long call (the lab's
-    `Call.long`, e.g. training), resident memory, GPU memory. A course sets its own in
-    course_config.py; these are the sandbox's when it is used on its own (tests)."""
+    """Per-submission limits: the whole job, one cell, one call, one long call (a lab's
+    `Call.long`, e.g. a training check), resident memory, GPU memory. A course sets its
+    own in course_config.py; these are the sandbox's when it is used on its own (tests)."""
 
     total_s: float = 240
     cell_s: float = 60
     call_s: float = 20
-    training_s: float = 120
+    long_call_s: float = 120
     memory_mb: int = 3072
     gpu_memory_mb: int = 4096
     max_restarts: int = 6
@@ -480,7 +480,7 @@ class _Progress:
     def limit(self, limits: Limits) -> float:
         kind, item = self.current
         if kind == "call":
-            return limits.training_s if item in self.long else limits.call_s
+            return limits.long_call_s if item in self.long else limits.call_s
         return limits.cell_s
 
     def _move(self, kind: str, item: Any) -> None:

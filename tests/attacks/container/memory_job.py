@@ -21,7 +21,7 @@ from coursekit.sandbox.supervisor import Limits  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-LIMITS = Limits(total_s=60, cell_s=15, call_s=5, training_s=5, memory_mb=600)
+LIMITS = Limits(total_s=60, cell_s=15, call_s=5, long_call_s=5, memory_mb=600)
 ONE_PROCESS = ("import time\nhog = []\nwhile True:\n    hog.append(b'1' * 5 * 10**7)\n"
                "    time.sleep(0.1)")
 FORKS = """

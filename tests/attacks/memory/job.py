@@ -25,7 +25,7 @@ from coursekit.sandbox.supervisor import Limits  # noqa: E402
 
 def main() -> None:
     spec = json.loads(sys.argv[1])
-    limits = Limits(total_s=120, cell_s=25, call_s=5, training_s=5, memory_mb=spec["memory_mb"])
+    limits = Limits(total_s=120, cell_s=25, call_s=5, long_call_s=5, memory_mb=spec["memory_mb"])
     box = Sandbox({"x": np.zeros(3, dtype=np.float32)}, slot=13, memory_mb=spec["memory_mb"],
                   preload=["numpy"])
     box.start()
