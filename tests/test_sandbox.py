@@ -11,6 +11,7 @@ import json
 import os
 import struct
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -146,6 +147,14 @@ def box():
 FAST = Limits(total_s=60, cell_s=10, call_s=5, long_call_s=5, memory_mb=1200)
 
 
+CELLS = Path(__file__).parent / "attacks" / "sandbox"
+
+
+def cell(name: str) -> str:
+    """The cell tests/attacks/sandbox/NAME.py (each opens with what it does)."""
+    return (CELLS / f"{name}.py").read_text()
+
+
 def _run(box: Sandbox, *cells: str) -> JobResult:
     return box.run_job({"cells": list(cells), "calls": [], "training": {}}, FAST, lambda c: c)
 
@@ -160,40 +169,32 @@ def test_this_machine_gets_every_layer(box):
 def test_idle_forks_are_not_out_of_memory(box):
     """Memory is PSS: forks share their pages (before: 300 sleeping forks were 'out of
     memory'). 60 forks of the warm process add up to ~10 GB of resident sets here."""
-    result = _run(box, "import os, time\nkids = []\nfor _ in range(60):\n    pid = os.fork()\n"
-                       "    if pid == 0:\n        time.sleep(3)\n        os._exit(0)\n    kids.append(pid)\n"
-                       "for pid in kids:\n    os.waitpid(pid, 0)")
+    result = _run(box, cell("idle_forks"))
     assert result.outcome.skipped_cells == {} and result.outcome.failed_calls == {}
 
 
 def test_a_fork_bomb_is_contained(box):
-    result = _run(box, "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass")
+    result = _run(box, cell("fork_bomb"))
     assert result.outcome.skipped_cells == {0: "timed out"}
     assert _run(box, "x = 1").outcome.skipped_cells == {}  # the next job is unaffected
 
 
 def test_real_memory_is_limited(box):
     """Pages really touched, 50 MB at a time: the supervisor stops the cell at the limit."""
-    result = _run(box, "import time\nhog = []\nwhile True:\n    hog.append(b'1' * 5 * 10**7)\n"
-                       "    time.sleep(0.1)")  # slower than the sampling, faster than the clock
+    result = _run(box, cell("memory_hog"))
     assert result.outcome.skipped_cells == {0: "out of memory"}
 
 
 def test_a_cell_cannot_buy_time_by_writing_progress(box):
     """Writing frames itself onto the channel (fd 3) ends the job as malformed."""
-    result = _run(box, "import os, struct, json, time\nfor _ in range(100):\n"
-                       "    h = json.dumps({'t': 'cell', 'i': 0}).encode()\n"
-                       "    os.write(3, struct.pack('>I', len(h)) + h)\n    time.sleep(0.2)")
+    result = _run(box, cell("forged_progress"))
     assert result.outcome.skipped_cells == {0: "sent malformed results to the grader"}
 
 
 def test_nothing_survives_a_job(box):
     """A detached, pid-changing survivor of one job never reaches the next one."""
-    _run(box, "import os, time\nif os.fork() == 0:\n    os.setsid()\n    while True:\n"
-              "        if os.fork():\n            os._exit(0)\n        open('/tmp/alive', 'w').write('x')\n"
-              "        time.sleep(0.05)")
-    result = _run(box, "import os, time\ntime.sleep(0.5)\nassert not os.path.exists('/tmp/alive')\n"
-                       "assert len([p for p in os.listdir('/proc') if p.isdigit()]) == 1")
+    _run(box, cell("detached_survivor"))
+    result = _run(box, cell("survivor_gone"))
     assert result.outcome.skipped_cells == {} and result.outcome.failed_calls == {}
 
 
@@ -281,23 +282,6 @@ def test_what_a_lab_may_use_in_a_child_at_the_namespaces_level(box):
     """In its own namespaces a job's children keep /proc/self and UNIX sockets (a
     DataLoader's workers, multiprocessing's listeners): only the weaker levels, which share
     the host's /proc and sockets, narrow them (tests/test_local_services.py)."""
-    cell = """
-import os, socket
-pid = os.fork()
-if pid == 0:
-    ok = False
-    try:
-        with open("/proc/self/status") as f:
-            ok = f"Pid:\\t{os.getpid()}" in f.read()
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.bind("/tmp/lab.sock")
-        s.close()
-    except OSError:
-        ok = False
-    os._exit(0 if ok else 1)
-if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0:
-    os._exit(3)  # seen by the supervisor: the cell is skipped as crashed
-"""
-    result = _run(box, cell)
+    result = _run(box, cell("lab_child_needs"))
     assert box.level == "namespaces"
     assert result.outcome.skipped_cells == {} and result.outcome.failed_calls == {}

@@ -11,7 +11,8 @@ hidden in what a student sees:
 The other folders hold attacks that only one front door or one layer can meet: isolation/
 (the sandbox, through `coursekit grade`, `otter run` and nbgrader in tests/test_isolation.py),
 otter/ (files beside an upload's notebook), nbgrader/ (a submission's folder and metadata),
-container/, local_services/ and memory/ (the weaker isolation levels).
+container/, local_services/ and memory/ (the weaker isolation levels), sandbox/ (one sandbox
+on its own, tests/test_sandbox.py).
 """
 
 from __future__ import annotations
