@@ -17,7 +17,7 @@ from tests.helpers import (A, COURSE, FULL, POINTS, REF_FORWARD, REF_RETRIEVE, R
                            WRONG_LOOKUP, WRONG_LOOKUP_FAILS, make_notebook, ref, score_dict)
 from coursekit import sandbox
 from coursekit.engine import Grader
-from tests.attacks import ATTACKS, SECRETS, PickleMarker
+from tests.attacks import ATTACKS, SECRETS, PickleMarker, cell
 
 FAST_LIMITS = sandbox.Limits(total_s=120, cell_s=4, call_s=4, long_call_s=60, memory_mb=1500)
 
@@ -91,16 +91,16 @@ def test_sandbox_cannot_read_grader_files(grader, tmp_path):
     secret_dir = tmp_path / "closed"
     secret_dir.mkdir(mode=0o700)
     (secret_dir / "secret.txt").write_text("TOPSECRET")
-    probe = Spec(f"""
-        try:
-            text = open({str(secret_dir / 'secret.txt')!r}).read()
-        except Exception:
-            text = ""
-        if "TOPSECRET" in text:
-            raise RuntimeError("read it")
-        scores = Q.float() @ K.float().transpose(-2, -1)
-        return F.softmax(scores, dim=-1) if soft else scores
-        """, REF_RETRIEVE, REF_FORWARD)
+    body = f"CK_SECRET_PATH = {str(secret_dir / 'secret.txt')!r}\n" + cell("read_closed_file")
+    probe = Spec(body, REF_RETRIEVE, REF_FORWARD)
+    if os.geteuid() == 0:  # the probe works: where the file is readable (here), it says so
+        import textwrap
+
+        ns: dict = {}
+        exec("import torch\nimport torch.nn.functional as F\ndef lookup(Q, K, soft=True):\n"  # noqa: S102
+             + textwrap.indent(body, "    "), ns)
+        with pytest.raises(RuntimeError, match="read it"):
+            ns["lookup"](ns["torch"].zeros(1, 2), ns["torch"].zeros(1, 2))
     path = tmp_path / "probe.ipynb"
     nbformat.write(make_notebook(RELEASE, probe), path)
     assert grader.grade_path(path).scores["lookup"] == POINTS["lookup"]
