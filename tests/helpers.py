@@ -27,7 +27,6 @@ from typing import Iterable
 import nbformat
 
 from coursekit import course
-from coursekit.build.notebooks import HIDDEN_MARKERS
 
 COURSE = course.load()
 A = COURSE.assignment()  # the lab the package's tests know: its release, questions, points, cases
@@ -311,9 +310,14 @@ def question_scores(results: dict) -> dict[str, float]:
     return {q: got.get(q) for q in A.points}  # in the course's question order
 
 
-# Text of nbgrader's hidden tests and the checks behind them, which no student file may contain.
-NBGRADER_HIDDEN = HIDDEN_MARKERS + ("BEGIN HIDDEN TESTS", "nbgrader_plugin", "check('", "coursekit",
-                                    "_SEED", "def probes", "heldout")
+def nbgrader_hidden() -> tuple[str, ...]:
+    """Text of nbgrader's hidden tests and the checks behind them, which no student file may
+    contain. (coursekit.build is imported here, not above: it needs otter, which the Colab
+    root that also imports this module has not got.)"""
+    from coursekit.build.notebooks import HIDDEN_MARKERS
+
+    return HIDDEN_MARKERS + ("BEGIN HIDDEN TESTS", "nbgrader_plugin", "check('", "coursekit",
+                             "_SEED", "def probes", "heldout")
 
 
 def nbgrader(course: Path, *args: str) -> str:
@@ -324,21 +328,25 @@ def nbgrader(course: Path, *args: str) -> str:
     return proc.stdout + proc.stderr
 
 
-def nbgrader_scores(course: Path) -> dict[str, tuple[float, ...]]:
-    """Per-question autograded scores (in the course's order) of each graded student in
-    nbgrader's gradebook (one grade per hidden case)."""
-    from nbgrader.api import Gradebook
+def nbgrader_scores(course: Path, *, strict: bool = True) -> dict[str, tuple[float, ...]]:
+    """Per-question autograded scores (in the course's order) of each student in nbgrader's
+    gradebook (one grade per hidden case). Strict: every student was graded and every case
+    has a score; otherwise a student without a graded notebook is left out and a case
+    without a score counts 0 (an attack may end a run early: tests/test_isolation.py)."""
+    from nbgrader.api import Gradebook, MissingEntry
 
     table = {}
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
         for student in gb.students:
             try:
                 sub = gb.find_submission_notebook(A.name, A.name, student.id)
-            except Exception:  # noqa: BLE001 - nbgrader's MissingEntry: not graded
+            except MissingEntry:
+                assert not strict, f"{student.id} was not graded"
                 continue
             per = dict.fromkeys(QUESTIONS, 0.0)
             for grade_ in sub.grades:
                 if grade_.name in LAB.cases:
+                    assert grade_.score is not None or not strict, f"{student.id}: {grade_.name} has no score"
                     per[LAB.cases[grade_.name].question] += grade_.score or 0.0
             table[student.id] = tuple(round(v, 6) for v in per.values())
     return table

@@ -46,6 +46,8 @@ def test_the_course_reads_its_labs():
     ("TIME_LIMIT_S = 240", "TIME_LIMIT_S = -1", "TIME_LIMIT_S must be a number > 0"),
     ('LABS = ["attention_basics"]', 'LABS = ["attention_basics", "nowhere"]', "source/nowhere/lab.toml: missing"),
     ("IGNORE_TAG = ", "_IGNORE = ", "IGNORE_TAG is missing"),
+    # a course_config.py of before the rename: the limit's new name is asked for
+    ("LONG_CALL_TIME_LIMIT_S = ", "TRAINING_TIME_LIMIT_S = ", "LONG_CALL_TIME_LIMIT_S is missing"),
 ])
 def test_a_wrong_course_setting_is_one_error_naming_it(tree, old, new, says):
     edit(tree / "course_config.py", old, new)

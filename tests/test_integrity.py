@@ -93,14 +93,14 @@ def test_sandbox_cannot_read_grader_files(grader, tmp_path):
     (secret_dir / "secret.txt").write_text("TOPSECRET")
     body = f"CK_SECRET_PATH = {str(secret_dir / 'secret.txt')!r}\n" + cell("read_closed_file")
     probe = Spec(body, REF_RETRIEVE, REF_FORWARD)
-    if os.geteuid() == 0:  # the probe works: where the file is readable (here), it says so
-        import textwrap
+    # the probe works: where the file is readable (this process owns it), it says so
+    import textwrap
 
-        ns: dict = {}
-        exec("import torch\nimport torch.nn.functional as F\ndef lookup(Q, K, soft=True):\n"  # noqa: S102
-             + textwrap.indent(body, "    "), ns)
-        with pytest.raises(RuntimeError, match="read it"):
-            ns["lookup"](ns["torch"].zeros(1, 2), ns["torch"].zeros(1, 2))
+    ns: dict = {}
+    exec("import torch\nimport torch.nn.functional as F\ndef lookup(Q, K, soft=True):\n"  # noqa: S102
+         + textwrap.indent(body, "    "), ns)
+    with pytest.raises(RuntimeError, match="read it"):
+        ns["lookup"](ns["torch"].zeros(1, 2), ns["torch"].zeros(1, 2))
     path = tmp_path / "probe.ipynb"
     nbformat.write(make_notebook(RELEASE, probe), path)
     assert grader.grade_path(path).scores["lookup"] == POINTS["lookup"]

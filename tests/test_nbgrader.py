@@ -11,9 +11,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tests.helpers import (A as ASSIGNMENT, EXPECTED, LAB, NBGRADER_HIDDEN, REF_FORWARD, REF_RETRIEVE, SOLVED,
-                           SUBMISSIONS, Spec, ZERO, cases, make_notebook, nbgrader, nbgrader_scores,
-                           otter_run, question_scores, scores, solution_lines,
+from tests.attacks import ATTACKS
+from tests.helpers import (A as ASSIGNMENT, EXPECTED, LAB, SOLVED, SUBMISSIONS, ZERO, make_notebook, nbgrader,
+                           nbgrader_hidden, nbgrader_scores, otter_run, question_scores, solution_lines,
                            stub_count)
 from coursekit.lab import CheckFailed
 
@@ -21,9 +21,9 @@ pytestmark = pytest.mark.slow  # end to end; `make test-fast` skips it
 
 A = ASSIGNMENT.name
 # Besides the corpus: the solution itself, the untouched release, and an infinite loop in
-# lookup (stopped at the call limit, graded and marked, not hung).
-LOOP = Spec("while True:\n    pass", REF_RETRIEVE, REF_FORWARD)
-TABLE = {**EXPECTED, "solution": SOLVED, "release": ZERO, "loop_in_lookup": scores(cases("lookup"))}
+# lookup (the shared attack: stopped at the call limit, graded and marked, not hung).
+LOOP, LOOP_SCORES = ATTACKS["infinite_loop_in_lookup"]
+TABLE = {**EXPECTED, "solution": SOLVED, "release": ZERO, "loop_in_lookup": LOOP_SCORES}
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,7 @@ def test_source_notebook_has_nbgrader_cells(built):
 
 def test_release_has_no_hidden_tests_or_solutions(course):
     text = (course / "release" / A / f"{A}.ipynb").read_text()
-    for secret in NBGRADER_HIDDEN + ("BEGIN SOLUTION", "Model answer"):
+    for secret in nbgrader_hidden() + ("BEGIN SOLUTION", "Model answer"):
         assert secret not in text
     assert [line for line in solution_lines() if line in text] == []
     assert text.count("raise NotImplementedError()") == stub_count()  # one per solution block
@@ -101,7 +101,7 @@ def test_feedback_never_shows_hidden_tests(course):
     assert len(files) == len(TABLE)
     for path in files:
         html = path.read_text()
-        for secret in NBGRADER_HIDDEN:
+        for secret in nbgrader_hidden():
             assert secret not in html, (path, secret)
         assert "most recent call last" not in html  # no traceback, only one-line reasons
 

@@ -27,8 +27,8 @@ import nbformat
 import pytest
 
 from tests.attacks import ATTACKS as SHARED, EVERY_DOOR, SECRETS as GRADER_SECRETS
-from tests.helpers import (A as ASSIGNMENT, COURSE, NBGRADER_HIDDEN, REF_FORWARD, REF_LOOKUP, REF_RETRIEVE,
-                           SOLVED, Spec, TOTAL, make_notebook, nbgrader, nbgrader_scores)
+from tests.helpers import (A as ASSIGNMENT, COURSE, REF_FORWARD, REF_LOOKUP, REF_RETRIEVE, SOLVED, Spec, TOTAL,
+                           make_notebook, nbgrader, nbgrader_hidden, nbgrader_scores)
 
 pytestmark = pytest.mark.slow  # one end-to-end autograde run; `make test-fast` skips it
 
@@ -112,7 +112,7 @@ def test_shared_attack_gets_the_score_of_its_code(course, name):
     nothing of the grader's (it does show the student's own cells, so their word LEAK)."""
     assert nbgrader_scores(course)[f"door_{name}"] == SHARED[name][1]
     html = _feedback(course, f"door_{name}")
-    for secret in NBGRADER_HIDDEN + GRADER_SECRETS + ("Model answer",):
+    for secret in nbgrader_hidden() + GRADER_SECRETS + ("Model answer",):
         assert secret not in html, (name, secret)
 
 
@@ -137,7 +137,7 @@ def test_feedback_never_shows_hidden_tests_or_solutions(course):
     them); the answers put back for an unreadable file are the release's stubs."""
     for student in ("solution", "release", *ATTACKS):
         html = _feedback(course, student)
-        for secret in NBGRADER_HIDDEN + (() if student == "solution" else ("Model answer", "SOLUTION")):
+        for secret in nbgrader_hidden() + (() if student == "solution" else ("Model answer", "SOLUTION")):
             assert secret not in html, (student, secret)
 
 

@@ -19,6 +19,7 @@ import pytest
 from coursekit.sandbox import Limits, Sandbox, channel
 from coursekit.sandbox.channel import ChannelError, FrameReader
 from coursekit.sandbox.supervisor import JobResult, JobOutcome, _Progress
+from tests.attacks import LOOP
 
 
 def _frame(header: bytes, payload: bytes = b"") -> bytes:
@@ -255,7 +256,7 @@ def test_a_job_dies_with_its_zygote():
     zygote = box._proc.pid
     threading.Timer(2.0, lambda: os.kill(zygote, signal.SIGKILL)).start()
     with pytest.raises(SandboxError):
-        _run(box, "while True:\n    pass")
+        _run(box, LOOP)
     box.close()
     time.sleep(1.0)
     running = [e for e in os.listdir("/proc") if e.isdigit() and _owner(e) == uid

@@ -39,6 +39,7 @@ READ_FILES, LEAKY_LOOKUP = cell("read_files"), cell("leaky_lookup")
 EXIT_CELL, SYS_EXIT, KILL_PARENT, KILL_ALL = cell("exit_cell"), cell("sys_exit"), cell("kill_parent"), cell("kill_all")
 LOOP, IGNORE_SIGNALS, MEMORY_CELL = cell("loop"), cell("ignore_signals"), cell("exhaust_memory")
 NO_GPU, USER_NAME, NO_UID_LOCK = cell("no_gpu"), cell("user_name"), cell("no_uid_lock")
+EXIT_ZERO = cell("exit_zero")
 
 # attack -> (the submission, the per-question scores of its code without the attack)
 ATTACKS: dict[str, tuple[Spec, tuple[float, ...]]] = {
@@ -59,7 +60,7 @@ ATTACKS: dict[str, tuple[Spec, tuple[float, ...]]] = {
     "gpu_hidden_from_student_code": (ref(above={"lookup": NO_GPU}), FULL),
     "user_name_lookup": (ref(above={"lookup": USER_NAME}), FULL),
     "uid_lock_not_inherited": (ref(above={"lookup": NO_UID_LOCK}), FULL),
-    "os_exit_in_forward": (Spec(REF_LOOKUP, REF_RETRIEVE, "import os\nos._exit(0)"),
+    "os_exit_in_forward": (Spec(REF_LOOKUP, REF_RETRIEVE, EXIT_ZERO),
                            scores(cases("forward", "training"))),
 }
 

@@ -96,13 +96,13 @@ def end_survivors(marker: str, token: str) -> None:
 # Every attack program is a file of tests/attacks/isolation/ (its docstring says what it
 # attacks); the values a program reads (`CK_...`) come from the test, as lines above it.
 
-ATTACKS = Path(__file__).parent / "isolation"
+ISOLATION_DIR = Path(__file__).parent / "isolation"
 
 def attack_cell(name: str, **params) -> str:
     """The attack program tests/attacks/isolation/NAME.py as a notebook cell, after one
     line per parameter (`KEY = value`) that it reads."""
     preamble = "".join(f"{key} = {value!r}\n" for key, value in params.items())
-    return preamble + (ATTACKS / f"{name}.py").read_text()
+    return preamble + (ISOLATION_DIR / f"{name}.py").read_text()
 
 
 def read_probe(path: Path) -> str:
@@ -145,7 +145,7 @@ def survivor_cell(marker: str, mode: str, token: str, lifetime: int = 60) -> str
     """The attacker's cell: leave the survivor (survivor_process.py), which tampers with the
     folder of stored reports `mode`, or (mode "jobs") flags what it could read."""
     return attack_cell("leave_survivor", CK_MARKER=marker, CK_MODE=mode, CK_TOKEN=token,
-                       CK_SURVIVOR_SRC=(ATTACKS / "survivor_process.py").read_text(),
+                       CK_SURVIVOR_SRC=(ISOLATION_DIR / "survivor_process.py").read_text(),
                        CK_CHECKS=str(CHECKS_PY), CK_LIFETIME=lifetime)
 
 
