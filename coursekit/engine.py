@@ -125,8 +125,8 @@ class Grader:
             if call in targets:
                 outputs[call] = calling.StudentError(reason)
         everything = outcome.failed_calls.get("*")
-        for cid, case in lab.cases.items():
-            points = self.points[cid]
+        for cid in self.cases:  # the case table's order: the course's questions
+            case, points = lab.cases[cid], self.points[cid]
             missing = [c for c in case.calls if c not in outputs]
             if missing and everything:
                 report.cases.append(CaseResult(cid, case.question, points, False,

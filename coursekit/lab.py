@@ -139,9 +139,13 @@ class Lab:
         return next((f"{c.id} check" for c in self.calls if c.device), "device check")
 
     def case_table(self, points: Mapping[str, float]) -> dict[str, tuple[str, float]]:
-        """case id -> (question, points): what a report of this lab holds (coursekit.report)."""
+        """case id -> (question, points): what a report of this lab holds (coursekit.report),
+        the questions in the order of `points` (lab.toml's, the grade book's columns), each
+        question's cases in the lab's order."""
         split = self.case_points(points)
-        return {cid: (c.question, split[cid]) for cid, c in self.cases.items()}
+        rank = {q: i for i, q in enumerate(points)}
+        ids = sorted(self.cases, key=lambda cid: rank[self.cases[cid].question])  # stable
+        return {cid: (self.cases[cid].question, split[cid]) for cid in ids}
 
 
 class LabError(RuntimeError):

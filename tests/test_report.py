@@ -128,3 +128,24 @@ def test_the_device_line_names_the_labs_device_call():
     assert f"{device_call} check run on: cpu &lt;b&gt;" in first["output"]
     plain = gradescope_results(report, {"public": "visible", "hidden": "visible"})["tests"][0]
     assert "device check run on: cpu &lt;b&gt;" in plain["output"] and device_call not in plain["output"]
+
+
+def test_reports_follow_the_question_order_of_lab_toml(tmp_path):
+    """A TA who lists a new question's cases in checks.py before older ones, but its points
+    last in lab.toml, still gets scores and feedback in lab.toml's order (the grade book's
+    columns): before, a report followed checks.CASES and its score tuples came out
+    shuffled against grades.csv (found by the TA trial of issue 21)."""
+    import nbformat
+
+    from tests.helpers import ref, variant, make_notebook, RELEASE
+
+    order = list(reversed(A.points))  # a lab.toml whose [points] run the other way
+    a, c = variant(points={q: A.points[q] for q in order})
+    assert list(a.lab().case_table(a.points).values())[0][0] == order[0]
+    path = tmp_path / f"{A.name}.ipynb"
+    nbformat.write(make_notebook(RELEASE, ref()), path)
+    report = c.grader(a).grade_path(path)
+    assert list(report.scores) == list(report.possible) == order
+    assert list(report.feedback()) == [q for q in order if q in report.feedback()]
+    assert [case.question for case in report.cases] == sorted(
+        (case.question for case in report.cases), key=order.index)

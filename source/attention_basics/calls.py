@@ -105,7 +105,7 @@ def evaluate(call: Call, defs: dict[str, Any], p: dict[str, torch.Tensor],
     if fn is None or not callable(fn):
         raise StudentError(NOT_DEFINED)
     torch.manual_seed(0)
-    if call.target in ("lookup", "retrieve"):
+    if name == call.target:  # a function (lookup, retrieve, any a TA adds) on hidden tensors
         kwargs = dict(call.kwargs)
         batch = kwargs.pop("_batch", None)
         args = [p[a].clone() for a in call.args]
